@@ -1,0 +1,4 @@
+DROP TABLE user_sessions;
+DROP TABLE organization_memberships;
+DROP TABLE users;
+DROP TABLE organizations;

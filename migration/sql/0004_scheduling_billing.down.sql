@@ -1,0 +1,2 @@
+DROP TABLE payer_authorizations;
+DROP TABLE appointments;

@@ -1,0 +1,2 @@
+DROP TABLE user_consents;
+DROP TABLE consent_documents;

@@ -1,0 +1,15 @@
+DROP TRIGGER user_consents_audit ON user_consents;
+DROP TRIGGER payer_authorizations_audit ON payer_authorizations;
+DROP TRIGGER appointments_audit ON appointments;
+DROP TRIGGER proxy_assignments_audit ON proxy_assignments;
+DROP TRIGGER care_team_assignments_audit ON care_team_assignments;
+DROP TRIGGER contact_methods_audit ON contact_methods;
+DROP TRIGGER patients_audit ON patients;
+DROP TRIGGER providers_audit ON providers;
+DROP TRIGGER organization_memberships_audit ON organization_memberships;
+DROP TRIGGER users_audit ON users;
+DROP FUNCTION app.record_event(text, text, uuid[], jsonb);
+DROP FUNCTION app.audit_row();
+DROP FUNCTION app.audit_redact(jsonb);
+DROP TABLE audit_events;
+DROP FUNCTION app.forbid_audit_rewrite();

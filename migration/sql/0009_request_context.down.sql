@@ -1,0 +1,4 @@
+DROP FUNCTION app.begin_request(uuid, uuid, uuid, text, inet, text, integer, boolean);
+DROP FUNCTION app.begin_login(uuid);
+DROP FUNCTION app.begin_anonymous(text, inet, text);
+DROP FUNCTION app.login_lookup(text);
