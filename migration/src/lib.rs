@@ -6,8 +6,8 @@
 //! what a reviewer or a DBA reads. The crate depends on nothing of the
 //! application.
 
-pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
+pub use sea_orm_migration::{MigrationName, MigratorTrait};
 
 /// A migration given as an `up` and a `down` SQL script.
 struct SqlMigration {
@@ -74,4 +74,12 @@ impl MigratorTrait for Migrator {
             sql_migration!("0009_request_context"),
         ]
     }
+}
+
+/// Names of every migration, oldest first: what "at head" means.
+pub fn migration_names() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
 }

@@ -1,0 +1,138 @@
+//! The `caregate` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::ConnectionTrait;
+
+use crate::config::Config;
+use crate::server::{Server, shutdown_signal};
+use crate::{db, startup, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "caregate",
+    version,
+    about = "GraphQL gateway for multi-tenant clinical data"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply, roll back, list or redo migrations (as the owner role).
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Report rows that break a rule the schema holds; exit 1 when any do.
+    Check,
+    /// Load the demo clinics (once; a second run changes nothing).
+    SeedDemo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply pending migrations (all, or --steps N).
+    Up {
+        #[arg(long)]
+        steps: Option<u32>,
+    },
+    /// Roll back the latest migration (or --steps N; --all for every one).
+    Down {
+        #[arg(long)]
+        steps: Option<u32>,
+        #[arg(long, conflicts_with = "steps")]
+        all: bool,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+    /// Drop everything caregate created and migrate from scratch.
+    Fresh,
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    telemetry::init(cli.config.log_format);
+    cli.config.validate()?;
+    let (owner_url, private) = startup::owner_url(&cli.config).await?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config, &owner_url, private).await.map(|()| 0),
+        Command::Migrate { action } => migrate(&owner_url, action).await.map(|()| 0),
+        Command::Check => check(&owner_url).await,
+        Command::SeedDemo => {
+            let owner = db::connect_owner(&owner_url).await?;
+            if service::demo::seed(&owner).await? {
+                println!("demo data loaded");
+            } else {
+                println!("demo data already present");
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn serve(config: Config, owner_url: &str, private: bool) -> anyhow::Result<()> {
+    if private || config.migrate_on_start {
+        let owner = db::connect_owner(owner_url).await?;
+        startup::migrate(&owner).await?;
+        if private {
+            service::demo::seed(&owner).await?;
+        }
+        owner.close().await.ok();
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("listening on {}", config.listen_addr))?;
+    let server = Server::build(config, owner_url, listener).await?;
+    let addr = server.local_addr()?;
+    println!("caregate listening on http://{addr}");
+    println!("  health:    http://{addr}/healthz");
+    println!("  readiness: http://{addr}/readyz");
+    server.run(shutdown_signal()).await
+}
+
+async fn migrate(owner_url: &str, action: MigrateAction) -> anyhow::Result<()> {
+    let owner = db::connect_owner(owner_url).await?;
+    match action {
+        MigrateAction::Up { steps } => Migrator::up(&owner, steps).await?,
+        MigrateAction::Down { steps, all } => {
+            let steps = if all { None } else { Some(steps.unwrap_or(1)) };
+            Migrator::down(&owner, steps).await?
+        }
+        MigrateAction::Status => {
+            for m in Migrator::get_migration_with_status(&owner).await? {
+                println!("{:8} {}", m.status().to_string().to_lowercase(), m.name());
+            }
+        }
+        MigrateAction::Fresh => {
+            // The helpers in schema `app` are not tables, which `fresh` alone would leave.
+            owner
+                .execute_unprepared("DROP SCHEMA IF EXISTS app CASCADE")
+                .await
+                .context("dropping schema app")?;
+            Migrator::fresh(&owner).await?
+        }
+    }
+    Ok(())
+}
+
+async fn check(owner_url: &str) -> anyhow::Result<i32> {
+    let owner = db::connect_owner(owner_url).await?;
+    let violations = service::integrity::check(&owner).await?;
+    if violations.is_empty() {
+        println!("no violations");
+        return Ok(0);
+    }
+    for v in &violations {
+        println!("VIOLATION [{}] {}", v.rule, v.detail);
+    }
+    println!("{} violation(s)", violations.len());
+    Ok(1)
+}

@@ -1,0 +1,192 @@
+//! A private PostgreSQL cluster for the zero-setup run (and for tests when no
+//! DATABASE_URL is given), run with the machine's own PostgreSQL binaries.
+//!
+//! Written here rather than taken from a crate: the crates that do this
+//! either download binaries (no network in a clinic's locked-down server
+//! room) or cannot run when the process is root, where `initdb` refuses to
+//! run and the cluster must belong to an unprivileged user. This module finds
+//! `initdb`/`pg_ctl`, creates the cluster once under a data directory of its
+//! own, and starts it (or finds it running) on a loopback port it remembers,
+//! so data survives restarts.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// A running private cluster.
+#[derive(Debug, Clone)]
+pub struct PrivateCluster {
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl PrivateCluster {
+    /// URL of database `db` as the cluster's superuser.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+/// The owner of the cluster's files when caregate runs as root.
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+/// Starts (creating on first use) the private cluster under `root`.
+pub fn ensure(root: &Path) -> anyhow::Result<PrivateCluster> {
+    let bin = find_binaries()?;
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("creating the data directory {}", root.display()))?;
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("resolving {}", root.display()))?;
+    let pgdata = root.join("pgdata");
+    let run_as = unprivileged_user()?;
+    if let Some(user) = &run_as {
+        std::os::unix::fs::chown(&root, Some(user.uid), Some(user.gid))
+            .with_context(|| format!("giving {} to the postgres user", root.display()))?;
+    }
+
+    if !pgdata.join("PG_VERSION").exists() {
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb.args(["-D"]).arg(&pgdata).args([
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--auth=trust",
+            "--no-sync",
+        ]);
+        run(&mut initdb, &run_as).context("initdb")?;
+    }
+
+    let port_file = root.join("port");
+    let port = match std::fs::read_to_string(&port_file) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .context("reading the cluster's port file")?,
+        Err(_) => {
+            let port = free_port()?;
+            std::fs::write(&port_file, port.to_string()).context("writing the port file")?;
+            port
+        }
+    };
+
+    let mut status = Command::new(bin.join("pg_ctl"));
+    status.arg("status").arg("-D").arg(&pgdata);
+    if !run(&mut status, &run_as).is_ok_and(|ok| ok) {
+        let log = root.join("postgres.log");
+        let mut start = Command::new(bin.join("pg_ctl"));
+        start
+            .arg("start")
+            .arg("-w")
+            .arg("-D")
+            .arg(&pgdata)
+            .arg("-l")
+            .arg(&log)
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
+            ));
+        if !run(&mut start, &run_as).context("pg_ctl start")? {
+            bail!(
+                "the private PostgreSQL did not start; see {}",
+                log.display()
+            );
+        }
+    }
+    Ok(PrivateCluster {
+        port,
+        data_dir: pgdata,
+    })
+}
+
+/// Runs a command (as the unprivileged user when there is one); `Ok(false)`
+/// when it ran and failed.
+fn run(cmd: &mut Command, run_as: &Option<RunAs>) -> anyhow::Result<bool> {
+    if let Some(user) = run_as {
+        cmd.uid(user.uid).gid(user.gid);
+        // The postgres user may not be able to enter the caller's directory.
+        cmd.current_dir("/");
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        tracing::debug!(
+            stderr = %String::from_utf8_lossy(&out.stderr),
+            "{:?} failed",
+            cmd.get_program()
+        );
+    }
+    Ok(out.status.success())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// `initdb` refuses to run as root: when we are root, the cluster belongs to
+/// the `postgres` system user (present wherever PostgreSQL is installed).
+fn unprivileged_user() -> anyhow::Result<Option<RunAs>> {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("running id")?;
+    if String::from_utf8_lossy(&out.stdout).trim() != "0" {
+        return Ok(None);
+    }
+    let id = |flag: &str| -> anyhow::Result<u32> {
+        let out = Command::new("id").args([flag, "postgres"]).output()?;
+        if !out.status.success() {
+            bail!(
+                "running as root, the private PostgreSQL needs an unprivileged `postgres` user \
+                 (create one, run caregate as another user, or set DATABASE_URL)"
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    };
+    Ok(Some(RunAs {
+        uid: id("-u")?,
+        gid: id("-g")?,
+    }))
+}
+
+/// `initdb` and `pg_ctl`, from PATH or the newest `/usr/lib/postgresql/*/bin`.
+fn find_binaries() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                return Ok(dir);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    match versions.pop() {
+        Some((_, bin)) => Ok(bin),
+        None => bail!(
+            "no PostgreSQL server binaries (initdb, pg_ctl) found on PATH or under \
+             /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: `apt-get install \
+             postgresql postgresql-contrib`; Fedora: `dnf install postgresql-server \
+             postgresql-contrib`; macOS: `brew install postgresql@16`), or set DATABASE_URL \
+             to a PostgreSQL server you already run"
+        ),
+    }
+}

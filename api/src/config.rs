@@ -1,0 +1,200 @@
+//! Configuration: one typed struct, read from flags or the environment.
+//!
+//! Every field documents its unit, its default and what a client sees when a
+//! limit is hit. `caregate serve --help` prints the same text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Introspection on by default; a built-in development JWT secret is allowed.
+    Development,
+    /// Introspection off by default; refuses to start with the default secret.
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum JwtAlgorithm {
+    #[value(name = "HS256")]
+    Hs256,
+    #[value(name = "RS256")]
+    Rs256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+/// The secret used when none is configured. Accepted in development only.
+pub const DEV_JWT_SECRET: &str = "caregate-development-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Config {
+    /// PostgreSQL URL of the owner role (runs migrations and seeds). Unset:
+    /// caregate runs a private PostgreSQL cluster under --data-dir.
+    #[arg(long, env = "DATABASE_URL")]
+    #[serde(skip)]
+    pub database_url: Option<String>,
+
+    /// PostgreSQL URL of the runtime role (NOSUPERUSER NOBYPASSRLS) the server
+    /// queries as. Default: DATABASE_URL with the user `caregate_app`.
+    #[arg(long, env = "APP_DATABASE_URL")]
+    #[serde(skip)]
+    pub app_database_url: Option<String>,
+
+    /// Where the private PostgreSQL cluster keeps its data (when DATABASE_URL
+    /// is unset). Survives restarts.
+    #[arg(long, env = "CAREGATE_DATA_DIR", default_value = ".caregate")]
+    pub data_dir: PathBuf,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// development or production.
+    #[arg(long, env = "CAREGATE_ENV", value_enum, default_value = "development")]
+    pub environment: Environment,
+
+    /// Run pending migrations when the server starts (always done for the
+    /// private cluster).
+    #[arg(long, env = "MIGRATE_ON_START", default_value_t = false)]
+    pub migrate_on_start: bool,
+
+    /// Signing algorithm of access tokens: HS256 (JWT_SECRET) or RS256 /
+    /// EdDSA (JWT_PRIVATE_KEY_FILE to issue, JWT_PUBLIC_KEY_FILE to verify).
+    #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value = "HS256")]
+    pub jwt_algorithm: JwtAlgorithm,
+
+    /// HS256 secret (at least 32 bytes). Unset in development: a built-in
+    /// development secret; unset in production: refuses to start.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    #[serde(skip)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key verifying RS256 / EdDSA tokens.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// PEM private key signing RS256 / EdDSA tokens issued by `login`.
+    #[arg(long, env = "JWT_PRIVATE_KEY_FILE")]
+    pub jwt_private_key_file: Option<PathBuf>,
+
+    /// `iss` of issued tokens; tokens with another issuer are refused.
+    #[arg(long, env = "JWT_ISSUER", default_value = "caregate")]
+    pub jwt_issuer: String,
+
+    /// `aud` of issued tokens; tokens for another audience are refused.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "caregate-api")]
+    pub jwt_audience: String,
+
+    /// Lifetime of a token and its session, in minutes.
+    #[arg(long, env = "TOKEN_TTL_MINUTES", default_value_t = 480)]
+    pub token_ttl_minutes: u32,
+
+    /// A session unused for this many minutes is refused (UNAUTHENTICATED).
+    #[arg(long, env = "SESSION_IDLE_MINUTES", default_value_t = 15)]
+    pub session_idle_minutes: u32,
+
+    /// Deepest selection nesting a query may have; deeper: BAD_USER_INPUT
+    /// ("Query is nested too deep").
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 10)]
+    pub max_query_depth: usize,
+
+    /// Highest complexity (fields, times `first` for connections) a query may
+    /// have; more: BAD_USER_INPUT ("Query is too complex").
+    #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 5000)]
+    pub max_query_complexity: usize,
+
+    /// Most aliases in one operation; more: BAD_USER_INPUT.
+    #[arg(long, env = "MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: usize,
+
+    /// Most root fields in one operation; more: BAD_USER_INPUT.
+    #[arg(long, env = "MAX_ROOT_FIELDS", default_value_t = 10)]
+    pub max_root_fields: usize,
+
+    /// Largest request body, in bytes; larger: HTTP 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most operations in one batched request; more: BAD_USER_INPUT.
+    #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 10)]
+    pub max_batch_size: usize,
+
+    /// Serve introspection. Default: on in development, off in production.
+    #[arg(long, env = "INTROSPECTION")]
+    pub introspection: Option<bool>,
+
+    /// Accept only persisted queries (by sha256 hash); a query text is refused
+    /// with PERSISTED_QUERY_NOT_FOUND unless its hash is already registered.
+    #[arg(long, env = "PERSISTED_QUERIES_ONLY", default_value_t = false)]
+    pub persisted_queries_only: bool,
+
+    /// Origins allowed by CORS, comma-separated ("*" for any). Default: none.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// pretty or json.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Connections in the runtime pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 10)]
+    pub db_pool_size: u32,
+
+    /// A query running longer than this many milliseconds is cancelled by
+    /// the database (the client sees INTERNAL with a request id).
+    #[arg(long, env = "STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub statement_timeout_ms: u64,
+
+    /// Failed logins allowed per email in a 15-minute window; more: RATE_LIMITED.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_EMAIL", default_value_t = 5)]
+    pub login_attempts_per_email: u32,
+
+    /// Failed logins allowed per client IP in a 15-minute window; more: RATE_LIMITED.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP", default_value_t = 20)]
+    pub login_attempts_per_ip: u32,
+}
+
+impl Config {
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection
+            .unwrap_or(self.environment == Environment::Development)
+    }
+
+    /// Refuses settings that are unsafe where they are used.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.environment == Environment::Production {
+            match (&self.jwt_algorithm, &self.jwt_secret) {
+                (JwtAlgorithm::Hs256, None) => {
+                    anyhow::bail!("JWT_SECRET must be set in production")
+                }
+                (JwtAlgorithm::Hs256, Some(s)) if s == DEV_JWT_SECRET => {
+                    anyhow::bail!("JWT_SECRET is the development default; set a secret of your own")
+                }
+                _ => {}
+            }
+        }
+        if let (JwtAlgorithm::Hs256, Some(s)) = (&self.jwt_algorithm, &self.jwt_secret)
+            && s.len() < 32
+        {
+            anyhow::bail!("JWT_SECRET must be at least 32 bytes");
+        }
+        anyhow::ensure!(
+            self.session_idle_minutes > 0,
+            "SESSION_IDLE_MINUTES must be > 0"
+        );
+        anyhow::ensure!(self.db_pool_size > 0, "DB_POOL_SIZE must be > 0");
+        Ok(())
+    }
+}

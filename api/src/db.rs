@@ -1,0 +1,140 @@
+//! Database connections: the owner (migrations, seeds, `check`) and the
+//! runtime pool every request runs on.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, SqlxPostgresConnector, Statement,
+};
+
+use crate::config::Config;
+
+/// Counts every SQL statement the runtime pool runs; `/metrics` exports it
+/// and tests and the benchmark read it to prove statements per request stay
+/// flat as lists grow.
+#[derive(Debug, Default)]
+pub struct StatementCounter(AtomicU64);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Connects as the owner role named by `url`.
+pub async fn connect_owner(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = sea_orm::ConnectOptions::new(url.to_owned());
+    opts.max_connections(2).sqlx_logging(false);
+    Database::connect(opts)
+        .await
+        .context("connecting to PostgreSQL as the owner role")
+}
+
+/// The runtime role's URL: APP_DATABASE_URL, or the owner's URL with the
+/// user `caregate_app`.
+pub fn runtime_options(config: &Config, owner_url: &str) -> anyhow::Result<PgConnectOptions> {
+    let opts = match &config.app_database_url {
+        Some(url) => PgConnectOptions::from_str(url).context("parsing APP_DATABASE_URL")?,
+        None => PgConnectOptions::from_str(owner_url)
+            .context("parsing DATABASE_URL")?
+            .username(migration::RUNTIME_ROLE)
+            .password(""),
+    };
+    Ok(opts.application_name("caregate").options([
+        ("statement_timeout", config.statement_timeout_ms.to_string()),
+        // A transaction left open by a crashed request is ended by the server.
+        (
+            "idle_in_transaction_session_timeout",
+            (config.statement_timeout_ms * 4).to_string(),
+        ),
+    ]))
+}
+
+/// Opens the runtime pool and refuses to go on when the role could bypass
+/// row-level security: a superuser or BYPASSRLS role would make every
+/// isolation policy moot.
+pub async fn connect_runtime(
+    opts: PgConnectOptions,
+    pool_size: u32,
+    counter: Arc<StatementCounter>,
+) -> anyhow::Result<DatabaseConnection> {
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .context("connecting to PostgreSQL as the runtime role")?;
+    let mut db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+    assert_runtime_role_is_confined(&db).await?;
+    db.set_metric_callback(move |_info| {
+        counter.0.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(db)
+}
+
+async fn assert_runtime_role_is_confined(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_user::text AS name, rolsuper, rolbypassrls \
+             FROM pg_roles WHERE rolname = current_user",
+        ))
+        .await?
+        .context("the runtime role is not in pg_roles")?;
+    let name: String = row.try_get("", "name")?;
+    let superuser: bool = row.try_get("", "rolsuper")?;
+    let bypass: bool = row.try_get("", "rolbypassrls")?;
+    if superuser || bypass {
+        bail!(
+            "refusing to serve: the runtime role {name} is a superuser or has BYPASSRLS, which \
+             would bypass row-level security. Use a NOSUPERUSER NOBYPASSRLS role \
+             (the migrations create {})",
+            migration::RUNTIME_ROLE
+        );
+    }
+    Ok(())
+}
+
+/// Names of migrations not yet applied, read with whatever role `db` is.
+pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<Vec<String>> {
+    let applied: Vec<String> = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT version FROM seaql_migrations",
+        ))
+        .await
+        .context("reading applied migrations")?
+        .into_iter()
+        .map(|row| row.try_get("", "version"))
+        .collect::<Result<_, _>>()?;
+    Ok(migration::migration_names()
+        .into_iter()
+        .filter(|name| !applied.contains(name))
+        .collect())
+}
+
+/// Creates database `name` on the server of `admin_url` when it is missing.
+pub async fn create_database_if_missing(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let admin = connect_owner(admin_url).await?;
+    let exists = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [name.into()],
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    admin.close().await.ok();
+    Ok(())
+}

@@ -1,0 +1,157 @@
+-- The demo data set: two clinics, their staff and providers, patients, and
+-- one person (Jonathan Smith) with a chart at both clinics and a different
+-- primary provider at each. Every demo login uses the same password, whose
+-- argon2id hash replaces :password_hash.
+
+INSERT INTO organizations (name, slug, timezone) VALUES
+    ('Northside Family Clinic', 'northside', 'America/New_York'),
+    ('Lakeside Pediatrics & Family Medicine', 'lakeside', 'America/Chicago');
+
+INSERT INTO users (email, password_hash, display_name, timezone, is_super_admin) VALUES
+    ('admin@northside.example', ':password_hash', 'Nadia Brooks', 'America/New_York', false),
+    ('frontdesk@northside.example', ':password_hash', 'Tom Reyes', 'America/New_York', false),
+    ('dr.okafor@northside.example', ':password_hash', 'Dr. Amara Okafor', 'America/New_York', false),
+    ('admin@lakeside.example', ':password_hash', 'Lena Park', 'America/Chicago', false),
+    ('frontdesk@lakeside.example', ':password_hash', 'Sam Whitfield', 'America/Chicago', false),
+    ('dr.lindqvist@lakeside.example', ':password_hash', 'Dr. Erik Lindqvist', 'America/Chicago', false),
+    ('jonathan.smith@example.com', ':password_hash', 'Jonathan Smith', 'America/New_York', false),
+    ('maria.garcia@example.com', ':password_hash', 'Maria Garcia', 'America/New_York', false),
+    ('support@caregate.example', ':password_hash', 'caregate Support', NULL, true);
+
+INSERT INTO organization_memberships (organization_id, user_id, role)
+SELECT o.id, u.id, m.role
+FROM (VALUES
+    ('northside', 'admin@northside.example', 'ADMIN'),
+    ('northside', 'frontdesk@northside.example', 'STAFF'),
+    ('northside', 'dr.okafor@northside.example', 'PROVIDER'),
+    ('lakeside', 'admin@lakeside.example', 'ADMIN'),
+    ('lakeside', 'frontdesk@lakeside.example', 'STAFF'),
+    ('lakeside', 'dr.lindqvist@lakeside.example', 'PROVIDER')
+) AS m (slug, email, role)
+JOIN organizations o ON o.slug = m.slug
+JOIN users u ON u.email = m.email;
+
+INSERT INTO providers (organization_id, user_id, name, npi, specialty, state_licenses)
+SELECT o.id, u.id, p.name, p.npi, p.specialty, p.licenses::jsonb
+FROM (VALUES
+    ('northside', 'dr.okafor@northside.example', 'Dr. Amara Okafor', '1234567893', 'Family Medicine', '["NY"]'),
+    ('northside', NULL, 'Dr. Benjamin Hale', '1987654328', 'Cardiology', '["NY", "NJ"]'),
+    ('northside', NULL, 'Dr. Chloe Nguyen', '1456789019', 'Endocrinology', '["NY"]'),
+    ('northside', NULL, 'Dr. Daniel Mensah', '1765432103', 'Physical Therapy', '["NY"]'),
+    ('lakeside', 'dr.lindqvist@lakeside.example', 'Dr. Erik Lindqvist', '1555555550', 'Family Medicine', '["IL"]'),
+    ('lakeside', NULL, 'Dr. Fatima Rahman', '1333333338', 'Pediatrics', '["IL", "WI"]'),
+    ('lakeside', NULL, 'Dr. Gabriel Costa', '1666666668', 'Cardiology', '["IL"]'),
+    ('lakeside', NULL, 'Dr. Hannah Becker', '1888888884', 'Dermatology', '["IL"]')
+) AS p (slug, email, name, npi, specialty, licenses)
+JOIN organizations o ON o.slug = p.slug
+LEFT JOIN users u ON u.email = p.email;
+
+INSERT INTO patients (organization_id, user_id, medical_record_number, first_name, last_name,
+                      date_of_birth, legal_sex)
+SELECT o.id, u.id, p.mrn, p.first_name, p.last_name, p.dob::date, p.sex
+FROM (VALUES
+    ('northside', 'NS-0001', 'Jonathan', 'Smith', '1981-04-12', 'MALE', 'jonathan.smith@example.com'),
+    ('northside', 'NS-0002', 'Sofia', 'Garcia', '2015-09-03', 'FEMALE', NULL),
+    ('northside', 'NS-0003', 'Eleanor', 'Whitaker', '1948-01-22', 'FEMALE', NULL),
+    ('northside', 'NS-0004', 'Marcus', 'Johnson', '1975-07-30', 'MALE', NULL),
+    ('northside', 'NS-0005', 'Priya', 'Raman', '1990-12-05', 'FEMALE', NULL),
+    ('northside', 'NS-0006', 'Kenji', 'Watanabe', '1963-03-17', 'MALE', NULL),
+    ('northside', 'NS-0007', 'Aisha', 'Bello', '2001-06-09', 'FEMALE', NULL),
+    ('northside', 'NS-0008', 'Robert', 'Kowalski', '1957-11-28', 'MALE', NULL),
+    ('lakeside', 'LS-0001', 'Jonathan', 'Smith', '1981-04-12', 'MALE', 'jonathan.smith@example.com'),
+    ('lakeside', 'LS-0002', 'Olivia', 'Martin', '2012-02-14', 'FEMALE', NULL),
+    ('lakeside', 'LS-0003', 'Noah', 'Andersson', '2018-08-21', 'MALE', NULL),
+    ('lakeside', 'LS-0004', 'Grace', 'Oyelaran', '1986-05-02', 'FEMALE', NULL),
+    ('lakeside', 'LS-0005', 'William', 'Thompson', '1969-10-11', 'MALE', NULL),
+    ('lakeside', 'LS-0006', 'Mei', 'Chen', '1994-01-25', 'FEMALE', NULL)
+) AS p (slug, mrn, first_name, last_name, dob, sex, email)
+JOIN organizations o ON o.slug = p.slug
+LEFT JOIN users u ON u.email = p.email;
+
+INSERT INTO contact_methods (organization_id, patient_id, type, value, is_primary, is_safe_for_voicemail)
+SELECT pt.organization_id, pt.id, c.type, c.value, c.is_primary, c.safe
+FROM (VALUES
+    ('NS-0001', 'MOBILE', '+1-212-555-0101', true, true),
+    ('NS-0001', 'EMAIL', 'jonathan.smith@example.com', false, false),
+    ('NS-0002', 'MOBILE', '+1-212-555-0102', true, false),
+    ('NS-0003', 'HOME', '+1-212-555-0103', true, true),
+    ('NS-0004', 'MOBILE', '+1-212-555-0104', true, false),
+    ('NS-0005', 'EMAIL', 'priya.raman@example.com', true, false),
+    ('LS-0001', 'WORK', '+1-312-555-0201', true, false),
+    ('LS-0002', 'MOBILE', '+1-312-555-0202', true, true),
+    ('LS-0004', 'MOBILE', '+1-312-555-0204', true, false)
+) AS c (mrn, type, value, is_primary, safe)
+JOIN patients pt ON pt.medical_record_number = c.mrn;
+
+-- Care teams. Jonathan Smith's primary is Dr. Okafor at Northside and
+-- Dr. Lindqvist at Lakeside.
+INSERT INTO care_team_assignments (organization_id, patient_id, provider_id, role)
+SELECT pt.organization_id, pt.id, pr.id, a.role
+FROM (VALUES
+    ('NS-0001', '1234567893', 'PRIMARY'),
+    ('NS-0001', '1987654328', 'SPECIALIST'),
+    ('NS-0001', '1765432103', 'CONSULTANT'),
+    ('NS-0002', '1234567893', 'PRIMARY'),
+    ('NS-0003', '1987654328', 'PRIMARY'),
+    ('NS-0003', '1456789019', 'SPECIALIST'),
+    ('NS-0004', '1234567893', 'PRIMARY'),
+    ('NS-0005', '1456789019', 'PRIMARY'),
+    ('NS-0006', '1987654328', 'PRIMARY'),
+    ('NS-0007', '1234567893', 'PRIMARY'),
+    ('NS-0008', '1765432103', 'PRIMARY'),
+    ('LS-0001', '1555555550', 'PRIMARY'),
+    ('LS-0001', '1666666668', 'SPECIALIST'),
+    ('LS-0002', '1333333338', 'PRIMARY'),
+    ('LS-0003', '1333333338', 'PRIMARY'),
+    ('LS-0004', '1555555550', 'PRIMARY'),
+    ('LS-0004', '1888888884', 'CONSULTANT'),
+    ('LS-0005', '1666666668', 'PRIMARY'),
+    ('LS-0006', '1555555550', 'PRIMARY')
+) AS a (mrn, npi, role)
+JOIN patients pt ON pt.medical_record_number = a.mrn
+JOIN providers pr ON pr.organization_id = pt.organization_id AND pr.npi = a.npi;
+
+-- Maria Garcia is the parent of Sofia (a minor) at Northside: she may see
+-- Sofia's profile and appointments, but not schedule, nor see billing.
+INSERT INTO proxy_assignments (organization_id, patient_id, proxy_user_id, relationship,
+                               can_view_profile, can_view_appointments)
+SELECT pt.organization_id, pt.id, u.id, 'PARENT', true, true
+FROM patients pt, users u
+WHERE pt.medical_record_number = 'NS-0002' AND u.email = 'maria.garcia@example.com';
+
+-- Upcoming appointments, on whole hours from tomorrow on.
+INSERT INTO appointments (organization_id, patient_id, provider_id, starts_at, ends_at, type, reason)
+SELECT pt.organization_id, pt.id, pr.id,
+       date_trunc('day', now()) + make_interval(days => a.day, hours => a.hour),
+       date_trunc('day', now()) + make_interval(days => a.day, hours => a.hour, mins => 30),
+       a.type, a.reason
+FROM (VALUES
+    ('NS-0001', '1234567893', 1, 14, 'IN_PERSON', 'Annual physical'),
+    ('NS-0001', '1987654328', 3, 15, 'TELEHEALTH', 'Blood pressure follow-up'),
+    ('NS-0002', '1234567893', 2, 13, 'IN_PERSON', 'School vaccination'),
+    ('NS-0003', '1987654328', 1, 16, 'IN_PERSON', 'Cardiology review'),
+    ('NS-0008', '1765432103', 4, 18, 'IN_PERSON', 'Knee rehabilitation'),
+    ('LS-0001', '1555555550', 2, 15, 'IN_PERSON', 'Travel consultation'),
+    ('LS-0002', '1333333338', 1, 14, 'IN_PERSON', 'Well-child visit'),
+    ('LS-0005', '1666666668', 5, 16, 'PHONE', 'Lab results')
+) AS a (mrn, npi, day, hour, type, reason)
+JOIN patients pt ON pt.medical_record_number = a.mrn
+JOIN providers pr ON pr.organization_id = pt.organization_id AND pr.npi = a.npi;
+
+INSERT INTO payer_authorizations (organization_id, patient_id, payer_name, authorization_number,
+                                  service_code, total_units, used_units, valid_from, valid_to)
+SELECT pt.organization_id, pt.id, 'Blue Harbor Health Plan', 'BH-2026-0042', '97110', 12, 3,
+       current_date - 30, current_date + 150
+FROM patients pt WHERE pt.medical_record_number = 'NS-0008';
+
+INSERT INTO consent_documents (kind, version, title, body, is_active) VALUES
+    ('TOS', 1, 'Terms of Service', 'The terms under which caregate is provided.', true),
+    ('HIPAA_NOTICE', 1, 'Notice of Privacy Practices',
+     'How your clinic may use and disclose your health information, and your rights.', true),
+    ('PRIVACY_POLICY', 1, 'Privacy Policy', 'What caregate records about you, and why.', true)
+ON CONFLICT DO NOTHING;
+
+-- Staff and Jonathan have signed the current notice; Maria has not yet.
+INSERT INTO user_consents (user_id, document_id)
+SELECT u.id, d.id FROM users u, consent_documents d
+WHERE d.is_active AND u.email <> 'maria.garcia@example.com';

@@ -1,0 +1,154 @@
+//! The one error type of the service layer.
+//!
+//! Database refusals (unique violations, exclusion violations, check
+//! violations, row-level security) are turned into precise domain errors
+//! here, in [`ServiceError::from_db`], so the API maps one enum to its error
+//! codes and never sees SQL.
+
+use sea_orm::{DbErr, RuntimeErr};
+
+/// Why a write conflicts with what is already there. The string form is the
+/// stable `extensions.reason` clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictReason {
+    PrimaryProviderExists,
+    AlreadyOnCareTeam,
+    DoubleBooked,
+    UnitsExhausted,
+    DuplicateNpi,
+    DuplicateMrn,
+    DuplicateAuthorization,
+    ProxyAlreadyGranted,
+    AlreadyRemoved,
+    AlreadyRevoked,
+    AlreadyDischarged,
+    ConsentAlreadySigned,
+}
+
+impl ConflictReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PrimaryProviderExists => "PRIMARY_PROVIDER_EXISTS",
+            Self::AlreadyOnCareTeam => "ALREADY_ON_CARE_TEAM",
+            Self::DoubleBooked => "DOUBLE_BOOKED",
+            Self::UnitsExhausted => "UNITS_EXHAUSTED",
+            Self::DuplicateNpi => "DUPLICATE_NPI",
+            Self::DuplicateMrn => "DUPLICATE_MRN",
+            Self::DuplicateAuthorization => "DUPLICATE_AUTHORIZATION",
+            Self::ProxyAlreadyGranted => "PROXY_ALREADY_GRANTED",
+            Self::AlreadyRemoved => "ALREADY_REMOVED",
+            Self::AlreadyRevoked => "ALREADY_REVOKED",
+            Self::AlreadyDischarged => "ALREADY_DISCHARGED",
+            Self::ConsentAlreadySigned => "CONSENT_ALREADY_SIGNED",
+        }
+    }
+
+    /// The reason a named database constraint stands for, when it stands for one.
+    fn from_constraint(name: &str) -> Option<Self> {
+        Some(match name {
+            "care_team_one_primary_key" => Self::PrimaryProviderExists,
+            "care_team_one_assignment_key" => Self::AlreadyOnCareTeam,
+            "appointments_no_double_booking" => Self::DoubleBooked,
+            "payer_authorizations_units_check" => Self::UnitsExhausted,
+            "providers_npi_key" => Self::DuplicateNpi,
+            "patients_mrn_key" => Self::DuplicateMrn,
+            "payer_authorizations_number_key" => Self::DuplicateAuthorization,
+            "proxy_assignments_active_key" => Self::ProxyAlreadyGranted,
+            "user_consents_user_id_document_id_key" => Self::ConsentAlreadySigned,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a caller may not do what they asked. The string form is the stable
+/// `extensions.reason` clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForbiddenReason {
+    /// The caller's role does not allow this.
+    Role,
+    /// The active HIPAA notice has not been signed yet.
+    ConsentRequired,
+    /// A proxy's grant does not include this.
+    ProxyScope,
+}
+
+impl ForbiddenReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Role => "ROLE",
+            Self::ConsentRequired => "CONSENT_REQUIRED",
+            Self::ProxyScope => "PROXY_SCOPE",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Absent, or not visible to the caller: the two are never told apart.
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {}", .0.as_str())]
+    Conflict(ConflictReason),
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("forbidden: {}", .0.as_str())]
+    Forbidden(ForbiddenReason),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    #[error("too many attempts")]
+    RateLimited,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl ServiceError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// Turns a database refusal into the domain error it stands for; anything
+    /// else is unexpected and keeps its cause (with `context`) for the log.
+    pub fn from_db(err: DbErr, context: &'static str) -> Self {
+        if let Some(reason) = constraint_name(&err)
+            .as_deref()
+            .and_then(ConflictReason::from_constraint)
+        {
+            return Self::Conflict(reason);
+        }
+        match sqlstate(&err).as_deref() {
+            // Row-level security refused the row: to the caller it does not exist.
+            Some("42501") => Self::NotFound,
+            // The statement timeout cancelled a runaway query.
+            Some("57014") => {
+                Self::Unexpected(anyhow::Error::new(err).context("statement timed out"))
+            }
+            _ => Self::Unexpected(anyhow::Error::new(err).context(context)),
+        }
+    }
+}
+
+fn constraint_name(err: &DbErr) -> Option<String> {
+    database_error(err).and_then(|e| e.constraint().map(str::to_owned))
+}
+
+/// The SQLSTATE of a database error, when the database raised one.
+pub fn sqlstate(err: &DbErr) -> Option<String> {
+    database_error(err).and_then(|e| e.code().map(|c| c.into_owned()))
+}
+
+fn database_error(err: &DbErr) -> Option<&(dyn sea_orm::sqlx::error::DatabaseError + 'static)> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            e.as_database_error()
+        }
+        _ => None,
+    }
+}

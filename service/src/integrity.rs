@@ -1,0 +1,120 @@
+//! `caregate check`: rows that break a rule the schema is meant to hold.
+//!
+//! Run it before a migration that adds a constraint (or after restoring a
+//! dump taken elsewhere): each check reports the offending rows, so they can
+//! be fixed before the constraint refuses to build. A check whose table does
+//! not exist yet is skipped.
+
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+/// One broken rule and the rows that break it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+struct Check {
+    rule: &'static str,
+    table: &'static str,
+    /// Returns one text column, `detail`, per violation.
+    sql: &'static str,
+}
+
+const CHECKS: &[Check] = &[
+    Check {
+        rule: "one active PRIMARY provider per patient per clinic",
+        table: "care_team_assignments",
+        sql: "SELECT format('organization %s, patient %s: %s active PRIMARY assignments', \
+              organization_id, patient_id, count(*)) AS detail \
+              FROM care_team_assignments WHERE role = 'PRIMARY' AND removed_at IS NULL \
+              GROUP BY organization_id, patient_id HAVING count(*) > 1",
+    },
+    Check {
+        rule: "one active assignment per provider per patient",
+        table: "care_team_assignments",
+        sql: "SELECT format('organization %s, patient %s, provider %s: %s active assignments', \
+              organization_id, patient_id, provider_id, count(*)) AS detail \
+              FROM care_team_assignments WHERE removed_at IS NULL \
+              GROUP BY organization_id, patient_id, provider_id HAVING count(*) > 1",
+    },
+    Check {
+        rule: "NPI unique per clinic among active providers",
+        table: "providers",
+        sql: "SELECT format('organization %s: NPI %s on %s active providers', \
+              organization_id, npi, count(*)) AS detail \
+              FROM providers WHERE is_active AND deleted_at IS NULL \
+              GROUP BY organization_id, npi HAVING count(*) > 1",
+    },
+    Check {
+        rule: "NPI has ten digits and a valid check digit",
+        table: "providers",
+        sql: "SELECT format('provider %s: NPI %s', id, npi) AS detail FROM providers \
+              WHERE npi !~ '^[0-9]{10}$' \
+              OR (SELECT (10 - sum(CASE WHEN i % 2 = 1 THEN (d * 2) / 10 + (d * 2) % 10 ELSE d END) % 10) % 10 \
+                  FROM (SELECT substr('80840' || substr(npi, 1, 9), 15 - i, 1)::int AS d, i \
+                        FROM generate_series(1, 14) AS i) AS digits) <> substr(npi, 10, 1)::int",
+    },
+    Check {
+        rule: "MRN unique per clinic",
+        table: "patients",
+        sql: "SELECT format('organization %s: MRN %s on %s patients', \
+              organization_id, medical_record_number, count(*)) AS detail \
+              FROM patients GROUP BY organization_id, medical_record_number HAVING count(*) > 1",
+    },
+    Check {
+        rule: "authorization units within 0..total",
+        table: "payer_authorizations",
+        sql: "SELECT format('authorization %s: %s of %s units used', id, used_units, total_units) AS detail \
+              FROM payer_authorizations WHERE used_units < 0 OR used_units > total_units",
+    },
+    Check {
+        rule: "no double-booked provider",
+        table: "appointments",
+        sql: "SELECT format('provider %s: appointments %s and %s overlap', a.provider_id, a.id, b.id) AS detail \
+              FROM appointments a JOIN appointments b \
+                ON a.organization_id = b.organization_id AND a.provider_id = b.provider_id AND a.id < b.id \
+               AND tstzrange(a.starts_at, a.ends_at, '[)') && tstzrange(b.starts_at, b.ends_at, '[)') \
+              WHERE a.status <> 'CANCELLED' AND b.status <> 'CANCELLED' \
+                AND a.deleted_at IS NULL AND b.deleted_at IS NULL",
+    },
+    Check {
+        rule: "email unique regardless of case",
+        table: "users",
+        sql: "SELECT format('email %s on %s users', lower(email), count(*)) AS detail \
+              FROM users GROUP BY lower(email) HAVING count(*) > 1",
+    },
+];
+
+/// Runs every check whose table exists; returns the violations found.
+pub async fn check(db: &impl ConnectionTrait) -> anyhow::Result<Vec<Violation>> {
+    let mut found = Vec::new();
+    for check in CHECKS {
+        let exists = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT to_regclass($1) IS NOT NULL AS present",
+                [format!("public.{}", check.table).into()],
+            ))
+            .await
+            .context("looking up a table")?
+            .map(|row| row.try_get::<bool>("", "present"))
+            .transpose()?
+            .unwrap_or(false);
+        if !exists {
+            continue;
+        }
+        let rows = db
+            .query_all_raw(Statement::from_string(DbBackend::Postgres, check.sql))
+            .await
+            .with_context(|| format!("checking: {}", check.rule))?;
+        for row in rows {
+            found.push(Violation {
+                rule: check.rule,
+                detail: row.try_get("", "detail")?,
+            });
+        }
+    }
+    Ok(found)
+}
