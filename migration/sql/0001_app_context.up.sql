@@ -25,7 +25,8 @@ ALTER ROLE caregate_app NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
 GRANT USAGE ON SCHEMA app TO caregate_app;
 GRANT USAGE ON SCHEMA public TO caregate_app;
 
--- ULID laid out in a uuid: 48 bits of milliseconds, then 80 random bits.
+-- ULID laid out in a uuid: 48 bits of milliseconds, then 80 bits taken from
+-- a random (v4) uuid, 74 of them random: ordered by time, unique in practice.
 -- Rows created by the application get their id from the ulid crate; this
 -- default covers rows written by SQL (seeds, triggers).
 CREATE FUNCTION app.new_ulid() RETURNS uuid

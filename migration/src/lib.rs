@@ -44,15 +44,28 @@ impl MigrationTrait for SqlMigration {
     }
 }
 
-macro_rules! sql_migration {
-    ($name:literal) => {
-        Box::new(SqlMigration {
+macro_rules! sql_migrations {
+    ($($name:literal),* $(,)?) => {
+        &[$(SqlMigration {
             name: $name,
             up: include_str!(concat!("../sql/", $name, ".up.sql")),
             down: include_str!(concat!("../sql/", $name, ".down.sql")),
-        }) as Box<dyn MigrationTrait>
+        }),*]
     };
 }
+
+/// Every migration, oldest first.
+const MIGRATIONS: &[SqlMigration] = sql_migrations![
+    "0001_app_context",
+    "0002_identity",
+    "0003_clinical",
+    "0004_scheduling_billing",
+    "0005_consent",
+    "0006_audit",
+    "0007_counters",
+    "0008_isolation",
+    "0009_request_context",
+];
 
 /// The name of the role the server runs as (created by the first migration).
 pub const RUNTIME_ROLE: &str = "caregate_app";
@@ -62,17 +75,16 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            sql_migration!("0001_app_context"),
-            sql_migration!("0002_identity"),
-            sql_migration!("0003_clinical"),
-            sql_migration!("0004_scheduling_billing"),
-            sql_migration!("0005_consent"),
-            sql_migration!("0006_audit"),
-            sql_migration!("0007_counters"),
-            sql_migration!("0008_isolation"),
-            sql_migration!("0009_request_context"),
-        ]
+        MIGRATIONS
+            .iter()
+            .map(|m| {
+                Box::new(SqlMigration {
+                    name: m.name,
+                    up: m.up,
+                    down: m.down,
+                }) as Box<dyn MigrationTrait>
+            })
+            .collect()
     }
 }
 
@@ -81,5 +93,14 @@ pub fn migration_names() -> Vec<String> {
     Migrator::migrations()
         .iter()
         .map(|m| m.name().to_owned())
+        .collect()
+}
+
+/// Every migration's name and SQL, concatenated: changes whenever the schema
+/// does (test templates are keyed by it).
+pub fn migration_fingerprint() -> String {
+    MIGRATIONS
+        .iter()
+        .map(|m| format!("{}\n{}\n{}\n", m.name, m.up, m.down))
         .collect()
 }

@@ -31,7 +31,12 @@ pub const DEMO_LOGINS: &[(&str, &str, &str)] = &[
     (
         "maria.garcia@example.com",
         "northside",
-        "parent (proxy) of Sofia Garcia",
+        "parent (proxy) of Sofia Garcia: profile and appointments only",
+    ),
+    (
+        "ingrid.andersson@example.com",
+        "lakeside",
+        "parent (proxy) of Noah Andersson: may also book",
     ),
 ];
 

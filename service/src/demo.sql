@@ -16,6 +16,7 @@ INSERT INTO users (email, password_hash, display_name, timezone, is_super_admin)
     ('dr.lindqvist@lakeside.example', ':password_hash', 'Dr. Erik Lindqvist', 'America/Chicago', false),
     ('jonathan.smith@example.com', ':password_hash', 'Jonathan Smith', 'America/New_York', false),
     ('maria.garcia@example.com', ':password_hash', 'Maria Garcia', 'America/New_York', false),
+    ('ingrid.andersson@example.com', ':password_hash', 'Ingrid Andersson', 'America/Chicago', false),
     ('support@caregate.example', ':password_hash', 'caregate Support', NULL, true);
 
 INSERT INTO organization_memberships (organization_id, user_id, role)
@@ -119,6 +120,14 @@ SELECT pt.organization_id, pt.id, u.id, 'PARENT', true, true
 FROM patients pt, users u
 WHERE pt.medical_record_number = 'NS-0002' AND u.email = 'maria.garcia@example.com';
 
+-- Ingrid Andersson is the parent of Noah (a minor) at Lakeside, and may also
+-- book his appointments.
+INSERT INTO proxy_assignments (organization_id, patient_id, proxy_user_id, relationship,
+                               can_view_profile, can_view_appointments, can_schedule_appointments)
+SELECT pt.organization_id, pt.id, u.id, 'PARENT', true, true, true
+FROM patients pt, users u
+WHERE pt.medical_record_number = 'LS-0003' AND u.email = 'ingrid.andersson@example.com';
+
 -- Upcoming appointments, on whole hours from tomorrow on.
 INSERT INTO appointments (organization_id, patient_id, provider_id, starts_at, ends_at, type, reason)
 SELECT pt.organization_id, pt.id, pr.id,
@@ -143,6 +152,12 @@ INSERT INTO payer_authorizations (organization_id, patient_id, payer_name, autho
 SELECT pt.organization_id, pt.id, 'Blue Harbor Health Plan', 'BH-2026-0042', '97110', 12, 3,
        current_date - 30, current_date + 150
 FROM patients pt WHERE pt.medical_record_number = 'NS-0008';
+
+INSERT INTO payer_authorizations (organization_id, patient_id, payer_name, authorization_number,
+                                  service_code, total_units, valid_from, valid_to)
+SELECT pt.organization_id, pt.id, 'Prairie State Medicaid', 'PSM-77310', '92507', 20,
+       current_date - 10, current_date + 80
+FROM patients pt WHERE pt.medical_record_number = 'LS-0003';
 
 INSERT INTO consent_documents (kind, version, title, body, is_active) VALUES
     ('TOS', 1, 'Terms of Service', 'The terms under which caregate is provided.', true),

@@ -1,0 +1,129 @@
+//! Patient charts: one clinic's own record of one person.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Sex as recorded for legal and billing purposes (`patients.legal_sex`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LegalSex {
+    #[sea_orm(string_value = "FEMALE")]
+    Female,
+    #[sea_orm(string_value = "MALE")]
+    Male,
+    #[sea_orm(string_value = "OTHER")]
+    Other,
+    #[sea_orm(string_value = "UNKNOWN")]
+    Unknown,
+}
+
+/// Whether a chart is open (`patients.status`); `Discharged` exactly when
+/// `discharged_at` is set.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PatientStatus {
+    #[sea_orm(string_value = "ACTIVE")]
+    Active,
+    #[sea_orm(string_value = "DISCHARGED")]
+    Discharged,
+}
+
+/// The generated column `search_name` is deliberately absent: the database
+/// computes it, and it must never be written.
+#[sea_orm::compact_model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "patients")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    /// The portal user who holds this chart, if any.
+    pub user_id: Option<Uuid>,
+    pub medical_record_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub date_of_birth: Date,
+    pub legal_sex: LegalSex,
+    pub status: PatientStatus,
+    pub enrolled_at: DateTimeWithTimeZone,
+    pub discharged_at: Option<DateTimeWithTimeZone>,
+    pub created_at: DateTimeWithTimeZone,
+    pub updated_at: DateTimeWithTimeZone,
+    pub deleted_at: Option<DateTimeWithTimeZone>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::organization::Entity",
+        from = "Column::OrganizationId",
+        to = "super::organization::Column::Id"
+    )]
+    Organization,
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::UserId",
+        to = "super::user::Column::Id"
+    )]
+    User,
+    #[sea_orm(has_many = "super::contact_method::Entity")]
+    ContactMethod,
+    #[sea_orm(has_many = "super::care_team_assignment::Entity")]
+    CareTeamAssignment,
+    #[sea_orm(has_many = "super::proxy_assignment::Entity")]
+    ProxyAssignment,
+    #[sea_orm(has_many = "super::appointment::Entity")]
+    Appointment,
+    #[sea_orm(has_many = "super::payer_authorization::Entity")]
+    PayerAuthorization,
+}
+
+impl Related<super::organization::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organization.def()
+    }
+}
+
+impl Related<super::user::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::User.def()
+    }
+}
+
+impl Related<super::contact_method::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::ContactMethod.def()
+    }
+}
+
+impl Related<super::care_team_assignment::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::CareTeamAssignment.def()
+    }
+}
+
+impl Related<super::proxy_assignment::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::ProxyAssignment.def()
+    }
+}
+
+impl Related<super::appointment::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Appointment.def()
+    }
+}
+
+impl Related<super::payer_authorization::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::PayerAuthorization.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

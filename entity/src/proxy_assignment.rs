@@ -1,0 +1,96 @@
+//! Proxies (parents, guardians, caregivers) and what each may do for one patient.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// How a proxy relates to the patient (`proxy_assignments.relationship`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProxyRelationship {
+    #[sea_orm(string_value = "PARENT")]
+    Parent,
+    #[sea_orm(string_value = "GUARDIAN")]
+    Guardian,
+    #[sea_orm(string_value = "CAREGIVER")]
+    Caregiver,
+    #[sea_orm(string_value = "OTHER")]
+    Other,
+}
+
+#[sea_orm::compact_model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "proxy_assignments")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub patient_id: Uuid,
+    pub proxy_user_id: Uuid,
+    pub relationship: ProxyRelationship,
+    pub can_view_profile: bool,
+    pub can_view_appointments: bool,
+    pub can_schedule_appointments: bool,
+    pub can_view_clinical_notes: bool,
+    pub can_view_billing: bool,
+    pub can_message_providers: bool,
+    pub granted_at: DateTimeWithTimeZone,
+    pub granted_by: Option<Uuid>,
+    pub expires_at: Option<DateTimeWithTimeZone>,
+    pub revoked_at: Option<DateTimeWithTimeZone>,
+    pub revoked_by: Option<Uuid>,
+    pub created_at: DateTimeWithTimeZone,
+    pub updated_at: DateTimeWithTimeZone,
+}
+
+/// `ProxyUser`, `GrantedBy` and `RevokedBy` all point at `users`, so none
+/// gets a `Related` impl: join through the variant you mean.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::organization::Entity",
+        from = "Column::OrganizationId",
+        to = "super::organization::Column::Id"
+    )]
+    Organization,
+    #[sea_orm(
+        belongs_to = "super::patient::Entity",
+        from = "Column::PatientId",
+        to = "super::patient::Column::Id"
+    )]
+    Patient,
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::ProxyUserId",
+        to = "super::user::Column::Id"
+    )]
+    ProxyUser,
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::GrantedBy",
+        to = "super::user::Column::Id"
+    )]
+    GrantedBy,
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::RevokedBy",
+        to = "super::user::Column::Id"
+    )]
+    RevokedBy,
+}
+
+impl Related<super::organization::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organization.def()
+    }
+}
+
+impl Related<super::patient::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Patient.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,55 @@
+//! Signatures: which user signed which consent document version, and from where.
+
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::compact_model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "user_consents")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub document_id: Uuid,
+    pub signed_at: DateTimeWithTimeZone,
+    /// Postgres `inet`, read as `ip::text` (so with its prefix, e.g.
+    /// `203.0.113.7/32`) and written through a cast to `inet`.
+    #[sea_orm(
+        column_type = r#"custom("inet")"#,
+        select_as = "text",
+        save_as = "inet"
+    )]
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTimeWithTimeZone,
+    pub updated_at: DateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::UserId",
+        to = "super::user::Column::Id"
+    )]
+    User,
+    #[sea_orm(
+        belongs_to = "super::consent_document::Entity",
+        from = "Column::DocumentId",
+        to = "super::consent_document::Column::Id"
+    )]
+    ConsentDocument,
+}
+
+impl Related<super::user::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::User.def()
+    }
+}
+
+impl Related<super::consent_document::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::ConsentDocument.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,9 @@
+//! The database's own guarantees, tested as the runtime role.
+
+mod audit;
+mod catalog;
+mod check;
+mod fixtures;
+mod isolation;
+mod migrations;
+mod rules;

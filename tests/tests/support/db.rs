@@ -1,0 +1,214 @@
+//! Test databases: each test gets its own, cloned from a template that was
+//! migrated and seeded once, so a test starts in milliseconds and never sees
+//! another test's rows.
+//!
+//! The server is `DATABASE_URL` when set; otherwise caregate's own private
+//! cluster mechanism starts one under the target directory.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::str::FromStr;
+
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sea_orm::sqlx::{self, Executor};
+use tokio::sync::OnceCell;
+
+use super::q;
+
+/// URL of a maintenance database on the test server, as a role that may
+/// create databases (the owner role of every test database).
+async fn admin_url() -> &'static str {
+    static URL: OnceCell<String> = OnceCell::const_new();
+    URL.get_or_init(|| async {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return url;
+        }
+        let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("caregate-test-pg");
+        let cluster = tokio::task::spawn_blocking(move || caregate::cluster::ensure(&root))
+            .await
+            .expect("cluster task")
+            .expect("starting the private test PostgreSQL");
+        cluster.url("postgres")
+    })
+    .await
+}
+
+fn with_database(url: &str, db: &str) -> PgConnectOptions {
+    PgConnectOptions::from_str(url)
+        .expect("a valid DATABASE_URL")
+        .database(db)
+}
+
+/// Name of the template for this build's migrations and demo data: a change
+/// to either makes a new template.
+fn template_name() -> String {
+    let mut h = DefaultHasher::new();
+    migration::migration_fingerprint().hash(&mut h);
+    include_str!("../../../service/src/demo.sql").hash(&mut h);
+    format!("caregate_tpl_{:016x}", h.finish())
+}
+
+async fn admin_pool() -> PgPool {
+    let url = admin_url().await;
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(PgConnectOptions::from_str(url).expect("a valid DATABASE_URL"))
+        .await
+        .expect("connecting to the test PostgreSQL")
+}
+
+/// Creates the template once per server (guarded by an advisory lock, since
+/// several test processes may race for it).
+async fn ensure_template() -> &'static str {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let admin = admin_pool().await;
+            let mut conn = admin.acquire().await.expect("admin connection");
+            conn.execute("SELECT pg_advisory_lock(727274)").await.expect("lock");
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .expect("looking for the template");
+            if !exists {
+                // Templates of earlier schemas are of no further use.
+                let stale: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'caregate\\_tpl\\_%' AND datname <> $1",
+                )
+                .bind(&name)
+                .fetch_all(&mut *conn)
+                .await
+                .expect("listing templates");
+                for old in stale {
+                    let _ = conn.execute(q(format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"))).await;
+                }
+                let building = format!("{name}_building");
+                conn.execute(q(format!("DROP DATABASE IF EXISTS {building}")))
+                    .await
+                    .expect("dropping a half-built template");
+                conn.execute(q(format!("CREATE DATABASE {building}")))
+                    .await
+                    .expect("creating the template");
+                let url = url_of(admin_url().await, &building);
+                let owner = caregate::db::connect_owner(&url).await.expect("owner");
+                caregate::startup::migrate(&owner).await.expect("migrating the template");
+                service::demo::seed(&owner).await.expect("seeding the template");
+                owner.close().await.ok();
+                conn.execute(q(format!("ALTER DATABASE {building} RENAME TO {name}")))
+                    .await
+                    .expect("publishing the template");
+            }
+            conn.execute("SELECT pg_advisory_unlock(727274)").await.expect("unlock");
+            name
+        })
+        .await
+}
+
+/// `url` pointing at database `db`.
+pub fn url_of(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("a valid DATABASE_URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+/// A database of one test, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    /// URL as the owner (migrations, fixtures).
+    pub owner_url: String,
+}
+
+impl TestDb {
+    /// A migrated database holding the demo clinics.
+    pub async fn seeded() -> Self {
+        let template = ensure_template().await;
+        Self::create(Some(template)).await
+    }
+
+    /// An empty database: no schema at all.
+    pub async fn empty() -> Self {
+        Self::create(None).await
+    }
+
+    async fn create(template: Option<&str>) -> Self {
+        let name = format!(
+            "caregate_test_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        let admin = admin_pool().await;
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        // Cloning fails while another session is connected to the template
+        // (another process may be finishing it): retry briefly.
+        let mut attempts = 0;
+        loop {
+            match admin.execute(q(sql.clone())).await {
+                Ok(_) => break,
+                Err(e) if attempts < 50 => {
+                    attempts += 1;
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("creating a test database: {e}"),
+            }
+        }
+        admin.close().await;
+        Self {
+            owner_url: url_of(admin_url().await, &name),
+            name,
+        }
+    }
+
+    /// A pool connected as the owner role (bypasses RLS: fixtures only).
+    pub async fn owner(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(with_database(admin_url().await, &self.name))
+            .await
+            .expect("connecting as owner")
+    }
+
+    /// A pool connected as the runtime role the server uses: NOSUPERUSER
+    /// NOBYPASSRLS, so row-level security applies to everything it runs.
+    pub async fn runtime(&self) -> PgPool {
+        self.runtime_pool(4).await
+    }
+
+    /// [`Self::runtime`] with a pool of `size` connections.
+    pub async fn runtime_pool(&self, size: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(size)
+            .connect_with(
+                with_database(admin_url().await, &self.name)
+                    .username(migration::RUNTIME_ROLE)
+                    .password(""),
+            )
+            .await
+            .expect("connecting as the runtime role")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Dropping needs async I/O; Drop is sync, so it runs on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let admin = admin_pool().await;
+                let _ = admin
+                    .execute(q(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .await;
+                admin.close().await;
+            });
+        })
+        .join();
+    }
+}
