@@ -7,6 +7,7 @@ use sea_orm::ConnectionTrait;
 
 use crate::config::Config;
 use crate::server::{Server, shutdown_signal};
+use crate::tokens::Tokens;
 use crate::{db, startup, telemetry};
 
 #[derive(Debug, Parser)]
@@ -35,6 +36,17 @@ pub enum Command {
     Check,
     /// Load the demo clinics (once; a second run changes nothing).
     SeedDemo,
+    /// Mint a development token: opens a session for a user in a clinic.
+    Token {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// Clinic slug or id (default: the user's first clinic).
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,8 +73,29 @@ pub enum MigrateAction {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     telemetry::init(cli.config.log_format);
     cli.config.validate()?;
+    if let Some(Command::Schema) = cli.command {
+        print!("{}", crate::graphql::sdl());
+        return Ok(0);
+    }
     let (owner_url, private) = startup::owner_url(&cli.config).await?;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Schema => Ok(0),
+        Command::Token { email, org } => {
+            let owner = db::connect_owner(&owner_url).await?;
+            let tokens = Tokens::from_config(&cli.config)?;
+            println!(
+                "{}",
+                mint(
+                    &owner,
+                    &tokens,
+                    &email,
+                    org.as_deref(),
+                    cli.config.token_ttl_minutes
+                )
+                .await?
+            );
+            Ok(0)
+        }
         Command::Serve => serve(cli.config, &owner_url, private).await.map(|()| 0),
         Command::Migrate { action } => migrate(&owner_url, action).await.map(|()| 0),
         Command::Check => check(&owner_url).await,
@@ -90,12 +123,55 @@ async fn serve(config: Config, owner_url: &str, private: bool) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("listening on {}", config.listen_addr))?;
+    let (ttl, idle) = (config.token_ttl_minutes, config.session_idle_minutes);
     let server = Server::build(config, owner_url, listener).await?;
     let addr = server.local_addr()?;
     println!("caregate listening on http://{addr}");
-    println!("  health:    http://{addr}/healthz");
-    println!("  readiness: http://{addr}/readyz");
+    println!("  GraphiQL:  http://{addr}/graphql");
+    println!(
+        "  health:    http://{addr}/healthz   readiness: http://{addr}/readyz   metrics: http://{addr}/metrics"
+    );
+    if private {
+        print_demo_tokens(owner_url, &server.state.tokens, ttl, idle).await;
+    }
     server.run(shutdown_signal()).await
+}
+
+/// Opens a session and signs a token for it.
+async fn mint(
+    owner: &sea_orm::DatabaseConnection,
+    tokens: &Tokens,
+    email: &str,
+    org: Option<&str>,
+    ttl: u32,
+) -> anyhow::Result<String> {
+    let s = service::demo::dev_session(owner, email, org, ttl).await?;
+    tokens.issue(s.user, s.organization, &s.role, s.session, s.expires_at)
+}
+
+async fn print_demo_tokens(owner_url: &str, tokens: &Tokens, ttl: u32, idle: u32) {
+    let Ok(owner) = db::connect_owner(owner_url).await else {
+        return;
+    };
+    println!();
+    println!(
+        "Demo logins (password \"{}\"), and ready-to-paste tokens for GraphiQL's headers",
+        service::demo::DEMO_PASSWORD
+    );
+    println!(
+        "(a token stops working after {idle} idle minutes; `caregate token --email ...` mints another):"
+    );
+    for (email, org, what) in service::demo::DEMO_LOGINS {
+        match mint(&owner, tokens, email, Some(org), ttl).await {
+            Ok(token) => {
+                println!();
+                println!("  {email} — {what}");
+                println!("  {{\"Authorization\": \"Bearer {token}\"}}");
+            }
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "minting a demo token"),
+        }
+    }
+    println!();
 }
 
 async fn migrate(owner_url: &str, action: MigrateAction) -> anyhow::Result<()> {

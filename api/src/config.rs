@@ -140,6 +140,11 @@ pub struct Config {
     #[arg(long, env = "PERSISTED_QUERIES_ONLY", default_value_t = false)]
     pub persisted_queries_only: bool,
 
+    /// JSON file of `{ "<sha256>": "<query>" }`: the queries allowed in
+    /// persisted-only mode (and known to automatic persisted queries).
+    #[arg(long, env = "PERSISTED_QUERIES_FILE")]
+    pub persisted_queries_file: Option<PathBuf>,
+
     /// Origins allowed by CORS, comma-separated ("*" for any). Default: none.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,

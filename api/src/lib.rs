@@ -1,14 +1,23 @@
 //! caregate: a GraphQL gateway for multi-tenant clinical data.
 //!
-//! The server (`server`), the command line (`cli`), configuration
-//! (`config`), the database connections (`db`) and the private PostgreSQL
-//! used when no database is configured (`cluster`).
+//! The request path: `handler` (HTTP) -> `guard` (token, transaction and
+//! row-level security context) -> `graphql` (schema, resolvers, loaders)
+//! -> the `service` crate. Around it: `server` (routes and state), `cli`,
+//! `config`, `db`, `tokens`, `metrics`, and `cluster` (the private
+//! PostgreSQL used when no database is configured).
 
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod guard;
+pub mod handler;
 pub mod health;
+pub mod metrics;
+pub mod ratelimit;
 pub mod server;
 pub mod startup;
 pub mod telemetry;
+pub mod tokens;

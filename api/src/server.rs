@@ -1,24 +1,40 @@
 //! The HTTP server: routes, shared state, graceful shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
-use crate::health;
+use crate::graphql::persisted::PersistedQueries;
+use crate::graphql::{self, CaregateSchema};
+use crate::metrics::Metrics;
+use crate::ratelimit::LoginLimiter;
+use crate::tokens::Tokens;
+use crate::{handler, health};
 
-/// What every request handler shares. Nothing request-specific lives here.
+/// What every request handler shares. Nothing request-specific lives here:
+/// the transaction, the caller and the DataLoaders are built per request.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     /// The runtime pool (NOSUPERUSER NOBYPASSRLS role).
     pub db: DatabaseConnection,
     pub statements: Arc<StatementCounter>,
+    pub schema: CaregateSchema,
+    pub tokens: Arc<Tokens>,
+    pub login_limiter: Arc<LoginLimiter>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A server ready to accept connections.
@@ -28,31 +44,58 @@ pub struct Server {
 }
 
 impl Server {
-    /// Connects the runtime pool (refusing a role that bypasses RLS) and binds.
+    /// Connects the runtime pool (refusing a role that bypasses RLS), builds
+    /// the schema, and takes the listener.
     pub async fn build(
         config: Config,
         owner_url: &str,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        config.validate()?;
         let statements = Arc::new(StatementCounter::default());
         let opts = db::runtime_options(&config, owner_url)?;
         let db = db::connect_runtime(opts, config.db_pool_size, statements.clone()).await?;
+        let manifest = match &config.persisted_queries_file {
+            Some(path) => PersistedQueries::load_manifest(path)?,
+            None => Default::default(),
+        };
+        let persisted = Arc::new(PersistedQueries::new(
+            manifest,
+            config.persisted_queries_only,
+        ));
+        let schema = graphql::build(&config, persisted);
+        let tokens = Arc::new(Tokens::from_config(&config)?);
         let state = AppState {
+            login_limiter: Arc::new(LoginLimiter::new(
+                config.login_attempts_per_email,
+                config.login_attempts_per_ip,
+            )),
+            metrics: Arc::new(Metrics::new(statements.clone())),
             config: Arc::new(config),
             db,
             statements,
+            schema,
+            tokens,
         };
         Ok(Self { state, listener })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     pub fn router(state: AppState) -> Router {
+        let config = state.config.clone();
+        let graphql_routes = Router::new()
+            .route("/graphql", get(graphiql_page).post(handler::graphql))
+            .layer(DefaultBodyLimit::max(config.max_body_bytes));
         Router::new()
+            .merge(graphql_routes)
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
+            .route("/metrics", get(metrics))
+            .layer(cors(&config))
+            .layer(CatchPanicLayer::new())
             .with_state(state)
     }
 
@@ -64,12 +107,51 @@ impl Server {
         let router = Self::router(self.state.clone());
         axum::serve(
             self.listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")
     }
+}
+
+async fn graphiql_page() -> impl IntoResponse {
+    axum::response::Html("")
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = state.db.get_postgres_connection_pool();
+    let body = state.metrics.render(pool.size(), pool.num_idle());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let origins = if config.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(handler::REQUEST_ID_HEADER),
+            HeaderName::from_static(handler::IMPERSONATE_HEADER),
+        ])
+        .expose_headers([HeaderName::from_static(handler::REQUEST_ID_HEADER)])
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,3 +1,4 @@
+DROP FUNCTION app.user_organizations();
 DROP FUNCTION app.begin_request(uuid, uuid, uuid, text, inet, text, integer, boolean);
 DROP FUNCTION app.begin_login(uuid);
 DROP FUNCTION app.begin_anonymous(text, inet, text);

@@ -70,3 +70,71 @@ pub async fn seed(db: &DatabaseConnection) -> anyhow::Result<bool> {
     tx.commit().await.context("committing the demo data")?;
     Ok(true)
 }
+
+/// A session for a user in a clinic, opened by the operator (the owner
+/// role) for `caregate token` and the demo tokens printed at start.
+#[derive(Debug, Clone)]
+pub struct DevSession {
+    pub user: uuid::Uuid,
+    pub organization: uuid::Uuid,
+    pub role: String,
+    pub session: uuid::Uuid,
+    pub expires_at: chrono::DateTime<chrono::FixedOffset>,
+}
+
+/// Opens a session for `email` in the clinic `org` (slug or id; default:
+/// the user's first clinic). The role is the user's membership, or PORTAL
+/// for a patient or proxy.
+pub async fn dev_session(
+    db: &DatabaseConnection,
+    email: &str,
+    org: Option<&str>,
+    ttl_minutes: u32,
+) -> anyhow::Result<DevSession> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH u AS (SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL), \
+             reachable AS ( \
+               SELECT m.organization_id, m.role, 0 AS rank FROM organization_memberships m, u \
+               WHERE m.user_id = u.id AND m.deleted_at IS NULL \
+               UNION ALL SELECT p.organization_id, 'PORTAL', 1 FROM patients p, u \
+               WHERE p.user_id = u.id AND p.deleted_at IS NULL \
+               UNION ALL SELECT a.organization_id, 'PORTAL', 1 FROM proxy_assignments a, u \
+               WHERE a.proxy_user_id = u.id AND a.revoked_at IS NULL \
+                 AND (a.expires_at IS NULL OR a.expires_at > now())) \
+             SELECT u.id AS user_id, r.organization_id, r.role FROM u \
+             JOIN reachable r ON true JOIN organizations o ON o.id = r.organization_id \
+             WHERE $2::text IS NULL OR o.slug = $2 OR o.id::text = $2 \
+             ORDER BY r.rank LIMIT 1",
+            [email.into(), org.map(str::to_owned).into()],
+        ))
+        .await
+        .context("looking up the user")?
+        .with_context(|| format!("{email} has no access to that clinic (or does not exist)"))?;
+    let user: uuid::Uuid = row.try_get("", "user_id")?;
+    let organization: uuid::Uuid = row.try_get("", "organization_id")?;
+    let role: String = row.try_get("", "role")?;
+    let session = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO user_sessions (user_id, organization_id, expires_at, user_agent) \
+             VALUES ($1, $2, now() + make_interval(mins => $3), 'caregate token') \
+             RETURNING id, expires_at",
+            [
+                user.into(),
+                organization.into(),
+                (ttl_minutes as i32).into(),
+            ],
+        ))
+        .await
+        .context("opening a session")?
+        .context("no session row returned")?;
+    Ok(DevSession {
+        user,
+        organization,
+        role,
+        session: session.try_get("", "id")?,
+        expires_at: session.try_get("", "expires_at")?,
+    })
+}

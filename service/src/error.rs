@@ -117,6 +117,10 @@ impl ServiceError {
     /// Turns a database refusal into the domain error it stands for; anything
     /// else is unexpected and keeps its cause (with `context`) for the log.
     pub fn from_db(err: DbErr, context: &'static str) -> Self {
+        // An update that matched no row: gone, or hidden by row-level security.
+        if matches!(err, DbErr::RecordNotUpdated) {
+            return Self::NotFound;
+        }
         if let Some(reason) = constraint_name(&err)
             .as_deref()
             .and_then(ConflictReason::from_constraint)

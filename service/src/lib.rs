@@ -5,10 +5,19 @@
 //! in its doc comment, and leans on a database constraint for the part that
 //! must hold under concurrency. Nothing here knows GraphQL or HTTP.
 
+pub mod actor;
+pub mod audit;
+pub mod auth;
+pub mod care_team;
 pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod integrity;
+pub mod pagination;
 pub mod password;
+pub mod patients;
+pub mod providers;
+mod sql;
 
+pub use actor::{Actor, Role};
 pub use error::{ConflictReason, ForbiddenReason, ServiceError, ServiceResult};

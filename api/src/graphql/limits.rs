@@ -1,0 +1,108 @@
+//! Operation limits async-graphql does not have built in: aliases per
+//! operation and root fields per operation (depth and complexity are set on
+//! the schema). Checked right after parsing, before anything runs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
+
+#[derive(Debug, Clone, Copy)]
+pub struct OperationLimits {
+    pub max_aliases: usize,
+    pub max_root_fields: usize,
+}
+
+impl ExtensionFactory for OperationLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(*self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for OperationLimits {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let aliases = count_aliases(&doc);
+        if aliases > self.max_aliases {
+            return Err(limit_error(format!(
+                "too many aliases: {aliases} (at most {})",
+                self.max_aliases
+            )));
+        }
+        for (_, op) in doc.operations.iter() {
+            let mut seen = HashSet::new();
+            let roots = count_fields(&op.node.selection_set.node, &doc, &mut seen);
+            if roots > self.max_root_fields {
+                return Err(limit_error(format!(
+                    "too many root fields: {roots} (at most {})",
+                    self.max_root_fields
+                )));
+            }
+        }
+        Ok(doc)
+    }
+}
+
+fn limit_error(message: String) -> ServerError {
+    let mut err = ServerError::new(message, None);
+    let mut ext = async_graphql::ErrorExtensionValues::default();
+    ext.set("code", "BAD_USER_INPUT");
+    err.extensions = Some(ext);
+    err
+}
+
+fn count_aliases(doc: &ExecutableDocument) -> usize {
+    fn walk(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => {
+                    usize::from(f.node.alias.is_some()) + walk(&f.node.selection_set.node)
+                }
+                Selection::InlineFragment(f) => walk(&f.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .sum()
+    }
+    let ops: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| walk(&op.node.selection_set.node))
+        .sum();
+    let fragments: usize = doc
+        .fragments
+        .values()
+        .map(|f| walk(&f.node.selection_set.node))
+        .sum();
+    ops + fragments
+}
+
+/// Fields of one selection set, looking through fragments (each once, so a
+/// fragment cycle cannot loop).
+fn count_fields(set: &SelectionSet, doc: &ExecutableDocument, seen: &mut HashSet<Name>) -> usize {
+    set.items
+        .iter()
+        .map(|item: &Positioned<Selection>| match &item.node {
+            Selection::Field(_) => 1,
+            Selection::InlineFragment(f) => count_fields(&f.node.selection_set.node, doc, seen),
+            Selection::FragmentSpread(s) => {
+                let name = &s.node.fragment_name.node;
+                match doc.fragments.get(name) {
+                    Some(f) if seen.insert(name.clone()) => {
+                        count_fields(&f.node.selection_set.node, doc, seen)
+                    }
+                    _ => 0,
+                }
+            }
+        })
+        .sum()
+}

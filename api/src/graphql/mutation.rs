@@ -1,0 +1,376 @@
+//! The mutation root. Each mutation parses its arguments into domain types,
+//! calls one service function inside its own savepoint, and maps the result.
+
+use async_graphql::{Context, MergedObject, Object};
+use service::auth::Client;
+use service::domain::{Mrn, Npi};
+use service::patients::{NewContactMethod, NewPatient, PatientChanges};
+use service::providers::NewProvider;
+use uuid::Uuid;
+
+use super::scope::{RequestScope, ScopeExt};
+use super::types::care_team::CareTeamAssignment;
+use super::types::enums::CareTeamRole;
+use super::types::organization::{AuthPayload, Viewer};
+use super::types::patient::{
+    ContactMethod, ContactMethodInput, EnrollPatientInput, Patient, UpdatePatientInput,
+};
+use super::types::provider::{CreateProviderInput, Provider};
+use crate::error::{ApiError, GqlResult, IntoGql};
+use crate::guard::{self, GuardError};
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    AuthMutation,
+    ProviderMutation,
+    PatientMutation,
+    CareTeamMutation,
+);
+
+#[derive(Default)]
+pub struct AuthMutation;
+
+fn guard_error(err: GuardError) -> async_graphql::Error {
+    match err {
+        GuardError::Unauthenticated(why) => {
+            tracing::info!(reason = why, "session refused");
+            ApiError::unauthenticated().into()
+        }
+        GuardError::Database(e) => ApiError::from(service::ServiceError::Unexpected(e)).into(),
+    }
+}
+
+/// Issues a token for the session the transaction now acts in.
+fn payload(
+    scope: &RequestScope,
+    viewer: &guard::Viewer,
+    expires_at: chrono::DateTime<chrono::FixedOffset>,
+) -> GqlResult<AuthPayload> {
+    let actor = viewer.actor.as_ref().ok_or_else(ApiError::internal)?;
+    let token = scope
+        .app
+        .tokens
+        .issue(
+            actor.user.into_uuid(),
+            actor.tenant.into_uuid(),
+            actor.role.as_str(),
+            actor.session.into_uuid(),
+            expires_at,
+        )
+        .map_err(|e| ApiError::from(service::ServiceError::Unexpected(e)))?;
+    Ok(AuthPayload {
+        token,
+        expires_at,
+        viewer: Viewer::of(actor, viewer.consent_required),
+    })
+}
+
+#[Object]
+impl AuthMutation {
+    /// Exchanges an email and password for a token, in `organizationId` or
+    /// the user's first clinic. Wrong credentials are UNAUTHENTICATED (the
+    /// same for unknown emails); repeated failures per email or per client
+    /// address are RATE_LIMITED. Every refusal is audited.
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+        organization_id: Option<Uuid>,
+    ) -> GqlResult<AuthPayload> {
+        let scope = ctx.scope()?;
+        let tx = scope.tx.as_ref();
+        let limiter = &scope.app.login_limiter;
+        let ip = scope.meta.ip;
+        if limiter.is_limited(&email, ip) {
+            service::auth::record_denied(tx, &email, "rate limited")
+                .await
+                .gql()?;
+            return Err(ApiError::from(service::ServiceError::RateLimited).into());
+        }
+        let Some(user) = service::auth::verify_credentials(tx, &email, &password)
+            .await
+            .gql()?
+        else {
+            limiter.record_failure(&email, ip);
+            service::auth::record_denied(tx, &email, "bad credentials")
+                .await
+                .gql()?;
+            return Err(ApiError::new("UNAUTHENTICATED", "invalid email or password").into());
+        };
+        guard::enter_as_user(tx, user)
+            .await
+            .map_err(|e| ApiError::from(service::ServiceError::Unexpected(e)))?;
+        let reachable = service::auth::organizations_of_current_user(tx)
+            .await
+            .gql()?;
+        let chosen = match organization_id {
+            Some(org) => reachable.into_iter().find(|(t, _)| t.into_uuid() == org),
+            None => reachable.into_iter().next(),
+        };
+        let Some((tenant, _)) = chosen else {
+            limiter.record_failure(&email, ip);
+            service::auth::record_denied(tx, &email, "no access to the clinic")
+                .await
+                .gql()?;
+            return Err(ApiError::new("UNAUTHENTICATED", "invalid email or password").into());
+        };
+        let config = &scope.app.config;
+        let client = Client {
+            ip,
+            user_agent: scope.meta.user_agent.clone(),
+        };
+        let ttl = chrono::Duration::minutes(i64::from(config.token_ttl_minutes));
+        let session = service::auth::open_session(tx, user, tenant, ttl, &client)
+            .await
+            .gql()?;
+        let viewer = guard::begin_request(
+            tx,
+            user,
+            tenant,
+            session.id.into(),
+            &scope.meta,
+            config.session_idle_minutes,
+        )
+        .await
+        .map_err(guard_error)?;
+        service::audit::record_event(
+            tx,
+            "LOGIN",
+            "user_sessions",
+            Some(session.id),
+            serde_json::Value::Null,
+        )
+        .await
+        .gql()?;
+        limiter.clear(&email);
+        payload(scope, &viewer, session.expires_at)
+    }
+
+    /// Moves the caller's session to another clinic they belong to and
+    /// returns a token for it (NOT_FOUND when they may not act there).
+    async fn switch_organization(
+        &self,
+        ctx: &Context<'_>,
+        organization_id: Uuid,
+    ) -> GqlResult<AuthPayload> {
+        let actor = ctx.actor()?.clone();
+        let scope = ctx.scope()?;
+        let tx = scope.tx.as_ref();
+        let (_, session) = service::auth::switch_organization(tx, &actor, organization_id.into())
+            .await
+            .gql()?;
+        let viewer = guard::begin_request(
+            tx,
+            actor.user,
+            organization_id.into(),
+            actor.session,
+            &scope.meta,
+            scope.app.config.session_idle_minutes,
+        )
+        .await
+        .map_err(guard_error)?;
+        payload(scope, &viewer, session.expires_at)
+    }
+
+    /// Ends the caller's session: its token stops working at once.
+    async fn logout(&self, ctx: &Context<'_>) -> GqlResult<bool> {
+        let actor = ctx.actor()?;
+        let scope = ctx.scope()?;
+        scope
+            .in_savepoint(async |tx| service::auth::logout(tx, actor).await)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+}
+
+#[derive(Default)]
+pub struct ProviderMutation;
+
+#[Object]
+impl ProviderMutation {
+    /// Adds a provider (clinic ADMIN). A malformed NPI is BAD_USER_INPUT on
+    /// `npi`; an NPI already used by an active provider is CONFLICT
+    /// DUPLICATE_NPI.
+    async fn create_provider(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateProviderInput,
+    ) -> GqlResult<Provider> {
+        let actor = ctx.actor()?;
+        let new = NewProvider {
+            npi: Npi::parse(&input.npi).gql()?,
+            name: input.name,
+            dea_number: input.dea_number,
+            specialty: input.specialty,
+            state_licenses: input.state_licenses,
+        };
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| service::providers::create(tx, actor, new).await)
+            .await
+            .gql()?;
+        Ok(Provider(row))
+    }
+}
+
+#[derive(Default)]
+pub struct PatientMutation;
+
+#[Object]
+impl PatientMutation {
+    /// Opens a chart (staff). A used MRN is CONFLICT DUPLICATE_MRN.
+    async fn enroll_patient(
+        &self,
+        ctx: &Context<'_>,
+        input: EnrollPatientInput,
+    ) -> GqlResult<Patient> {
+        let actor = ctx.clinical_actor()?;
+        let new = NewPatient {
+            mrn: Mrn::parse(&input.mrn).gql()?,
+            first_name: input.first_name,
+            last_name: input.last_name,
+            date_of_birth: input.date_of_birth.0,
+            legal_sex: input.legal_sex.into(),
+        };
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| service::patients::enroll(tx, actor, new).await)
+            .await
+            .gql()?;
+        Ok(Patient::returned(ctx, vec![row])?.remove(0))
+    }
+
+    /// Changes a chart (staff); only the fields given change.
+    async fn update_patient(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: UpdatePatientInput,
+    ) -> GqlResult<Patient> {
+        let actor = ctx.clinical_actor()?;
+        let changes = PatientChanges {
+            mrn: input.mrn.as_deref().map(Mrn::parse).transpose().gql()?,
+            first_name: input.first_name,
+            last_name: input.last_name,
+            date_of_birth: input.date_of_birth.map(|d| d.0),
+            legal_sex: input.legal_sex.map(Into::into),
+        };
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| service::patients::update(tx, actor, id.into(), changes).await)
+            .await
+            .gql()?;
+        Ok(Patient::returned(ctx, vec![row])?.remove(0))
+    }
+
+    /// Closes a chart (staff).
+    async fn discharge_patient(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<Patient> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| service::patients::discharge(tx, actor, id.into()).await)
+            .await
+            .gql()?;
+        Ok(Patient::returned(ctx, vec![row])?.remove(0))
+    }
+
+    /// Adds a way to reach a patient (staff). A new primary method replaces
+    /// the previous primary.
+    async fn add_contact_method(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: Uuid,
+        input: ContactMethodInput,
+    ) -> GqlResult<ContactMethod> {
+        let actor = ctx.clinical_actor()?;
+        let new = NewContactMethod {
+            kind: input.kind.into(),
+            value: input.value,
+            is_primary: input.is_primary,
+            is_safe_for_voicemail: input.is_safe_for_voicemail,
+        };
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| {
+                service::patients::add_contact_method(tx, actor, patient_id.into(), new).await
+            })
+            .await
+            .gql()?;
+        scope.record_reads([patient_id]);
+        Ok(ContactMethod(row))
+    }
+}
+
+#[derive(Default)]
+pub struct CareTeamMutation;
+
+#[Object]
+impl CareTeamMutation {
+    /// Makes a provider the patient's PRIMARY; the previous primary stays on
+    /// the team as SPECIALIST. Racing calls leave exactly one primary.
+    async fn assign_primary_provider(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: Uuid,
+        provider_id: Uuid,
+    ) -> GqlResult<CareTeamAssignment> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| {
+                service::care_team::assign_primary(tx, actor, patient_id.into(), provider_id.into())
+                    .await
+            })
+            .await
+            .gql()?;
+        Ok(CareTeamAssignment(row))
+    }
+
+    /// Adds a provider to a patient's team. PRIMARY when one exists is
+    /// CONFLICT PRIMARY_PROVIDER_EXISTS; a provider already on the team is
+    /// CONFLICT ALREADY_ON_CARE_TEAM.
+    async fn add_care_team_member(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: Uuid,
+        provider_id: Uuid,
+        role: CareTeamRole,
+    ) -> GqlResult<CareTeamAssignment> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| {
+                service::care_team::add_member(
+                    tx,
+                    actor,
+                    patient_id.into(),
+                    provider_id.into(),
+                    role.into(),
+                )
+                .await
+            })
+            .await
+            .gql()?;
+        Ok(CareTeamAssignment(row))
+    }
+
+    /// Takes a provider off a team (soft: the assignment keeps who removed
+    /// it and when).
+    async fn remove_care_team_member(
+        &self,
+        ctx: &Context<'_>,
+        assignment_id: Uuid,
+    ) -> GqlResult<CareTeamAssignment> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| {
+                service::care_team::remove_member(tx, actor, assignment_id.into()).await
+            })
+            .await
+            .gql()?;
+        Ok(CareTeamAssignment(row))
+    }
+}

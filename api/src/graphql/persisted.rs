@@ -1,0 +1,144 @@
+//! Automatic persisted queries (the Apollo protocol: a client sends the
+//! sha256 of a query; the server answers PERSISTED_QUERY_NOT_FOUND until the
+//! client sends the text once), and a persisted-only mode for mobile
+//! clients in which only queries of a reviewed manifest run at all.
+//!
+//! Written here rather than taken from async-graphql's APQ extension because
+//! that one cannot refuse unknown queries (persisted-only mode) and caches
+//! whatever a client registers.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+};
+use async_graphql::{Request, ServerError, ServerResult};
+use sha2::{Digest, Sha256};
+
+/// Queries known by hash: a manifest (fixed) and an LRU of registered ones.
+pub struct PersistedQueries {
+    manifest: HashMap<String, String>,
+    registered: Mutex<lru::LruCache<String, String>>,
+    only: bool,
+}
+
+impl PersistedQueries {
+    /// `only`: refuse every query that is not in `manifest`.
+    pub fn new(manifest: HashMap<String, String>, only: bool) -> Self {
+        Self {
+            manifest,
+            registered: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(2048).unwrap_or(NonZeroUsize::MIN),
+            )),
+            only,
+        }
+    }
+
+    /// Reads a manifest: a JSON object of `{ "<sha256 hex>": "<query>" }`.
+    pub fn load_manifest(path: &std::path::Path) -> anyhow::Result<HashMap<String, String>> {
+        use anyhow::Context;
+        let raw =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let map: HashMap<String, String> =
+            serde_json::from_str(&raw).context("parsing the persisted query manifest")?;
+        for (hash, query) in &map {
+            anyhow::ensure!(
+                sha256_hex(query) == *hash,
+                "manifest entry {hash} does not match its query"
+            );
+        }
+        Ok(map)
+    }
+
+    fn lookup(&self, hash: &str) -> Option<String> {
+        if let Some(q) = self.manifest.get(hash) {
+            return Some(q.clone());
+        }
+        self.registered.lock().ok()?.get(hash).cloned()
+    }
+}
+
+pub fn sha256_hex(query: &str) -> String {
+    Sha256::digest(query.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn error(code: &str, message: &str) -> ServerError {
+    let mut err = ServerError::new(message, None);
+    let mut ext = async_graphql::ErrorExtensionValues::default();
+    ext.set("code", code);
+    err.extensions = Some(ext);
+    err
+}
+
+fn refused() -> ServerError {
+    let mut err = error("FORBIDDEN", "only persisted queries are accepted");
+    if let Some(ext) = err.extensions.as_mut() {
+        ext.set("reason", "PERSISTED_QUERY_REQUIRED");
+    }
+    err
+}
+
+pub struct PersistedQueriesFactory(pub Arc<PersistedQueries>);
+
+impl ExtensionFactory for PersistedQueriesFactory {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PersistedQueriesExtension(self.0.clone()))
+    }
+}
+
+struct PersistedQueriesExtension(Arc<PersistedQueries>);
+
+#[async_trait::async_trait]
+impl Extension for PersistedQueriesExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let store = &self.0;
+        let hash = request
+            .extensions
+            .get("persistedQuery")
+            .and_then(|v| match v {
+                async_graphql::Value::Object(o) => o.get("sha256Hash").cloned(),
+                _ => None,
+            })
+            .and_then(|v| match v {
+                async_graphql::Value::String(s) => Some(s.to_ascii_lowercase()),
+                _ => None,
+            });
+        match hash {
+            Some(hash) if request.query.is_empty() => match store.lookup(&hash) {
+                Some(query) => request.query = query,
+                None => return Err(error("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")),
+            },
+            Some(hash) => {
+                if sha256_hex(&request.query) != hash {
+                    return Err(error(
+                        "BAD_USER_INPUT",
+                        "provided sha256Hash does not match the query",
+                    ));
+                }
+                if store.only {
+                    if !store.manifest.contains_key(&hash) {
+                        return Err(refused());
+                    }
+                } else if let Ok(mut registered) = store.registered.lock() {
+                    registered.put(hash, request.query.clone());
+                }
+            }
+            None => {
+                if store.only && !store.manifest.contains_key(&sha256_hex(&request.query)) {
+                    return Err(refused());
+                }
+            }
+        }
+        next.run(ctx, request).await
+    }
+}

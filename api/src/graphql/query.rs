@@ -1,0 +1,104 @@
+//! The query root.
+
+use async_graphql::{Context, MergedObject, Object};
+use service::pagination::NameKey;
+use uuid::Uuid;
+
+use super::scope::ScopeExt;
+use super::types::connection::page_request;
+use super::types::organization::{Organization, Viewer, load_organization};
+use super::types::patient::{self, Patient, PatientConnection, PatientFilter, PatientTotal};
+use super::types::provider::{self, Provider, ProviderConnection, ProviderFilter, ProviderTotal};
+use crate::error::{GqlResult, IntoGql};
+
+#[derive(MergedObject, Default)]
+pub struct Query(ViewerQuery, PatientQuery, ProviderQuery);
+
+#[derive(Default)]
+pub struct ViewerQuery;
+
+#[Object]
+impl ViewerQuery {
+    /// The caller: user, active clinic and role.
+    async fn me(&self, ctx: &Context<'_>) -> GqlResult<Viewer> {
+        let scope = ctx.scope()?;
+        let actor = ctx.actor()?;
+        Ok(Viewer::of(actor, scope.viewer.consent_required))
+    }
+
+    /// The active clinic.
+    async fn organization(&self, ctx: &Context<'_>) -> GqlResult<Organization> {
+        let actor = ctx.actor()?;
+        load_organization(ctx, actor.tenant.into_uuid()).await
+    }
+}
+
+#[derive(Default)]
+pub struct PatientQuery;
+
+#[Object]
+impl PatientQuery {
+    /// Patients of the active clinic (a portal user: the ones they may see),
+    /// by name.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn patients(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<PatientFilter>,
+    ) -> GqlResult<PatientConnection<PatientTotal>> {
+        ctx.clinical_actor()?;
+        let page = page_request::<NameKey>(first, after)?;
+        let filter = filter.unwrap_or_default().parse()?;
+        let scope = ctx.scope()?;
+        let rows = service::patients::list(&scope.tx, &filter, &page)
+            .await
+            .gql()?;
+        patient::connection(ctx, rows, PatientTotal::Filtered(filter))
+    }
+
+    /// One patient; null when it does not exist or is not visible to the
+    /// caller (the two are never told apart).
+    async fn patient(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<Option<Patient>> {
+        ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = service::patients::get(&scope.tx, id.into()).await.gql()?;
+        Ok(Patient::returned(ctx, row.into_iter().collect())?.pop())
+    }
+}
+
+#[derive(Default)]
+pub struct ProviderQuery;
+
+#[Object]
+impl ProviderQuery {
+    /// Providers of the active clinic, by name.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn providers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<ProviderFilter>,
+    ) -> GqlResult<ProviderConnection> {
+        ctx.actor()?;
+        let page = page_request::<NameKey>(first, after)?;
+        let filter: service::providers::ProviderFilter = filter.unwrap_or_default().into();
+        let scope = ctx.scope()?;
+        let rows = service::providers::list(&scope.tx, &filter, &page)
+            .await
+            .gql()?;
+        Ok(provider::connection(rows, ProviderTotal(filter)))
+    }
+
+    /// One provider; null when not visible.
+    async fn provider(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<Option<Provider>> {
+        ctx.actor()?;
+        let scope = ctx.scope()?;
+        Ok(service::providers::get(&scope.tx, id.into())
+            .await
+            .gql()?
+            .map(Provider))
+    }
+}

@@ -1,0 +1,135 @@
+//! What one request's resolvers share: its transaction, who is asking, and
+//! the ids of patients it returned (for the READ audit events). Built by the
+//! request handler for each request and never stored on the schema.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::Context;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use service::{Actor, ForbiddenReason, ServiceError, ServiceResult};
+use uuid::Uuid;
+
+use crate::error::{ApiError, GqlResult};
+use crate::graphql::loaders::Loaders;
+use crate::guard::{RequestMeta, Viewer};
+use crate::server::AppState;
+
+pub struct RequestScope {
+    pub tx: Arc<DatabaseTransaction>,
+    pub viewer: Viewer,
+    pub meta: RequestMeta,
+    pub app: AppState,
+    reads: Mutex<BTreeSet<Uuid>>,
+}
+
+impl RequestScope {
+    pub fn new(
+        tx: Arc<DatabaseTransaction>,
+        viewer: Viewer,
+        meta: RequestMeta,
+        app: AppState,
+    ) -> Self {
+        Self {
+            tx,
+            viewer,
+            meta,
+            app,
+            reads: Mutex::default(),
+        }
+    }
+
+    /// Notes that the response carries these patients' data.
+    pub fn record_reads(&self, ids: impl IntoIterator<Item = Uuid>) {
+        if let Ok(mut reads) = self.reads.lock() {
+            reads.extend(ids);
+        }
+    }
+
+    pub fn take_reads(&self) -> Vec<Uuid> {
+        self.reads
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r).into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Runs one mutation in a savepoint: if it fails, everything it wrote is
+    /// undone, and the rest of the request (earlier mutations, audit
+    /// events) stands.
+    pub async fn in_savepoint<T, F>(&self, f: F) -> ServiceResult<T>
+    where
+        F: AsyncFnOnce(&DatabaseTransaction) -> ServiceResult<T>,
+    {
+        let savepoint = self
+            .tx
+            .begin()
+            .await
+            .map_err(|e| ServiceError::from_db(e, "opening a savepoint"))?;
+        match f(&savepoint).await {
+            Ok(value) => {
+                savepoint
+                    .commit()
+                    .await
+                    .map_err(|e| ServiceError::from_db(e, "releasing a savepoint"))?;
+                Ok(value)
+            }
+            Err(err) => {
+                if let Err(e) = savepoint.rollback().await {
+                    tracing::warn!(error = %e, "rolling back a savepoint");
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Resolver shorthands on the GraphQL context.
+pub trait ScopeExt {
+    fn scope(&self) -> GqlResult<&Arc<RequestScope>>;
+    /// The caller, or UNAUTHENTICATED.
+    fn actor(&self) -> GqlResult<&Actor>;
+    /// The caller, when they may see patient data: refused with FORBIDDEN /
+    /// CONSENT_REQUIRED until the active HIPAA notice is signed.
+    fn clinical_actor(&self) -> GqlResult<&Actor>;
+    /// The request's DataLoaders.
+    fn loaders(&self) -> GqlResult<&Loaders>;
+}
+
+impl ScopeExt for Context<'_> {
+    fn loaders(&self) -> GqlResult<&Loaders> {
+        self.data::<Arc<Loaders>>().map(AsRef::as_ref).map_err(|_| {
+            tracing::error!("loaders missing from the GraphQL context");
+            ApiError::internal().into()
+        })
+    }
+
+    fn scope(&self) -> GqlResult<&Arc<RequestScope>> {
+        self.data::<Arc<RequestScope>>().map_err(|_| {
+            tracing::error!("request scope missing from the GraphQL context");
+            ApiError::internal().into()
+        })
+    }
+
+    fn actor(&self) -> GqlResult<&Actor> {
+        self.scope()?
+            .viewer
+            .actor
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthenticated().into())
+    }
+
+    fn clinical_actor(&self) -> GqlResult<&Actor> {
+        let scope = self.scope()?;
+        let actor = scope
+            .viewer
+            .actor
+            .as_ref()
+            .ok_or_else(ApiError::unauthenticated)?;
+        if scope.viewer.consent_required {
+            return Err(
+                ApiError::from(ServiceError::Forbidden(ForbiddenReason::ConsentRequired)).into(),
+            );
+        }
+        Ok(actor)
+    }
+}

@@ -1,0 +1,49 @@
+//! Care team assignments.
+
+use async_graphql::{Context, Object};
+use chrono::{DateTime, FixedOffset};
+use entity::care_team_assignment;
+use uuid::Uuid;
+
+use super::enums::CareTeamRole;
+use super::patient::Patient;
+use super::provider::Provider;
+use crate::error::{GqlResult, IntoGql};
+use crate::graphql::scope::ScopeExt;
+
+pub struct CareTeamAssignment(pub care_team_assignment::Model);
+
+#[Object]
+impl CareTeamAssignment {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    async fn role(&self) -> CareTeamRole {
+        self.0.role.into()
+    }
+    async fn assigned_at(&self) -> DateTime<FixedOffset> {
+        self.0.assigned_at
+    }
+    /// Set when the provider was taken off the team (the row is kept).
+    async fn removed_at(&self) -> Option<DateTime<FixedOffset>> {
+        self.0.removed_at
+    }
+    async fn patient(&self, ctx: &Context<'_>) -> GqlResult<Option<Patient>> {
+        let row = ctx
+            .loaders()?
+            .patient
+            .load_one(self.0.patient_id.into())
+            .await
+            .gql()?;
+        Ok(Patient::returned(ctx, row.into_iter().collect())?.pop())
+    }
+    async fn provider(&self, ctx: &Context<'_>) -> GqlResult<Option<Provider>> {
+        let row = ctx
+            .loaders()?
+            .provider
+            .load_one(self.0.provider_id.into())
+            .await
+            .gql()?;
+        Ok(row.map(Provider))
+    }
+}

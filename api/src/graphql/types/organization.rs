@@ -1,0 +1,123 @@
+//! The active clinic, the caller, and what a login returns.
+
+use async_graphql::{ComplexObject, Context, Object, SimpleObject};
+use chrono::{DateTime, FixedOffset};
+use entity::{organization, user};
+use sea_orm::EntityTrait;
+use uuid::Uuid;
+
+use super::enums::{Role, SubscriptionStatus};
+use crate::error::{ApiError, GqlResult};
+use crate::graphql::scope::ScopeExt;
+
+pub struct Organization(pub organization::Model);
+
+#[Object]
+impl Organization {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    /// IANA time zone of the clinic (e.g. America/New_York): show local times
+    /// in it; appointment days are counted in it.
+    async fn timezone(&self) -> &str {
+        &self.0.timezone
+    }
+    async fn subscription_status(&self) -> SubscriptionStatus {
+        self.0.subscription_status.into()
+    }
+    async fn member_count(&self) -> i32 {
+        self.0.member_count
+    }
+    async fn patient_count(&self) -> i32 {
+        self.0.patient_count
+    }
+}
+
+pub struct User(pub user::Model);
+
+#[Object]
+impl User {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn display_name(&self) -> &str {
+        &self.0.display_name
+    }
+    async fn timezone(&self) -> Option<&str> {
+        self.0.timezone.as_deref()
+    }
+}
+
+/// Who is asking, in which clinic, with which role.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Viewer {
+    pub role: Role,
+    /// A super admin acting in this clinic through an audited impersonation.
+    pub impersonating: bool,
+    /// The active HIPAA notice awaits this user's signature; patient data is
+    /// refused (FORBIDDEN, reason CONSENT_REQUIRED) until then.
+    pub consent_required: bool,
+    #[graphql(skip)]
+    pub user_id: Uuid,
+    #[graphql(skip)]
+    pub organization_id: Uuid,
+}
+
+#[ComplexObject]
+impl Viewer {
+    async fn user(&self, ctx: &Context<'_>) -> GqlResult<User> {
+        let scope = ctx.scope()?;
+        user::Entity::find_by_id(self.user_id)
+            .one(scope.tx.as_ref())
+            .await
+            .map_err(|e| ApiError::from(service::ServiceError::from_db(e, "loading the user")))?
+            .map(User)
+            .ok_or_else(|| ApiError::unauthenticated().into())
+    }
+
+    async fn organization(&self, ctx: &Context<'_>) -> GqlResult<Organization> {
+        load_organization(ctx, self.organization_id).await
+    }
+}
+
+pub async fn load_organization(ctx: &Context<'_>, id: Uuid) -> GqlResult<Organization> {
+    let scope = ctx.scope()?;
+    organization::Entity::find_by_id(id)
+        .one(scope.tx.as_ref())
+        .await
+        .map_err(|e| ApiError::from(service::ServiceError::from_db(e, "loading the clinic")))?
+        .map(Organization)
+        .ok_or_else(|| ApiError::new("NOT_FOUND", "not found").into())
+}
+
+impl Viewer {
+    pub fn of(actor: &service::Actor, consent_required: bool) -> Self {
+        Self {
+            role: actor.role.into(),
+            impersonating: actor.impersonating,
+            consent_required,
+            user_id: actor.user.into_uuid(),
+            organization_id: actor.tenant.into_uuid(),
+        }
+    }
+}
+
+/// A signed access token and the session behind it.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// When the session ends (it also ends after SESSION_IDLE_MINUTES unused).
+    pub expires_at: DateTime<FixedOffset>,
+    pub viewer: Viewer,
+}

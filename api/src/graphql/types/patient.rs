@@ -1,0 +1,232 @@
+//! Patients and their contact methods.
+
+use async_graphql::connection::{Connection, Edge, OpaqueCursor};
+use async_graphql::{Context, InputObject, Object};
+use chrono::{DateTime, FixedOffset};
+use entity::{contact_method, patient};
+use service::domain::{Mrn, PatientId};
+use service::pagination::NameKey;
+use service::patients::PatientFilter as Filter;
+use uuid::Uuid;
+
+use super::care_team::CareTeamAssignment;
+use super::enums::{CareTeamRole, ContactMethodType, LegalSex, PatientStatus};
+use super::provider::Provider;
+use crate::error::{GqlResult, IntoGql};
+use crate::graphql::scalars::Date;
+use crate::graphql::scope::ScopeExt;
+
+pub struct Patient(pub patient::Model);
+
+impl Patient {
+    /// Wraps rows about to be returned, noting them for the READ audit
+    /// events of this request.
+    pub fn returned(ctx: &Context<'_>, rows: Vec<patient::Model>) -> GqlResult<Vec<Patient>> {
+        ctx.scope()?.record_reads(rows.iter().map(|p| p.id));
+        Ok(rows.into_iter().map(Patient).collect())
+    }
+
+    fn key(&self) -> PatientId {
+        self.0.id.into()
+    }
+}
+
+#[Object]
+impl Patient {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    async fn first_name(&self) -> &str {
+        &self.0.first_name
+    }
+    async fn last_name(&self) -> &str {
+        &self.0.last_name
+    }
+    async fn date_of_birth(&self) -> Date {
+        Date(self.0.date_of_birth)
+    }
+    async fn legal_sex(&self) -> LegalSex {
+        self.0.legal_sex.into()
+    }
+    /// Medical record number, unique within the clinic.
+    async fn mrn(&self) -> &str {
+        &self.0.medical_record_number
+    }
+    async fn status(&self) -> PatientStatus {
+        self.0.status.into()
+    }
+    async fn enrolled_at(&self) -> DateTime<FixedOffset> {
+        self.0.enrolled_at
+    }
+    async fn discharged_at(&self) -> Option<DateTime<FixedOffset>> {
+        self.0.discharged_at
+    }
+
+    /// Live contact methods, primary first.
+    async fn contact_methods(&self, ctx: &Context<'_>) -> GqlResult<Vec<ContactMethod>> {
+        let rows = ctx
+            .loaders()?
+            .contact_methods
+            .load_one(self.key())
+            .await
+            .gql()?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(ContactMethod)
+            .collect())
+    }
+
+    /// Active care team assignments.
+    async fn care_team(&self, ctx: &Context<'_>) -> GqlResult<Vec<CareTeamAssignment>> {
+        let rows = ctx.loaders()?.care_team.load_one(self.key()).await.gql()?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(CareTeamAssignment)
+            .collect())
+    }
+
+    /// The provider of the active PRIMARY assignment, if any.
+    async fn primary_provider(&self, ctx: &Context<'_>) -> GqlResult<Option<Provider>> {
+        let loaders = ctx.loaders()?;
+        let team = loaders
+            .care_team
+            .load_one(self.key())
+            .await
+            .gql()?
+            .unwrap_or_default();
+        let Some(primary) = team
+            .into_iter()
+            .find(|a| CareTeamRole::from(a.role) == CareTeamRole::Primary)
+        else {
+            return Ok(None);
+        };
+        let provider = loaders
+            .provider
+            .load_one(primary.provider_id.into())
+            .await
+            .gql()?;
+        Ok(provider.map(Provider))
+    }
+}
+
+pub struct ContactMethod(pub contact_method::Model);
+
+#[Object]
+impl ContactMethod {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    #[graphql(name = "type")]
+    async fn kind(&self) -> ContactMethodType {
+        self.0.r#type.into()
+    }
+    async fn value(&self) -> &str {
+        &self.0.value
+    }
+    async fn is_primary(&self) -> bool {
+        self.0.is_primary
+    }
+    /// Whether PHI may be left on a voicemail at this number.
+    async fn is_safe_for_voicemail(&self) -> bool {
+        self.0.is_safe_for_voicemail
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct PatientFilter {
+    /// Words matched against the name: "jon smi" finds Jonathan Smith.
+    pub search: Option<String>,
+    pub mrn: Option<String>,
+    /// Only patients with this provider on their active care team.
+    pub provider_id: Option<Uuid>,
+    pub status: Option<PatientStatus>,
+}
+
+impl PatientFilter {
+    pub fn parse(self) -> GqlResult<Filter> {
+        Ok(Filter {
+            search: self.search.filter(|s| !s.trim().is_empty()),
+            mrn: self.mrn.as_deref().map(Mrn::parse).transpose().gql()?,
+            provider: self.provider_id.map(Into::into),
+            status: self.status.map(Into::into),
+        })
+    }
+}
+
+/// `totalCount` of a patient list, counted only when asked for.
+pub enum PatientTotal {
+    /// The root list, with its filter.
+    Filtered(Filter),
+    /// A provider's patients (counted for all providers of a response in
+    /// one statement).
+    OfProvider(service::domain::ProviderId),
+}
+
+#[Object]
+impl PatientTotal {
+    async fn total_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
+        match self {
+            Self::Filtered(filter) => {
+                let scope = ctx.scope()?;
+                Ok(service::patients::count(&scope.tx, filter).await.gql()? as i64)
+            }
+            Self::OfProvider(provider) => {
+                let n = ctx
+                    .loaders()?
+                    .patient_count_by_provider
+                    .load_one(*provider)
+                    .await
+                    .gql()?;
+                Ok(n.unwrap_or(0))
+            }
+        }
+    }
+}
+
+pub type PatientConnection<Extra> = Connection<OpaqueCursor<NameKey>, Patient, Extra>;
+
+/// Builds a connection from one page of patients.
+pub fn connection<Extra: async_graphql::ObjectType>(
+    ctx: &Context<'_>,
+    page: service::pagination::Page<patient::Model>,
+    extra: Extra,
+) -> GqlResult<PatientConnection<Extra>> {
+    let mut conn = Connection::with_additional_fields(false, page.has_next_page, extra);
+    let cursors: Vec<_> = page.items.iter().map(service::patients::key_of).collect();
+    for (key, patient) in cursors.into_iter().zip(Patient::returned(ctx, page.items)?) {
+        conn.edges.push(Edge::new(OpaqueCursor(key), patient));
+    }
+    Ok(conn)
+}
+
+#[derive(InputObject)]
+pub struct EnrollPatientInput {
+    pub mrn: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub date_of_birth: Date,
+    pub legal_sex: LegalSex,
+}
+
+#[derive(InputObject)]
+pub struct UpdatePatientInput {
+    pub mrn: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub date_of_birth: Option<Date>,
+    pub legal_sex: Option<LegalSex>,
+}
+
+#[derive(InputObject)]
+pub struct ContactMethodInput {
+    #[graphql(name = "type")]
+    pub kind: ContactMethodType,
+    pub value: String,
+    #[graphql(default = false)]
+    pub is_primary: bool,
+    /// Leave PHI on voicemail at this number only where the patient agreed.
+    #[graphql(default = false)]
+    pub is_safe_for_voicemail: bool,
+}

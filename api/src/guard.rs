@@ -1,0 +1,191 @@
+//! The guard: the only code that opens a request's transaction and sets the
+//! row-level security context.
+//!
+//! How isolation works, in short. Every tenant table in PostgreSQL has RLS
+//! enabled and forced; its policies compare the row's own columns with
+//! settings of the current transaction (`app.tenant_id`, `app.user_id`,
+//! `app.role`, and for portal users the patient ids they may reach). For
+//! each request the guard verifies the bearer token, opens one transaction
+//! on the runtime role (which cannot bypass RLS), and sets the whole context
+//! in one round trip by calling `app.begin_request`, which also checks that
+//! the session is live and not idle and derives the role from the database.
+//! Every resolver then runs inside that transaction, so a bug in a resolver
+//! can at worst read what this clinic's caller may read. The settings are
+//! transaction-local: they vanish at COMMIT/ROLLBACK, so a pooled connection
+//! carries nothing into the next request. A missing setting means no rows.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
+    TransactionTrait,
+};
+use service::domain::{SessionId, TenantId, UserId};
+use service::{Actor, Role};
+
+use crate::tokens::Claims;
+
+/// Facts about the HTTP request that go into the context and the audit trail.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub request_id: String,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    /// A super admin's explicit request to act in this clinic.
+    pub impersonate: Option<TenantId>,
+}
+
+/// Who the request acts as, as the database established it.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// `None` for a request without a token (it may only log in).
+    pub actor: Option<Actor>,
+    pub is_super_admin: bool,
+    /// The active HIPAA notice is not signed yet: patient data is refused.
+    pub consent_required: bool,
+}
+
+impl Viewer {
+    pub fn anonymous() -> Self {
+        Self {
+            actor: None,
+            is_super_admin: false,
+            consent_required: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// The token's session is unknown, revoked, expired or idle, or the user
+    /// no longer belongs to the token's clinic.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error(transparent)]
+    Database(#[from] anyhow::Error),
+}
+
+/// Opens the request's transaction with the context of `claims` (or of an
+/// anonymous caller).
+pub async fn open(
+    db: &DatabaseConnection,
+    claims: Option<&Claims>,
+    meta: &RequestMeta,
+    idle_minutes: u32,
+) -> Result<(Arc<DatabaseTransaction>, Viewer), GuardError> {
+    let tx = db
+        .begin()
+        .await
+        .context("opening the request transaction")?;
+    let viewer = match claims {
+        None => {
+            tx.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT app.begin_anonymous($1, $2::inet, $3)",
+                [
+                    meta.request_id.clone().into(),
+                    meta.ip.map(|ip| ip.to_string()).into(),
+                    meta.user_agent.clone().into(),
+                ],
+            ))
+            .await
+            .context("setting the anonymous context")?;
+            Viewer::anonymous()
+        }
+        Some(claims) => {
+            let tenant = meta
+                .impersonate
+                .map(TenantId::into_uuid)
+                .unwrap_or(claims.org);
+            begin_request(
+                &tx,
+                claims.sub.into(),
+                tenant.into(),
+                claims.sid.into(),
+                meta,
+                idle_minutes,
+            )
+            .await?
+        }
+    };
+    Ok((Arc::new(tx), viewer))
+}
+
+/// Sets the full context for a session, inside `tx`. Used by [`open`], and
+/// by login and clinic switching once they have a session.
+pub async fn begin_request(
+    tx: &DatabaseTransaction,
+    user: UserId,
+    tenant: TenantId,
+    session: SessionId,
+    meta: &RequestMeta,
+    idle_minutes: u32,
+) -> Result<Viewer, GuardError> {
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT status, role, is_super_admin, consent_required \
+             FROM app.begin_request($1, $2, $3, $4, $5::inet, $6, $7, $8)",
+            [
+                user.into_uuid().into(),
+                tenant.into_uuid().into(),
+                session.into_uuid().into(),
+                meta.request_id.clone().into(),
+                meta.ip.map(|ip| ip.to_string()).into(),
+                meta.user_agent.clone().into(),
+                (idle_minutes as i32).into(),
+                meta.impersonate.is_some().into(),
+            ],
+        ))
+        .await
+        .context("setting the request context")?
+        .context("app.begin_request returned no row")?;
+    let status: String = row.try_get("", "status").context("status")?;
+    if status != "OK" {
+        return Err(GuardError::Unauthenticated(status));
+    }
+    let role: Option<String> = row.try_get("", "role").context("role")?;
+    let role = role
+        .as_deref()
+        .and_then(Role::parse)
+        .context("app.begin_request returned no role")?;
+    Ok(Viewer {
+        actor: Some(Actor {
+            user,
+            tenant,
+            role,
+            session,
+            impersonating: meta.impersonate.is_some(),
+        }),
+        is_super_admin: row
+            .try_get("", "is_super_admin")
+            .context("is_super_admin")?,
+        consent_required: row
+            .try_get("", "consent_required")
+            .context("consent_required")?,
+    })
+}
+
+/// After a password has been verified: the transaction acts as that user
+/// (no clinic yet), so the session can be opened under RLS.
+pub async fn enter_as_user(tx: &DatabaseTransaction, user: UserId) -> anyhow::Result<()> {
+    tx.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT app.begin_login($1)",
+        [user.into_uuid().into()],
+    ))
+    .await
+    .context("setting the login context")?;
+    Ok(())
+}
+
+/// Commits the request's transaction. `None` when something still holds it
+/// (a bug): it is then rolled back when the last holder lets go.
+pub async fn commit(tx: Arc<DatabaseTransaction>) -> anyhow::Result<()> {
+    match Arc::try_unwrap(tx) {
+        Ok(tx) => tx.commit().await.context("committing the request"),
+        Err(_) => anyhow::bail!("the request transaction is still shared at commit"),
+    }
+}

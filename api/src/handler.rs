@@ -1,0 +1,286 @@
+//! The GraphQL request handler: verify the token -> open the request's
+//! transaction with its context (the guard) -> put the request's scope and
+//! loaders on the request -> execute -> write the READ audit events ->
+//! commit. Every response carries the request id.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response, ServerError};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use service::domain::TenantId;
+use tracing::Instrument;
+
+use crate::graphql::loaders::Loaders;
+use crate::graphql::scope::RequestScope;
+use crate::guard::{self, GuardError, RequestMeta};
+use crate::server::AppState;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// A super admin names the clinic to act in (an audited impersonation).
+pub const IMPERSONATE_HEADER: &str = "x-caregate-impersonate";
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| ulid::Ulid::generate().to_string())
+}
+
+/// A response made of one error, for requests refused before execution.
+fn refusal(
+    status: StatusCode,
+    code: &'static str,
+    message: &str,
+    request_id: &str,
+) -> axum::response::Response {
+    let mut err = ServerError::new(message, None);
+    let mut ext = ErrorExtensionValues::default();
+    ext.set("code", code);
+    ext.set("requestId", request_id);
+    err.extensions = Some(ext);
+    let body = Response::from_errors(vec![err]);
+    let mut resp = (status, GraphQLResponse::from(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+pub async fn graphql(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLBatchRequest,
+) -> axum::response::Response {
+    let id = request_id(&headers);
+    let span = tracing::info_span!("request", request_id = %id);
+    handle(state, addr, headers, request.into_inner(), id)
+        .instrument(span)
+        .await
+}
+
+async fn handle(
+    state: AppState,
+    addr: SocketAddr,
+    headers: HeaderMap,
+    batch: BatchRequest,
+    id: String,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let operation = operation_name(&batch);
+
+    let size = match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(items) => items.len(),
+    };
+    if size == 0 || size > state.config.max_batch_size {
+        state
+            .metrics
+            .observe(&operation, "rejected", started.elapsed());
+        let msg = format!(
+            "a batch holds 1 to {} operations",
+            state.config.max_batch_size
+        );
+        return refusal(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &msg, &id);
+    }
+
+    let claims = match bearer(&headers) {
+        Bearer::None => None,
+        Bearer::Token(token) => match state.tokens.verify(token) {
+            Ok(claims) => Some(claims),
+            Err(err) => {
+                tracing::info!(error = %err, "token refused");
+                state
+                    .metrics
+                    .observe(&operation, "unauthenticated", started.elapsed());
+                return refusal(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHENTICATED",
+                    "invalid or expired token",
+                    &id,
+                );
+            }
+        },
+        Bearer::Malformed => {
+            state
+                .metrics
+                .observe(&operation, "unauthenticated", started.elapsed());
+            return refusal(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "the Authorization header must be `Bearer <token>`",
+                &id,
+            );
+        }
+    };
+    let impersonate = match headers
+        .get(IMPERSONATE_HEADER)
+        .map(|v| v.to_str().ok().and_then(|s| s.parse::<uuid::Uuid>().ok()))
+    {
+        None => None,
+        Some(Some(org)) => Some(TenantId::from(org)),
+        Some(None) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "the impersonation header must be a clinic id",
+                &id,
+            );
+        }
+    };
+    let meta = RequestMeta {
+        request_id: id.clone(),
+        ip: Some(addr.ip()),
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect()),
+        impersonate,
+    };
+
+    let (tx, viewer) = match guard::open(
+        &state.db,
+        claims.as_ref(),
+        &meta,
+        state.config.session_idle_minutes,
+    )
+    .await
+    {
+        Ok(opened) => opened,
+        Err(GuardError::Unauthenticated(why)) => {
+            tracing::info!(reason = why, "session refused");
+            state
+                .metrics
+                .observe(&operation, "unauthenticated", started.elapsed());
+            return refusal(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "invalid or expired session",
+                &id,
+            );
+        }
+        Err(GuardError::Database(err)) => {
+            tracing::error!(error = format!("{err:#}"), "opening the request failed");
+            state
+                .metrics
+                .observe(&operation, "error", started.elapsed());
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "internal error",
+                &id,
+            );
+        }
+    };
+
+    let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta, state.clone()));
+    let loaders = Arc::new(Loaders::new(&tx));
+    let batch = batch.data(scope.clone()).data(loaders.clone());
+    let mut response = state.schema.execute_batch(batch).await;
+    drop(loaders);
+
+    let reads = scope.take_reads();
+    drop(scope);
+    if !reads.is_empty()
+        && let Err(err) = service::audit::record_reads(&tx, &reads).await
+    {
+        tracing::error!(error = %err, "recording READ audit events");
+        return refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+            &id,
+        );
+    }
+    if let Err(err) = guard::commit(tx).await {
+        tracing::error!(error = format!("{err:#}"), "commit failed");
+        state
+            .metrics
+            .observe(&operation, "error", started.elapsed());
+        return refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+            &id,
+        );
+    }
+
+    let ok = finalize(&mut response, &id);
+    state.metrics.observe(
+        &operation,
+        if ok { "ok" } else { "error" },
+        started.elapsed(),
+    );
+    let mut resp = GraphQLResponse::from(response).into_response();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+/// Gives every error a code (parse, validation and limit errors come from
+/// the library without one: they are BAD_USER_INPUT) and the request id;
+/// returns whether the response is free of errors.
+fn finalize(response: &mut BatchResponse, id: &str) -> bool {
+    let responses: Vec<&mut Response> = match response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+    };
+    let mut ok = true;
+    for r in responses {
+        for err in &mut r.errors {
+            ok = false;
+            let ext = err
+                .extensions
+                .get_or_insert_with(ErrorExtensionValues::default);
+            if ext.get("code").is_none() {
+                ext.set("code", "BAD_USER_INPUT");
+            }
+            ext.set("requestId", id);
+        }
+        r.extensions.insert(
+            "requestId".to_owned(),
+            async_graphql::Value::String(id.to_owned()),
+        );
+    }
+    ok
+}
+
+fn operation_name(batch: &BatchRequest) -> String {
+    match batch {
+        BatchRequest::Single(r) => r.operation_name.clone().unwrap_or_default(),
+        BatchRequest::Batch(rs) => rs
+            .first()
+            .and_then(|r| r.operation_name.clone())
+            .map(|n| format!("batch:{n}"))
+            .unwrap_or_else(|| "batch".to_owned()),
+    }
+}
+
+enum Bearer<'a> {
+    None,
+    Token(&'a str),
+    Malformed,
+}
+
+fn bearer(headers: &HeaderMap) -> Bearer<'_> {
+    match headers.get(axum::http::header::AUTHORIZATION) {
+        None => Bearer::None,
+        Some(v) => match v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")) {
+            Some(token) if !token.trim().is_empty() => Bearer::Token(token.trim()),
+            _ => Bearer::Malformed,
+        },
+    }
+}
