@@ -107,7 +107,7 @@ pub struct Config {
 
     /// Deepest selection nesting a query may have; deeper: BAD_USER_INPUT
     /// ("Query is nested too deep").
-    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 10)]
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 15)]
     pub max_query_depth: usize,
 
     /// Highest complexity (fields, times `first` for connections) a query may

@@ -3,7 +3,7 @@
 mod audit;
 mod catalog;
 mod check;
-mod fixtures;
+pub mod fixtures;
 mod isolation;
 mod migrations;
 mod rules;

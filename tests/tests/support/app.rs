@@ -1,0 +1,124 @@
+//! A running caregate on its own database, on a free port, for black-box
+//! tests over HTTP.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+use super::db::TestDb;
+
+pub const DEMO_PASSWORD: &str = "caregate-demo";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub client: reqwest::Client,
+    pub state: caregate::server::AppState,
+}
+
+/// The default configuration, as `caregate` with no flags would have it.
+pub fn default_config() -> caregate::config::Config {
+    caregate::cli::Cli::parse_from(["caregate"]).config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut caregate::config::Config)) -> TestApp {
+    let db = TestDb::seeded().await;
+    let mut config = default_config();
+    config.database_url = Some(db.owner_url.clone());
+    config.app_database_url = None;
+    config.db_pool_size = 4;
+    configure(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding");
+    let server = caregate::server::Server::build(config, &db.owner_url, listener)
+        .await
+        .expect("building the server");
+    let addr = server.local_addr().expect("address");
+    let state = server.state.clone();
+    tokio::spawn(server.run(std::future::pending()));
+    TestApp {
+        addr,
+        db,
+        client: reqwest::Client::new(),
+        state,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a raw JSON body to /graphql; returns status and body.
+    pub async fn post(&self, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.client.post(self.url("/graphql")).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("sending");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Runs one operation; returns the whole response body.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.post(token, &json!({ "query": query, "variables": variables }))
+            .await
+            .1
+    }
+
+    /// Logs in with the demo password (in `org`, or the user's first
+    /// clinic) and returns the token.
+    pub async fn login_as(&self, email: &str) -> String {
+        self.login_in(email, None).await
+    }
+
+    pub async fn login_in(&self, email: &str, org: Option<uuid::Uuid>) -> String {
+        let res = self
+            .graphql(
+                None,
+                "mutation($e: String!, $p: String!, $o: UUID) { login(email: $e, password: $p, organizationId: $o) { token } }",
+                json!({ "e": email, "p": DEMO_PASSWORD, "o": org }),
+            )
+            .await;
+        res["data"]["login"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login as {email} failed: {res}"))
+            .to_owned()
+    }
+
+    /// SQL statements the server's runtime pool has run so far.
+    pub fn statements(&self) -> u64 {
+        self.state.statements.get()
+    }
+}
+
+/// The `extensions.code` of every error in a response.
+pub fn error_codes(res: &Value) -> Vec<String> {
+    res["errors"]
+        .as_array()
+        .map(|errs| {
+            errs.iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first error's extensions.
+pub fn first_error(res: &Value) -> &Value {
+    &res["errors"][0]["extensions"]
+}
