@@ -23,7 +23,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use service::domain::{SessionId, TenantId, UserId};
-use service::{Actor, Role};
+use service::{Actor, PortalScope, Purpose, Role};
 
 use crate::tokens::Claims;
 
@@ -126,7 +126,7 @@ pub async fn begin_request(
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT status, role, is_super_admin, consent_required \
+            "SELECT status, role, is_super_admin, consent_required, portal_scope \
              FROM app.begin_request($1, $2, $3, $4, $5::inet, $6, $7, $8)",
             [
                 user.into_uuid().into(),
@@ -151,6 +151,21 @@ pub async fn begin_request(
         .as_deref()
         .and_then(Role::parse)
         .context("app.begin_request returned no role")?;
+    let scope: Option<serde_json::Value> =
+        row.try_get("", "portal_scope").context("portal_scope")?;
+    let portal = scope.map(|doc| {
+        Arc::new(PortalScope::new(Purpose::ALL.iter().map(|p| {
+            let ids = doc[p.as_str()]
+                .as_array()
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|v| v.as_str().and_then(|s| s.parse().ok()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (*p, ids)
+        })))
+    });
     Ok(Viewer {
         actor: Some(Actor {
             user,
@@ -158,6 +173,7 @@ pub async fn begin_request(
             role,
             session,
             impersonating: meta.impersonate.is_some(),
+            portal,
         }),
         is_super_admin: row
             .try_get("", "is_super_admin")

@@ -186,7 +186,7 @@ async fn handle(
     };
 
     let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta, state.clone()));
-    let loaders = Arc::new(Loaders::new(&tx));
+    let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
     let batch = batch.data(scope.clone()).data(loaders.clone());
     let mut response = state.schema.execute_batch(batch).await;
     drop(loaders);

@@ -44,7 +44,7 @@ CREATE FUNCTION app.begin_request(
     p_user uuid, p_tenant uuid, p_session uuid, p_request_id text,
     p_ip inet, p_user_agent text, p_idle_minutes integer, p_impersonate boolean
 )
-RETURNS TABLE (status text, role text, is_super_admin boolean, consent_required boolean)
+RETURNS TABLE (status text, role text, is_super_admin boolean, consent_required boolean, portal_scope jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     s user_sessions%ROWTYPE;
@@ -52,6 +52,7 @@ DECLARE
     m_role text;
     own uuid[];
     scope record;
+    scope_doc jsonb;
 BEGIN
     PERFORM set_config('app.request_id', coalesce(p_request_id, ''), true),
             set_config('app.ip', coalesce(p_ip::text, ''), true),
@@ -59,18 +60,18 @@ BEGIN
 
     SELECT * INTO s FROM user_sessions WHERE id = p_session AND user_id = p_user;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'SESSION_UNKNOWN', NULL::text, false, false; RETURN;
+        RETURN QUERY SELECT 'SESSION_UNKNOWN', NULL::text, false, false, NULL::jsonb; RETURN;
     ELSIF s.revoked_at IS NOT NULL THEN
-        RETURN QUERY SELECT 'SESSION_REVOKED', NULL::text, false, false; RETURN;
+        RETURN QUERY SELECT 'SESSION_REVOKED', NULL::text, false, false, NULL::jsonb; RETURN;
     ELSIF s.expires_at <= now() THEN
-        RETURN QUERY SELECT 'SESSION_EXPIRED', NULL::text, false, false; RETURN;
+        RETURN QUERY SELECT 'SESSION_EXPIRED', NULL::text, false, false, NULL::jsonb; RETURN;
     ELSIF s.last_active_at < now() - make_interval(mins => p_idle_minutes) THEN
-        RETURN QUERY SELECT 'SESSION_IDLE', NULL::text, false, false; RETURN;
+        RETURN QUERY SELECT 'SESSION_IDLE', NULL::text, false, false, NULL::jsonb; RETURN;
     END IF;
 
     SELECT * INTO u FROM users WHERE id = p_user AND deleted_at IS NULL;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'USER_DISABLED', NULL::text, false, false; RETURN;
+        RETURN QUERY SELECT 'USER_DISABLED', NULL::text, false, false, NULL::jsonb; RETURN;
     END IF;
 
     -- Activity is recorded at most every 30 s, so concurrent requests of one
@@ -83,7 +84,7 @@ BEGIN
 
     IF p_impersonate THEN
         IF NOT u.is_super_admin OR NOT EXISTS (SELECT 1 FROM organizations WHERE id = p_tenant AND deleted_at IS NULL) THEN
-            RETURN QUERY SELECT 'NOT_A_MEMBER', NULL::text, u.is_super_admin, false; RETURN;
+            RETURN QUERY SELECT 'NOT_A_MEMBER', NULL::text, u.is_super_admin, false, NULL::jsonb; RETURN;
         END IF;
         m_role := 'ADMIN';
         PERFORM set_config('app.impersonator_id', p_user::text, true);
@@ -112,9 +113,13 @@ BEGIN
           AND p.deleted_at IS NULL;
 
         IF cardinality(own) = 0 AND scope.grants = 0 THEN
-            RETURN QUERY SELECT 'NOT_A_MEMBER', NULL::text, u.is_super_admin, false; RETURN;
+            RETURN QUERY SELECT 'NOT_A_MEMBER', NULL::text, u.is_super_admin, false, NULL::jsonb; RETURN;
         END IF;
         m_role := 'PORTAL';
+        scope_doc := jsonb_build_object(
+            'profile', own || scope.profile, 'appointments', own || scope.appointments,
+            'schedule', own || scope.schedule, 'notes', own || scope.notes,
+            'billing', own || scope.billing, 'message', own || scope.message);
         PERFORM set_config('app.patients_profile', (own || scope.profile)::text, true),
                 set_config('app.patients_appointments', (own || scope.appointments)::text, true),
                 set_config('app.patients_schedule', (own || scope.schedule)::text, true),
@@ -130,7 +135,8 @@ BEGIN
         EXISTS (SELECT 1 FROM consent_documents d
                 WHERE d.kind = 'HIPAA_NOTICE' AND d.is_active
                   AND NOT EXISTS (SELECT 1 FROM user_consents c
-                                  WHERE c.user_id = p_user AND c.document_id = d.id));
+                                  WHERE c.user_id = p_user AND c.document_id = d.id)),
+        scope_doc;
 END
 $$;
 
@@ -158,6 +164,34 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     ORDER BY rank, since
 $$;
 
+-- A user's id by email, for granting proxy access (the users table shows a
+-- caller only their own row). Clinic ADMIN or STAFF only.
+CREATE FUNCTION app.user_id_by_email(p_email text) RETURNS uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT u.id FROM users u
+    WHERE lower(u.email) = lower(p_email) AND u.deleted_at IS NULL
+      AND app.current_tenant_id() IS NOT NULL AND (app.has_role('ADMIN') OR app.has_role('STAFF'))
+$$;
+
+-- Names of users connected to the current clinic (members, proxies, chart
+-- holders), for showing who a proxy or an actor is.
+CREATE FUNCTION app.clinic_user_names(p_ids uuid[])
+RETURNS TABLE (id uuid, display_name text, email text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT u.id, u.display_name, u.email FROM users u
+    WHERE u.id = ANY (p_ids) AND app.is_staff() AND (
+        EXISTS (SELECT 1 FROM organization_memberships m
+                WHERE m.user_id = u.id AND m.organization_id = app.current_tenant_id())
+        OR EXISTS (SELECT 1 FROM proxy_assignments a
+                   WHERE a.proxy_user_id = u.id AND a.organization_id = app.current_tenant_id())
+        OR EXISTS (SELECT 1 FROM patients p
+                   WHERE p.user_id = u.id AND p.organization_id = app.current_tenant_id()))
+$$;
+
+REVOKE ALL ON FUNCTION app.user_id_by_email(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION app.clinic_user_names(uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.user_id_by_email(text) TO caregate_app;
+GRANT EXECUTE ON FUNCTION app.clinic_user_names(uuid[]) TO caregate_app;
 REVOKE ALL ON FUNCTION app.user_organizations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.user_organizations() TO caregate_app;
 REVOKE ALL ON FUNCTION app.login_lookup(text) FROM PUBLIC;

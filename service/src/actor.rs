@@ -1,7 +1,12 @@
 //! Who is acting: the user, their clinic and their role in it, as the
 //! API's guard established them (and as the database context says).
 
-use crate::domain::{SessionId, TenantId, UserId};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::domain::{PatientId, SessionId, TenantId, UserId};
 use crate::error::{ForbiddenReason, ServiceError, ServiceResult};
 
 /// A caller's role in the active clinic. Staff roles come from a
@@ -40,6 +45,61 @@ impl Role {
     }
 }
 
+/// What a portal user may do for a patient: the six flags of a proxy grant
+/// (a patient holding their own chart has all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    Profile,
+    Appointments,
+    Schedule,
+    Notes,
+    Billing,
+    Message,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Profile => "profile",
+            Self::Appointments => "appointments",
+            Self::Schedule => "schedule",
+            Self::Notes => "notes",
+            Self::Billing => "billing",
+            Self::Message => "message",
+        }
+    }
+
+    pub const ALL: [Purpose; 6] = [
+        Self::Profile,
+        Self::Appointments,
+        Self::Schedule,
+        Self::Notes,
+        Self::Billing,
+        Self::Message,
+    ];
+}
+
+/// The patients a portal user reaches, per purpose, for this request (the
+/// same sets the database policies read from the request context).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortalScope {
+    by_purpose: Vec<(Purpose, HashSet<Uuid>)>,
+}
+
+impl PortalScope {
+    pub fn new(by_purpose: impl IntoIterator<Item = (Purpose, HashSet<Uuid>)>) -> Self {
+        Self {
+            by_purpose: by_purpose.into_iter().collect(),
+        }
+    }
+
+    pub fn allows(&self, purpose: Purpose, patient: PatientId) -> bool {
+        self.by_purpose
+            .iter()
+            .any(|(p, ids)| *p == purpose && ids.contains(&patient.into_uuid()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub user: UserId,
@@ -48,6 +108,8 @@ pub struct Actor {
     pub session: SessionId,
     /// Set when a super admin reaches this clinic in an audited impersonation.
     pub impersonating: bool,
+    /// For `Role::Portal`: the patients reachable per purpose.
+    pub portal: Option<Arc<PortalScope>>,
 }
 
 impl Actor {
@@ -57,6 +119,18 @@ impl Actor {
             Ok(())
         } else {
             Err(ServiceError::Forbidden(ForbiddenReason::Role))
+        }
+    }
+
+    /// Staff may act for any patient of the clinic; a portal user only for
+    /// the patients their grant (or own chart) covers for `purpose`.
+    pub fn may(&self, purpose: Purpose, patient: PatientId) -> ServiceResult<()> {
+        if self.role.is_staff() {
+            return Ok(());
+        }
+        match &self.portal {
+            Some(scope) if scope.allows(purpose, patient) => Ok(()),
+            _ => Err(ServiceError::Forbidden(ForbiddenReason::ProxyScope)),
         }
     }
 

@@ -180,3 +180,15 @@ pub async fn logout(tx: &DatabaseTransaction, actor: &Actor) -> ServiceResult<()
     )
     .await
 }
+
+/// Whether the current user (set by the login context) is a super admin.
+pub async fn is_super_admin(tx: &DatabaseTransaction) -> ServiceResult<bool> {
+    let me = entity::user::Entity::find()
+        .filter(sea_orm::sea_query::Expr::cust(
+            "users.id = app.current_user_id()",
+        ))
+        .one(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "loading the user"))?;
+    Ok(me.is_some_and(|u| u.is_super_admin))
+}

@@ -6,9 +6,12 @@
 //! must hold under concurrency. Nothing here knows GraphQL or HTTP.
 
 pub mod actor;
+pub mod appointments;
 pub mod audit;
 pub mod auth;
+pub mod authorizations;
 pub mod care_team;
+pub mod consent;
 pub mod demo;
 pub mod domain;
 pub mod error;
@@ -17,7 +20,8 @@ pub mod pagination;
 pub mod password;
 pub mod patients;
 pub mod providers;
+pub mod proxies;
 mod sql;
 
-pub use actor::{Actor, Role};
+pub use actor::{Actor, PortalScope, Purpose, Role};
 pub use error::{ConflictReason, ForbiddenReason, ServiceError, ServiceResult};

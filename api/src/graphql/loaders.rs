@@ -11,13 +11,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use entity::{care_team_assignment, contact_method, patient, provider};
+use chrono::{DateTime, FixedOffset};
+use entity::{
+    appointment, care_team_assignment, contact_method, patient, payer_authorization, provider,
+    proxy_assignment,
+};
 use sea_orm::DatabaseTransaction;
+use service::Actor;
+use service::appointments::Owner;
 use service::domain::{PatientId, ProviderId};
-use service::pagination::{NameKey, Page, PageRequest};
+use service::pagination::{NameKey, Page, PageRequest, TimeKey};
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::graphql::types::proxy::UserSummary;
 
 /// The request's transaction, as loaders see it.
 #[derive(Clone)]
@@ -128,6 +136,91 @@ impl Loader<ProviderId> for PatientCountByProvider {
     }
 }
 
+/// A page of appointments of each patient or provider, from an instant;
+/// keys with the same page arguments share one statement.
+pub struct AppointmentPages(TxRef);
+
+pub type AppointmentKey = (Owner, Option<DateTime<FixedOffset>>, PageRequest<TimeKey>);
+
+impl Loader<AppointmentKey> for AppointmentPages {
+    type Value = Page<appointment::Model>;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[AppointmentKey],
+    ) -> Result<HashMap<AppointmentKey, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let mut groups: HashMap<
+            (Option<DateTime<FixedOffset>>, &PageRequest<TimeKey>),
+            Vec<Owner>,
+        > = HashMap::new();
+        for (owner, from, page) in keys {
+            groups.entry((*from, page)).or_default().push(*owner);
+        }
+        let mut out = HashMap::new();
+        for ((from, page), owners) in groups {
+            for (owner, result) in service::appointments::pages_of(&tx, &owners, from, page).await?
+            {
+                out.insert((owner, from, page.clone()), result);
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub struct AuthorizationsByPatient(TxRef);
+
+impl Loader<PatientId> for AuthorizationsByPatient {
+    type Value = Vec<payer_authorization::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[PatientId]) -> Result<HashMap<PatientId, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::authorizations::of_patients(&tx, keys).await?;
+        Ok(group(keys, rows, |a| a.patient_id.into()))
+    }
+}
+
+/// Proxy grants of patients (staff only: the resolver checks the role).
+pub struct ProxiesByPatient(TxRef, Actor);
+
+impl Loader<PatientId> for ProxiesByPatient {
+    type Value = Vec<proxy_assignment::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[PatientId]) -> Result<HashMap<PatientId, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::proxies::of_patients(&tx, &self.1, keys).await?;
+        Ok(group(keys, rows, |a| a.patient_id.into()))
+    }
+}
+
+pub struct UserNames(TxRef);
+
+impl Loader<Uuid> for UserNames {
+    type Value = UserSummary;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, UserSummary>, ApiError> {
+        let tx = self.0.get()?;
+        Ok(service::proxies::user_names(&tx, keys)
+            .await?
+            .into_iter()
+            .map(|(id, display_name, email)| {
+                (
+                    id,
+                    UserSummary {
+                        id,
+                        display_name,
+                        email,
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
 /// Every key gets an entry (an empty list when it has no rows), in the
 /// order the rows came.
 fn group<T>(
@@ -150,10 +243,15 @@ pub struct Loaders {
     pub contact_methods: DataLoader<ContactMethodsByPatient, HashMapCache>,
     pub patients_by_provider: DataLoader<PatientsByProvider, HashMapCache>,
     pub patient_count_by_provider: DataLoader<PatientCountByProvider, HashMapCache>,
+    pub appointments: DataLoader<AppointmentPages, HashMapCache>,
+    pub authorizations: DataLoader<AuthorizationsByPatient, HashMapCache>,
+    /// Present for staff only.
+    pub proxies: Option<DataLoader<ProxiesByPatient, HashMapCache>>,
+    pub user_names: DataLoader<UserNames, HashMapCache>,
 }
 
 impl Loaders {
-    pub fn new(tx: &Arc<DatabaseTransaction>) -> Self {
+    pub fn new(tx: &Arc<DatabaseTransaction>, actor: Option<&Actor>) -> Self {
         let tx = TxRef(Arc::downgrade(tx));
         // Batches run on spawned tasks; they keep the request's span, so
         // their log lines carry its request id.
@@ -188,10 +286,28 @@ impl Loaders {
                 HashMapCache::default(),
             ),
             patient_count_by_provider: DataLoader::with_cache(
-                PatientCountByProvider(tx),
-                spawner,
+                PatientCountByProvider(tx.clone()),
+                spawner.clone(),
                 HashMapCache::default(),
             ),
+            appointments: DataLoader::with_cache(
+                AppointmentPages(tx.clone()),
+                spawner.clone(),
+                HashMapCache::default(),
+            ),
+            authorizations: DataLoader::with_cache(
+                AuthorizationsByPatient(tx.clone()),
+                spawner.clone(),
+                HashMapCache::default(),
+            ),
+            proxies: actor.filter(|a| a.role.is_staff()).map(|a| {
+                DataLoader::with_cache(
+                    ProxiesByPatient(tx.clone(), a.clone()),
+                    spawner.clone(),
+                    HashMapCache::default(),
+                )
+            }),
+            user_names: DataLoader::with_cache(UserNames(tx), spawner, HashMapCache::default()),
         }
     }
 }

@@ -2,20 +2,28 @@
 //! calls one service function inside its own savepoint, and maps the result.
 
 use async_graphql::{Context, MergedObject, Object};
+use service::appointments::NewAppointment;
 use service::auth::Client;
-use service::domain::{Mrn, Npi};
+use service::authorizations::NewAuthorization;
+use service::domain::{Email, Mrn, Npi};
 use service::patients::{NewContactMethod, NewPatient, PatientChanges};
 use service::providers::NewProvider;
+use service::proxies::{NewGrant, ProxyFlags};
 use uuid::Uuid;
 
 use super::scope::{RequestScope, ScopeExt};
+use super::types::appointment::{Appointment, ScheduleAppointmentInput};
+use super::types::billing::{CreateAuthorizationInput, PayerAuthorization};
 use super::types::care_team::CareTeamAssignment;
+use super::types::consent::UserConsent;
+use super::types::enums::AppointmentStatus;
 use super::types::enums::CareTeamRole;
 use super::types::organization::{AuthPayload, Viewer};
 use super::types::patient::{
     ContactMethod, ContactMethodInput, EnrollPatientInput, Patient, UpdatePatientInput,
 };
 use super::types::provider::{CreateProviderInput, Provider};
+use super::types::proxy::{GrantProxyAccessInput, ProxyAssignment};
 use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::guard::{self, GuardError};
 
@@ -108,12 +116,23 @@ impl AuthMutation {
             Some(org) => reachable.into_iter().find(|(t, _)| t.into_uuid() == org),
             None => reachable.into_iter().next(),
         };
-        let Some((tenant, _)) = chosen else {
-            limiter.record_failure(&email, ip);
-            service::auth::record_denied(tx, &email, "no access to the clinic")
-                .await
-                .gql()?;
-            return Err(ApiError::new("UNAUTHENTICATED", "invalid email or password").into());
+        // A super admin belongs to no clinic: they name one, and every
+        // request of the session must name it again (the impersonation
+        // header); each is audited with them as impersonator.
+        let mut meta = scope.meta.clone();
+        let tenant = match (chosen, organization_id) {
+            (Some((tenant, _)), _) => tenant,
+            (None, Some(org)) if service::auth::is_super_admin(tx).await.gql()? => {
+                meta.impersonate = Some(org.into());
+                org.into()
+            }
+            _ => {
+                limiter.record_failure(&email, ip);
+                service::auth::record_denied(tx, &email, "no access to the clinic")
+                    .await
+                    .gql()?;
+                return Err(ApiError::new("UNAUTHENTICATED", "invalid email or password").into());
+            }
         };
         let config = &scope.app.config;
         let client = Client {
@@ -129,7 +148,7 @@ impl AuthMutation {
             user,
             tenant,
             session.id.into(),
-            &scope.meta,
+            &meta,
             config.session_idle_minutes,
         )
         .await
@@ -372,5 +391,198 @@ impl CareTeamMutation {
             .await
             .gql()?;
         Ok(CareTeamAssignment(row))
+    }
+}
+
+#[derive(Default)]
+pub struct ScheduleMutation;
+
+#[Object]
+impl ScheduleMutation {
+    /// Books an appointment (staff, or a proxy allowed to schedule). A
+    /// provider already booked then is CONFLICT DOUBLE_BOOKED.
+    async fn schedule_appointment(
+        &self,
+        ctx: &Context<'_>,
+        input: ScheduleAppointmentInput,
+    ) -> GqlResult<Appointment> {
+        let actor = ctx.clinical_actor()?;
+        let new = NewAppointment {
+            patient: input.patient_id.into(),
+            provider: input.provider_id.into(),
+            starts_at: input.starts_at,
+            ends_at: input.ends_at,
+            kind: input.kind.into(),
+            reason: input.reason,
+        };
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| service::appointments::schedule(tx, actor, new).await)
+            .await
+            .gql()?;
+        scope.record_reads([row.patient_id]);
+        Ok(Appointment(row))
+    }
+
+    /// Moves an appointment along SCHEDULED -> CONFIRMED -> CHECKED_IN ->
+    /// COMPLETED, or to CANCELLED (with a reason) / NO_SHOW from SCHEDULED or
+    /// CONFIRMED; any other move is BAD_USER_INPUT on `to`.
+    async fn transition_appointment(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        to: AppointmentStatus,
+        reason: Option<String>,
+    ) -> GqlResult<Appointment> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| {
+                service::appointments::transition(tx, actor, id.into(), to.into(), reason).await
+            })
+            .await
+            .gql()?;
+        scope.record_reads([row.patient_id]);
+        Ok(Appointment(row))
+    }
+}
+
+#[derive(Default)]
+pub struct ProxyMutation;
+
+#[Object]
+impl ProxyMutation {
+    /// Lets a user act for a patient within the given permissions (clinic
+    /// ADMIN or STAFF), until `expiresAt` or revocation.
+    async fn grant_proxy_access(
+        &self,
+        ctx: &Context<'_>,
+        input: GrantProxyAccessInput,
+    ) -> GqlResult<ProxyAssignment> {
+        let actor = ctx.clinical_actor()?;
+        let new = NewGrant {
+            patient: input.patient_id.into(),
+            proxy_email: Email::parse(&input.proxy_email)
+                .map_err(|_| ApiError::bad_input("proxyEmail", "not an email address"))?,
+            relationship: input.relationship.into(),
+            flags: ProxyFlags {
+                can_view_profile: input.can_view_profile,
+                can_view_appointments: input.can_view_appointments,
+                can_schedule_appointments: input.can_schedule_appointments,
+                can_view_clinical_notes: input.can_view_clinical_notes,
+                can_view_billing: input.can_view_billing,
+                can_message_providers: input.can_message_providers,
+            },
+            expires_at: input.expires_at,
+        };
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| service::proxies::grant(tx, actor, new).await)
+            .await
+            .gql()?;
+        Ok(ProxyAssignment(row))
+    }
+
+    /// Ends a grant at once (clinic ADMIN or STAFF).
+    async fn revoke_proxy_access(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<ProxyAssignment> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| service::proxies::revoke(tx, actor, id.into()).await)
+            .await
+            .gql()?;
+        Ok(ProxyAssignment(row))
+    }
+}
+
+#[derive(Default)]
+pub struct BillingMutation;
+
+#[Object]
+impl BillingMutation {
+    /// Records a payer's authorization for a patient (staff).
+    async fn create_authorization(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAuthorizationInput,
+    ) -> GqlResult<PayerAuthorization> {
+        let actor = ctx.clinical_actor()?;
+        let new = NewAuthorization {
+            patient: input.patient_id.into(),
+            payer_name: input.payer_name,
+            authorization_number: input.authorization_number,
+            service_code: input.service_code,
+            total_units: input.total_units,
+            valid_from: input.valid_from.0,
+            valid_to: input.valid_to.0,
+        };
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| service::authorizations::create(tx, actor, new).await)
+            .await
+            .gql()?;
+        Ok(PayerAuthorization(row))
+    }
+
+    /// Reserves units, atomically: more than remain is CONFLICT
+    /// UNITS_EXHAUSTED and nothing is reserved; outside the validity dates
+    /// is CONFLICT AUTHORIZATION_NOT_VALID_TODAY.
+    async fn reserve_authorization_units(
+        &self,
+        ctx: &Context<'_>,
+        authorization_id: Uuid,
+        units: i32,
+    ) -> GqlResult<PayerAuthorization> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| {
+                service::authorizations::reserve(tx, actor, authorization_id.into(), units).await
+            })
+            .await
+            .gql()?;
+        Ok(PayerAuthorization(row))
+    }
+
+    /// Gives units back; never below zero (CONFLICT UNITS_NOT_RESERVED).
+    async fn release_authorization_units(
+        &self,
+        ctx: &Context<'_>,
+        authorization_id: Uuid,
+        units: i32,
+    ) -> GqlResult<PayerAuthorization> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let row = scope
+            .in_savepoint(async |tx| {
+                service::authorizations::release(tx, actor, authorization_id.into(), units).await
+            })
+            .await
+            .gql()?;
+        Ok(PayerAuthorization(row))
+    }
+}
+
+#[derive(Default)]
+pub struct ConsentMutation;
+
+#[Object]
+impl ConsentMutation {
+    /// Signs the version in force of a document, with the server's time and
+    /// the client's address and user agent.
+    async fn sign_consent(&self, ctx: &Context<'_>, document_id: Uuid) -> GqlResult<UserConsent> {
+        let actor = ctx.actor()?;
+        let scope = ctx.scope()?;
+        let client = Client {
+            ip: scope.meta.ip,
+            user_agent: scope.meta.user_agent.clone(),
+        };
+        let row = scope
+            .in_savepoint(async |tx| {
+                service::consent::sign(tx, actor, document_id.into(), &client).await
+            })
+            .await
+            .gql()?;
+        Ok(UserConsent(row))
     }
 }

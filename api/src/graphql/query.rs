@@ -1,18 +1,27 @@
 //! The query root.
 
 use async_graphql::{Context, MergedObject, Object};
-use service::pagination::NameKey;
+use service::pagination::{NameKey, TimeKey};
 use uuid::Uuid;
 
 use super::scope::ScopeExt;
+use super::types::appointment::{self, AppointmentConnection, AppointmentFilter, AppointmentTotal};
+use super::types::audit::{self, AuditEventConnection, AuditEventFilter, AuditTotal};
 use super::types::connection::page_request;
+use super::types::consent::{ConsentDocument, UserConsent};
 use super::types::organization::{Organization, Viewer, load_organization};
 use super::types::patient::{self, Patient, PatientConnection, PatientFilter, PatientTotal};
 use super::types::provider::{self, Provider, ProviderConnection, ProviderFilter, ProviderTotal};
 use crate::error::{GqlResult, IntoGql};
 
 #[derive(MergedObject, Default)]
-pub struct Query(ViewerQuery, PatientQuery, ProviderQuery);
+pub struct Query(
+    ViewerQuery,
+    PatientQuery,
+    ProviderQuery,
+    ScheduleQuery,
+    ComplianceQuery,
+);
 
 #[derive(Default)]
 pub struct ViewerQuery;
@@ -100,5 +109,74 @@ impl ProviderQuery {
             .await
             .gql()?
             .map(Provider))
+    }
+}
+
+#[derive(Default)]
+pub struct ScheduleQuery;
+
+#[Object]
+impl ScheduleQuery {
+    /// Appointments by start time (a proxy: those of the patients whose
+    /// appointments they may see).
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn appointments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AppointmentFilter>,
+    ) -> GqlResult<AppointmentConnection> {
+        ctx.clinical_actor()?;
+        let page = page_request::<TimeKey>(first, after)?;
+        let filter: service::appointments::AppointmentFilter = filter.unwrap_or_default().into();
+        let scope = ctx.scope()?;
+        let rows = service::appointments::list(&scope.tx, &filter, &page)
+            .await
+            .gql()?;
+        appointment::connection(ctx, rows, AppointmentTotal(Some(filter)))
+    }
+}
+
+#[derive(Default)]
+pub struct ComplianceQuery;
+
+#[Object]
+impl ComplianceQuery {
+    /// The clinic's audit trail, newest first (clinic ADMIN).
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AuditEventFilter>,
+    ) -> GqlResult<AuditEventConnection> {
+        let actor = ctx.actor()?;
+        let page = page_request::<TimeKey>(first, after)?;
+        let filter: service::audit::AuditFilter = filter.unwrap_or_default().into();
+        let scope = ctx.scope()?;
+        let rows = service::audit::list(&scope.tx, actor, &filter, &page)
+            .await
+            .gql()?;
+        Ok(audit::connection(rows, AuditTotal(filter)))
+    }
+
+    /// The documents in force (terms, HIPAA notice, privacy policy). Until
+    /// the HIPAA notice is signed, patient data is refused with
+    /// CONSENT_REQUIRED.
+    async fn consent_documents(&self, ctx: &Context<'_>) -> GqlResult<Vec<ConsentDocument>> {
+        ctx.actor()?;
+        let scope = ctx.scope()?;
+        let rows = service::consent::active_documents(&scope.tx).await.gql()?;
+        Ok(rows.into_iter().map(ConsentDocument).collect())
+    }
+
+    /// The caller's signatures, newest first.
+    async fn my_consents(&self, ctx: &Context<'_>) -> GqlResult<Vec<UserConsent>> {
+        ctx.actor()?;
+        let scope = ctx.scope()?;
+        let rows = service::consent::my_signatures(&scope.tx).await.gql()?;
+        Ok(rows.into_iter().map(UserConsent).collect())
     }
 }

@@ -54,3 +54,51 @@ pub enum Role {
     Staff,
     Portal,
 }
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::appointment::AppointmentStatus")]
+pub enum AppointmentStatus {
+    Scheduled,
+    Confirmed,
+    CheckedIn,
+    Completed,
+    Cancelled,
+    NoShow,
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::appointment::AppointmentType")]
+pub enum AppointmentType {
+    InPerson,
+    Telehealth,
+    Phone,
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::proxy_assignment::ProxyRelationship")]
+pub enum ProxyRelationship {
+    Parent,
+    Guardian,
+    Caregiver,
+    Other,
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::consent_document::ConsentKind")]
+pub enum ConsentKind {
+    Tos,
+    HipaaNotice,
+    PrivacyPolicy,
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::audit_event::AuditAction")]
+pub enum AuditAction {
+    Create,
+    Read,
+    Update,
+    Delete,
+    Login,
+    Logout,
+    AccessDenied,
+}

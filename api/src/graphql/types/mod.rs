@@ -1,9 +1,14 @@
 //! GraphQL output and input types. They wrap the service's rows rather than
 //! expose them, so the table shape never becomes the contract.
 
+pub mod appointment;
+pub mod audit;
+pub mod billing;
 pub mod care_team;
 pub mod connection;
+pub mod consent;
 pub mod enums;
 pub mod organization;
 pub mod patient;
 pub mod provider;
+pub mod proxy;

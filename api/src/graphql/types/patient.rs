@@ -9,10 +9,18 @@ use service::pagination::NameKey;
 use service::patients::PatientFilter as Filter;
 use uuid::Uuid;
 
+use service::Purpose;
+use service::appointments::Owner;
+use service::pagination::TimeKey;
+
+use super::appointment::{self, AppointmentConnection, AppointmentTotal};
+use super::billing::PayerAuthorization;
 use super::care_team::CareTeamAssignment;
+use super::connection::page_request;
 use super::enums::{CareTeamRole, ContactMethodType, LegalSex, PatientStatus};
 use super::provider::Provider;
-use crate::error::{GqlResult, IntoGql};
+use super::proxy::ProxyAssignment;
+use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::graphql::scalars::Date;
 use crate::graphql::scope::ScopeExt;
 
@@ -84,6 +92,65 @@ impl Patient {
             .unwrap_or_default()
             .into_iter()
             .map(CareTeamAssignment)
+            .collect())
+    }
+
+    /// Appointments by start time, from `from` on when given (e.g. now, for
+    /// the upcoming ones). A proxy needs the appointments permission.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn appointments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        from: Option<DateTime<FixedOffset>>,
+    ) -> GqlResult<AppointmentConnection> {
+        ctx.clinical_actor()?
+            .may(Purpose::Appointments, self.key())
+            .gql()?;
+        let page = page_request::<TimeKey>(first, after)?;
+        let key = (Owner::Patient(self.key()), from, page);
+        let result = ctx
+            .loaders()?
+            .appointments
+            .load_one(key)
+            .await
+            .gql()?
+            .ok_or_else(ApiError::internal)?;
+        appointment::connection(ctx, result, AppointmentTotal(None))
+    }
+
+    /// Payer authorizations. A proxy needs the billing permission.
+    async fn authorizations(&self, ctx: &Context<'_>) -> GqlResult<Vec<PayerAuthorization>> {
+        ctx.clinical_actor()?
+            .may(Purpose::Billing, self.key())
+            .gql()?;
+        let rows = ctx
+            .loaders()?
+            .authorizations
+            .load_one(self.key())
+            .await
+            .gql()?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(PayerAuthorization)
+            .collect())
+    }
+
+    /// Proxy grants (live and past), for clinic staff.
+    async fn proxies(&self, ctx: &Context<'_>) -> GqlResult<Vec<ProxyAssignment>> {
+        ctx.clinical_actor()?.require_staff().gql()?;
+        let loader = ctx
+            .loaders()?
+            .proxies
+            .as_ref()
+            .ok_or_else(ApiError::internal)?;
+        let rows = loader.load_one(self.key()).await.gql()?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(ProxyAssignment)
             .collect())
     }
 

@@ -8,6 +8,9 @@ use service::pagination::NameKey;
 use service::providers::ProviderFilter as Filter;
 use uuid::Uuid;
 
+use service::appointments::Owner;
+
+use super::appointment::{self, AppointmentConnection, AppointmentTotal};
 use super::connection::page_request;
 use super::patient::{self, PatientConnection, PatientTotal};
 use crate::error::{ApiError, GqlResult, IntoGql};
@@ -45,6 +48,28 @@ impl Provider {
     }
     async fn is_active(&self) -> bool {
         self.0.is_active
+    }
+
+    /// The provider's appointments by start time, from `from` on when given.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn appointments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    ) -> GqlResult<AppointmentConnection> {
+        ctx.clinical_actor()?.require_staff().gql()?;
+        let page = page_request::<service::pagination::TimeKey>(first, after)?;
+        let key = (Owner::Provider(ProviderId::from(self.0.id)), from, page);
+        let result = ctx
+            .loaders()?
+            .appointments
+            .load_one(key)
+            .await
+            .gql()?
+            .ok_or_else(ApiError::internal)?;
+        appointment::connection(ctx, result, AppointmentTotal(None))
     }
 
     /// Patients with this provider on their active care team, by name.

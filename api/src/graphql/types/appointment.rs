@@ -1,0 +1,144 @@
+//! Appointments.
+
+use async_graphql::connection::{Connection, Edge, OpaqueCursor};
+use async_graphql::{Context, InputObject, Object};
+use chrono::{DateTime, FixedOffset};
+use entity::appointment;
+use service::appointments::AppointmentFilter as Filter;
+use service::pagination::{Page, TimeKey};
+use uuid::Uuid;
+
+use super::enums::{AppointmentStatus, AppointmentType};
+use super::patient::Patient;
+use super::provider::Provider;
+use crate::error::{GqlResult, IntoGql};
+use crate::graphql::scalars::Date;
+use crate::graphql::scope::ScopeExt;
+
+pub struct Appointment(pub appointment::Model);
+
+#[Object]
+impl Appointment {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    /// An instant (returned in UTC with its offset); show it in the
+    /// clinic's `Organization.timezone`.
+    async fn starts_at(&self) -> DateTime<FixedOffset> {
+        self.0.starts_at
+    }
+    async fn ends_at(&self) -> DateTime<FixedOffset> {
+        self.0.ends_at
+    }
+    #[graphql(name = "type")]
+    async fn kind(&self) -> AppointmentType {
+        self.0.r#type.into()
+    }
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+    async fn status(&self) -> AppointmentStatus {
+        self.0.status.into()
+    }
+    async fn cancel_reason(&self) -> Option<&str> {
+        self.0.cancel_reason.as_deref()
+    }
+    /// Null when the caller may see the appointment but not the chart (a
+    /// proxy without profile access).
+    async fn patient(&self, ctx: &Context<'_>) -> GqlResult<Option<Patient>> {
+        let row = ctx
+            .loaders()?
+            .patient
+            .load_one(self.0.patient_id.into())
+            .await
+            .gql()?;
+        Ok(Patient::returned(ctx, row.into_iter().collect())?.pop())
+    }
+    async fn provider(&self, ctx: &Context<'_>) -> GqlResult<Option<Provider>> {
+        let row = ctx
+            .loaders()?
+            .provider
+            .load_one(self.0.provider_id.into())
+            .await
+            .gql()?;
+        Ok(row.map(Provider))
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct AppointmentFilter {
+    /// Appointments still running at or after this instant.
+    pub from: Option<DateTime<FixedOffset>>,
+    /// Appointments starting before this instant.
+    pub to: Option<DateTime<FixedOffset>>,
+    /// Appointments starting on this day in the clinic's time zone.
+    pub on: Option<Date>,
+    pub provider_id: Option<Uuid>,
+    pub patient_id: Option<Uuid>,
+    pub status: Option<AppointmentStatus>,
+}
+
+impl From<AppointmentFilter> for Filter {
+    fn from(f: AppointmentFilter) -> Self {
+        Filter {
+            from: f.from,
+            to: f.to,
+            on: f.on.map(|d| d.0),
+            provider: f.provider_id.map(Into::into),
+            patient: f.patient_id.map(Into::into),
+            status: f.status.map(Into::into),
+        }
+    }
+}
+
+/// `totalCount` of an appointment list, counted only when asked for.
+pub struct AppointmentTotal(pub Option<Filter>);
+
+#[Object]
+impl AppointmentTotal {
+    /// Counted for root lists; null on nested lists (ask the root
+    /// `appointments` with a filter for it).
+    async fn total_count(&self, ctx: &Context<'_>) -> GqlResult<Option<i64>> {
+        match &self.0 {
+            None => Ok(None),
+            Some(filter) => {
+                let scope = ctx.scope()?;
+                Ok(Some(
+                    service::appointments::count(&scope.tx, filter)
+                        .await
+                        .gql()? as i64,
+                ))
+            }
+        }
+    }
+}
+
+pub type AppointmentConnection = Connection<OpaqueCursor<TimeKey>, Appointment, AppointmentTotal>;
+
+pub fn connection(
+    ctx: &Context<'_>,
+    page: Page<appointment::Model>,
+    total: AppointmentTotal,
+) -> GqlResult<AppointmentConnection> {
+    ctx.scope()?
+        .record_reads(page.items.iter().map(|a| a.patient_id));
+    let mut conn = Connection::with_additional_fields(false, page.has_next_page, total);
+    for a in page.items {
+        conn.edges.push(Edge::new(
+            OpaqueCursor(service::appointments::key_of(&a)),
+            Appointment(a),
+        ));
+    }
+    Ok(conn)
+}
+
+#[derive(InputObject)]
+pub struct ScheduleAppointmentInput {
+    pub patient_id: Uuid,
+    pub provider_id: Uuid,
+    pub starts_at: DateTime<FixedOffset>,
+    pub ends_at: DateTime<FixedOffset>,
+    #[graphql(name = "type", default_with = "AppointmentType::InPerson")]
+    pub kind: AppointmentType,
+    pub reason: Option<String>,
+}

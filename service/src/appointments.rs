@@ -1,0 +1,409 @@
+//! Appointments and their status machine.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use entity::appointment::{self, AppointmentStatus, AppointmentType};
+use entity::patient::PatientStatus;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
+};
+
+use crate::actor::{Actor, Purpose, Role};
+use crate::domain::{AppointmentId, PatientId, ProviderId, new_id};
+use crate::error::{ServiceError, ServiceResult};
+use crate::pagination::{Page, PageRequest, TimeKey};
+use crate::sql::uuid_array;
+
+/// The longest appointment (a database check holds the same bound).
+const MAX_LENGTH: chrono::Duration = chrono::Duration::hours(24);
+
+#[derive(Debug, Clone, Default)]
+pub struct AppointmentFilter {
+    pub from: Option<DateTime<FixedOffset>>,
+    pub to: Option<DateTime<FixedOffset>>,
+    /// One calendar day in the clinic's time zone.
+    pub on: Option<NaiveDate>,
+    pub provider: Option<ProviderId>,
+    pub patient: Option<PatientId>,
+    pub status: Option<AppointmentStatus>,
+}
+
+/// The instants a clinic-local day starts and ends at (DST-aware: a day may
+/// last 23 or 25 hours).
+pub fn local_day(
+    tz: chrono_tz::Tz,
+    day: NaiveDate,
+) -> ServiceResult<(DateTime<FixedOffset>, DateTime<FixedOffset>)> {
+    let start_of = |d: NaiveDate| {
+        let midnight = d.and_hms_opt(0, 0, 0).context("midnight")?;
+        tz.from_local_datetime(&midnight)
+            .earliest()
+            .map(|t| t.fixed_offset())
+            .context("a local midnight that does not exist")
+    };
+    let next = day
+        .succ_opt()
+        .ok_or_else(|| ServiceError::invalid("on", "date out of range"))?;
+    Ok((start_of(day)?, start_of(next)?))
+}
+
+async fn clinic_timezone(tx: &DatabaseTransaction) -> ServiceResult<chrono_tz::Tz> {
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT timezone FROM organizations WHERE id = app.current_tenant_id()",
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "reading the clinic's time zone"))?
+        .ok_or(ServiceError::NotFound)?;
+    let tz: String = row.try_get("", "timezone").context("timezone")?;
+    tz.parse()
+        .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("clinic time zone {tz} is not IANA")))
+}
+
+async fn filtered(
+    tx: &DatabaseTransaction,
+    filter: &AppointmentFilter,
+) -> ServiceResult<sea_orm::Select<appointment::Entity>> {
+    let mut q = appointment::Entity::find().filter(appointment::Column::DeletedAt.is_null());
+    if let Some(from) = filter.from {
+        q = q.filter(appointment::Column::EndsAt.gt(from));
+    }
+    if let Some(to) = filter.to {
+        q = q.filter(appointment::Column::StartsAt.lt(to));
+    }
+    if let Some(day) = filter.on {
+        let (start, end) = local_day(clinic_timezone(tx).await?, day)?;
+        q = q
+            .filter(appointment::Column::StartsAt.gte(start))
+            .filter(appointment::Column::StartsAt.lt(end));
+    }
+    if let Some(p) = filter.provider {
+        q = q.filter(appointment::Column::ProviderId.eq(p.into_uuid()));
+    }
+    if let Some(p) = filter.patient {
+        q = q.filter(appointment::Column::PatientId.eq(p.into_uuid()));
+    }
+    if let Some(s) = filter.status {
+        q = q.filter(appointment::Column::Status.eq(s));
+    }
+    Ok(q)
+}
+
+/// Appointments by start time, one page.
+pub async fn list(
+    tx: &DatabaseTransaction,
+    filter: &AppointmentFilter,
+    page: &PageRequest<TimeKey>,
+) -> ServiceResult<Page<appointment::Model>> {
+    let mut q = filtered(tx, filter).await?;
+    if let Some(key) = &page.after {
+        q = q.filter(Expr::cust_with_values(
+            "(starts_at, appointments.id) > ($1, $2)",
+            [Value::from(key.at), Value::from(key.id)],
+        ));
+    }
+    let rows = q
+        .order_by_asc(appointment::Column::StartsAt)
+        .order_by_asc(appointment::Column::Id)
+        .limit(page.first + 1)
+        .all(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "listing appointments"))?;
+    Ok(Page::from_overfetch(rows, page.first))
+}
+
+pub async fn count(tx: &DatabaseTransaction, filter: &AppointmentFilter) -> ServiceResult<u64> {
+    use sea_orm::PaginatorTrait;
+    filtered(tx, filter)
+        .await?
+        .count(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "counting appointments"))
+}
+
+pub fn key_of(a: &appointment::Model) -> TimeKey {
+    TimeKey {
+        at: a.starts_at,
+        id: a.id,
+    }
+}
+
+/// Whose appointments a batched page is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Patient(PatientId),
+    Provider(ProviderId),
+}
+
+/// A page of appointments for each of several patients (or providers),
+/// starting at `from` when given: one statement for all of them.
+pub async fn pages_of(
+    tx: &DatabaseTransaction,
+    owners: &[Owner],
+    from: Option<DateTime<FixedOffset>>,
+    page: &PageRequest<TimeKey>,
+) -> ServiceResult<HashMap<Owner, Page<appointment::Model>>> {
+    let mut out = HashMap::new();
+    let patients: Vec<_> = owners
+        .iter()
+        .filter_map(|o| match o {
+            Owner::Patient(p) => Some(p.into_uuid()),
+            _ => None,
+        })
+        .collect();
+    let providers: Vec<_> = owners
+        .iter()
+        .filter_map(|o| match o {
+            Owner::Provider(p) => Some(p.into_uuid()),
+            _ => None,
+        })
+        .collect();
+    for (column, ids, wrap) in [
+        (
+            "patient_id",
+            patients,
+            (|id: uuid::Uuid| Owner::Patient(id.into())) as fn(uuid::Uuid) -> Owner,
+        ),
+        ("provider_id", providers, |id: uuid::Uuid| {
+            Owner::Provider(id.into())
+        }),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let (after_at, after_id) = match &page.after {
+            Some(k) => (Some(k.at), Some(k.id)),
+            None => (None, None),
+        };
+        let sql = format!(
+            "SELECT * FROM ( \
+               SELECT a.*, a.{column} AS via, row_number() OVER ( \
+                   PARTITION BY a.{column} ORDER BY a.starts_at, a.id) AS rn \
+               FROM appointments a \
+               WHERE a.{column} = ANY ($1::uuid[]) AND a.deleted_at IS NULL \
+                 AND ($2::timestamptz IS NULL OR a.ends_at > $2) \
+                 AND ($3::timestamptz IS NULL OR (a.starts_at, a.id) > ($3, $4)) \
+             ) t WHERE rn <= $5 ORDER BY via, rn"
+        );
+        let rows = tx
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [
+                    uuid_array(ids.iter().copied()),
+                    from.into(),
+                    after_at.into(),
+                    after_id.into(),
+                    ((page.first + 1) as i64).into(),
+                ],
+            ))
+            .await
+            .map_err(|e| ServiceError::from_db(e, "loading appointments"))?;
+        let mut grouped: HashMap<uuid::Uuid, Vec<appointment::Model>> = HashMap::new();
+        for row in rows {
+            let via: uuid::Uuid = row.try_get("", "via").context("via")?;
+            grouped
+                .entry(via)
+                .or_default()
+                .push(appointment::Model::from_query_result(&row, "").context("an appointment")?);
+        }
+        for id in ids {
+            let items = grouped.remove(&id).unwrap_or_default();
+            out.insert(wrap(id), Page::from_overfetch(items, page.first));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn get(
+    tx: &DatabaseTransaction,
+    id: AppointmentId,
+) -> ServiceResult<Option<appointment::Model>> {
+    appointment::Entity::find_by_id(id.into_uuid())
+        .filter(appointment::Column::DeletedAt.is_null())
+        .one(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "loading an appointment"))
+}
+
+pub struct NewAppointment {
+    pub patient: PatientId,
+    pub provider: ProviderId,
+    pub starts_at: DateTime<FixedOffset>,
+    pub ends_at: DateTime<FixedOffset>,
+    pub kind: AppointmentType,
+    pub reason: Option<String>,
+}
+
+/// Books an appointment. Staff, or a portal user allowed to schedule for
+/// the patient. Only for an actively enrolled patient and an active
+/// provider of the same clinic, in the future, at most 24 hours long. A
+/// provider is never double-booked: the database's exclusion constraint
+/// decides under concurrency (`DOUBLE_BOOKED`).
+pub async fn schedule(
+    tx: &DatabaseTransaction,
+    actor: &Actor,
+    input: NewAppointment,
+) -> ServiceResult<appointment::Model> {
+    actor.may(Purpose::Schedule, input.patient)?;
+    if input.ends_at <= input.starts_at {
+        return Err(ServiceError::invalid("endsAt", "must be after startsAt"));
+    }
+    if input.ends_at - input.starts_at > MAX_LENGTH {
+        return Err(ServiceError::invalid(
+            "endsAt",
+            "an appointment lasts at most 24 hours",
+        ));
+    }
+    if input.starts_at < chrono::Utc::now() - chrono::Duration::minutes(5) {
+        return Err(ServiceError::invalid("startsAt", "must be in the future"));
+    }
+    let reason = match input.reason.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(r) => Some(crate::domain::required_text("reason", r, 1000)?),
+    };
+    let patient = crate::patients::get(tx, input.patient)
+        .await?
+        .ok_or_else(|| ServiceError::invalid("patientId", "no such patient"))?;
+    if patient.status != PatientStatus::Active {
+        return Err(ServiceError::invalid(
+            "patientId",
+            "the patient is not actively enrolled",
+        ));
+    }
+    match crate::providers::get(tx, input.provider).await? {
+        None => return Err(ServiceError::invalid("providerId", "no such provider")),
+        Some(p) if !p.is_active => {
+            return Err(ServiceError::invalid(
+                "providerId",
+                "the provider is not active",
+            ));
+        }
+        Some(_) => {}
+    }
+    let model = appointment::ActiveModel {
+        id: Set(new_id()),
+        organization_id: Set(actor.tenant.into_uuid()),
+        patient_id: Set(input.patient.into_uuid()),
+        provider_id: Set(input.provider.into_uuid()),
+        starts_at: Set(input.starts_at),
+        ends_at: Set(input.ends_at),
+        r#type: Set(input.kind),
+        reason: Set(reason),
+        created_by: Set(Some(actor.user.into_uuid())),
+        ..Default::default()
+    };
+    model
+        .insert(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "scheduling an appointment"))
+}
+
+/// Whether the status machine allows `from -> to`: SCHEDULED -> CONFIRMED
+/// -> CHECKED_IN -> COMPLETED, and CANCELLED or NO_SHOW from SCHEDULED or
+/// CONFIRMED.
+pub fn can_transition(from: AppointmentStatus, to: AppointmentStatus) -> bool {
+    use AppointmentStatus::*;
+    matches!(
+        (from, to),
+        (Scheduled, Confirmed)
+            | (Confirmed, CheckedIn)
+            | (CheckedIn, Completed)
+            | (Scheduled | Confirmed, Cancelled)
+            | (Scheduled | Confirmed, NoShow)
+    )
+}
+
+/// Moves an appointment along its status machine (any other move is
+/// BAD_USER_INPUT on `to`). Cancelling needs a reason. A portal user may
+/// only cancel, and only for a patient they may schedule for.
+pub async fn transition(
+    tx: &DatabaseTransaction,
+    actor: &Actor,
+    id: AppointmentId,
+    to: AppointmentStatus,
+    reason: Option<String>,
+) -> ServiceResult<appointment::Model> {
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT * FROM appointments WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            [id.into_uuid().into()],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "locking an appointment"))?
+        .ok_or(ServiceError::NotFound)?;
+    let current = appointment::Model::from_query_result(&row, "").context("an appointment")?;
+    if actor.role == Role::Portal {
+        actor.may(Purpose::Schedule, current.patient_id.into())?;
+        if to != AppointmentStatus::Cancelled {
+            return Err(ServiceError::Forbidden(
+                crate::error::ForbiddenReason::ProxyScope,
+            ));
+        }
+    }
+    if !can_transition(current.status, to) {
+        return Err(ServiceError::invalid(
+            "to",
+            format!("cannot go from {:?} to {:?}", current.status, to).to_uppercase(),
+        ));
+    }
+    let reason = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    let mut model = current.into_active_model();
+    if to == AppointmentStatus::Cancelled {
+        let reason = reason
+            .ok_or_else(|| ServiceError::invalid("reason", "a cancellation needs a reason"))?;
+        model.cancel_reason = Set(Some(crate::domain::required_text("reason", &reason, 1000)?));
+    }
+    model.status = Set(to);
+    model
+        .update(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "changing an appointment's status"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AppointmentStatus::*;
+
+    #[test]
+    fn the_status_machine_allows_only_its_moves() {
+        let all = [
+            Scheduled, Confirmed, CheckedIn, Completed, Cancelled, NoShow,
+        ];
+        let allowed: Vec<_> = all
+            .iter()
+            .flat_map(|f| all.iter().map(move |t| (*f, *t)))
+            .filter(|(f, t)| can_transition(*f, *t))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                (Scheduled, Confirmed),
+                (Scheduled, Cancelled),
+                (Scheduled, NoShow),
+                (Confirmed, CheckedIn),
+                (Confirmed, Cancelled),
+                (Confirmed, NoShow),
+                (CheckedIn, Completed),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_local_day_follows_daylight_saving() {
+        let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let (start, end) = local_day(tz, NaiveDate::from_ymd_opt(2026, 3, 8).unwrap()).unwrap();
+        assert_eq!(start.to_rfc3339(), "2026-03-08T00:00:00-05:00");
+        assert_eq!(end.to_rfc3339(), "2026-03-09T00:00:00-04:00");
+        assert_eq!((end - start).num_hours(), 23);
+    }
+}

@@ -1,0 +1,149 @@
+//! Proxy (guardian) access: a user acting for a patient, within flags.
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset};
+use entity::proxy_assignment::{self, ProxyRelationship};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, Set, Statement,
+};
+
+use crate::actor::{Actor, Role};
+use crate::domain::{Email, PatientId, ProxyAssignmentId, new_id};
+use crate::error::{ConflictReason, ServiceError, ServiceResult};
+
+/// What a proxy may do for the patient.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyFlags {
+    pub can_view_profile: bool,
+    pub can_view_appointments: bool,
+    pub can_schedule_appointments: bool,
+    pub can_view_clinical_notes: bool,
+    pub can_view_billing: bool,
+    pub can_message_providers: bool,
+}
+
+pub struct NewGrant {
+    pub patient: PatientId,
+    pub proxy_email: Email,
+    pub relationship: ProxyRelationship,
+    pub flags: ProxyFlags,
+    pub expires_at: Option<DateTime<FixedOffset>>,
+}
+
+/// Grants a user proxy access to a patient (clinic ADMIN or STAFF). The
+/// user must already have a caregate login. One live grant per proxy and
+/// patient (`PROXY_ALREADY_GRANTED`: revoke, then grant anew to change it).
+pub async fn grant(
+    tx: &DatabaseTransaction,
+    actor: &Actor,
+    input: NewGrant,
+) -> ServiceResult<proxy_assignment::Model> {
+    actor.require(&[Role::Admin, Role::Staff])?;
+    if let Some(expires) = input.expires_at
+        && expires <= chrono::Utc::now()
+    {
+        return Err(ServiceError::invalid("expiresAt", "must be in the future"));
+    }
+    let patient = crate::patients::get(tx, input.patient)
+        .await?
+        .ok_or_else(|| ServiceError::invalid("patientId", "no such patient"))?;
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT app.user_id_by_email($1) AS id",
+            [input.proxy_email.as_ref().into()],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "looking up the proxy"))?;
+    let proxy_user: Option<uuid::Uuid> = match row {
+        Some(row) => row.try_get("", "id").context("id")?,
+        None => None,
+    };
+    let proxy_user = proxy_user
+        .ok_or_else(|| ServiceError::invalid("proxyEmail", "no caregate user has this email"))?;
+    let f = input.flags;
+    let model = proxy_assignment::ActiveModel {
+        id: Set(new_id()),
+        organization_id: Set(patient.organization_id),
+        patient_id: Set(patient.id),
+        proxy_user_id: Set(proxy_user),
+        relationship: Set(input.relationship),
+        can_view_profile: Set(f.can_view_profile),
+        can_view_appointments: Set(f.can_view_appointments),
+        can_schedule_appointments: Set(f.can_schedule_appointments),
+        can_view_clinical_notes: Set(f.can_view_clinical_notes),
+        can_view_billing: Set(f.can_view_billing),
+        can_message_providers: Set(f.can_message_providers),
+        granted_by: Set(Some(actor.user.into_uuid())),
+        expires_at: Set(input.expires_at),
+        ..Default::default()
+    };
+    model
+        .insert(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "granting proxy access"))
+}
+
+/// Ends a grant at once (soft: the row keeps who revoked it and when).
+pub async fn revoke(
+    tx: &DatabaseTransaction,
+    actor: &Actor,
+    id: ProxyAssignmentId,
+) -> ServiceResult<proxy_assignment::Model> {
+    actor.require(&[Role::Admin, Role::Staff])?;
+    let current = proxy_assignment::Entity::find_by_id(id.into_uuid())
+        .one(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "loading a grant"))?
+        .ok_or(ServiceError::NotFound)?;
+    if current.revoked_at.is_some() {
+        return Err(ServiceError::Conflict(ConflictReason::AlreadyRevoked));
+    }
+    let mut model = current.into_active_model();
+    model.revoked_at = Set(Some(chrono::Utc::now().fixed_offset()));
+    model.revoked_by = Set(Some(actor.user.into_uuid()));
+    model
+        .update(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "revoking proxy access"))
+}
+
+/// The grants of several patients (live and past), newest first: staff only.
+pub async fn of_patients(
+    tx: &DatabaseTransaction,
+    actor: &Actor,
+    patients: &[PatientId],
+) -> ServiceResult<Vec<proxy_assignment::Model>> {
+    actor.require_staff()?;
+    proxy_assignment::Entity::find()
+        .filter(proxy_assignment::Column::PatientId.is_in(patients.iter().map(|p| p.into_uuid())))
+        .order_by_desc(proxy_assignment::Column::GrantedAt)
+        .all(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "loading proxy grants"))
+}
+
+/// Display names of users connected to the clinic, by id.
+pub async fn user_names(
+    tx: &DatabaseTransaction,
+    ids: &[uuid::Uuid],
+) -> ServiceResult<Vec<(uuid::Uuid, String, String)>> {
+    let rows = tx
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id, display_name, email FROM app.clinic_user_names($1::uuid[])",
+            [crate::sql::uuid_array(ids.iter().copied())],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "loading user names"))?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get("", "id").context("id")?,
+                r.try_get("", "display_name").context("display_name")?,
+                r.try_get("", "email").context("email")?,
+            ))
+        })
+        .collect()
+}
