@@ -135,8 +135,9 @@ pub struct Config {
     #[arg(long, env = "INTROSPECTION")]
     pub introspection: Option<bool>,
 
-    /// Accept only persisted queries (by sha256 hash); a query text is refused
-    /// with PERSISTED_QUERY_NOT_FOUND unless its hash is already registered.
+    /// Accept only the queries of PERSISTED_QUERIES_FILE (by sha256 hash, or
+    /// as text whose hash is in it); anything else is refused with FORBIDDEN,
+    /// reason PERSISTED_QUERY_REQUIRED.
     #[arg(long, env = "PERSISTED_QUERIES_ONLY", default_value_t = false)]
     pub persisted_queries_only: bool,
 

@@ -50,7 +50,11 @@ fn refusal(
     ext.set("code", code);
     ext.set("requestId", request_id);
     err.extensions = Some(ext);
-    let body = Response::from_errors(vec![err]);
+    let mut body = Response::from_errors(vec![err]);
+    body.extensions.insert(
+        "requestId".to_owned(),
+        async_graphql::Value::String(request_id.to_owned()),
+    );
     let mut resp = (status, GraphQLResponse::from(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
 pub mod guard;
 pub mod handler;

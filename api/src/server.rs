@@ -13,6 +13,7 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
@@ -21,7 +22,7 @@ use crate::graphql::{self, CaregateSchema};
 use crate::metrics::Metrics;
 use crate::ratelimit::LoginLimiter;
 use crate::tokens::Tokens;
-use crate::{handler, health};
+use crate::{graphiql, handler, health};
 
 /// What every request handler shares. Nothing request-specific lives here:
 /// the transaction, the caller and the DataLoaders are built per request.
@@ -88,9 +89,14 @@ impl Server {
         let config = state.config.clone();
         let graphql_routes = Router::new()
             .route("/graphql", get(graphiql_page).post(handler::graphql))
+            // The GraphQL extractor streams the body itself, so the limit is
+            // a layer around the route (413 before anything is read) rather
+            // than axum's extractor-level default.
+            .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
             .layer(DefaultBodyLimit::max(config.max_body_bytes));
         Router::new()
             .merge(graphql_routes)
+            .merge(graphiql::routes())
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(metrics))
@@ -116,7 +122,7 @@ impl Server {
 }
 
 async fn graphiql_page() -> impl IntoResponse {
-    axum::response::Html("")
+    graphiql::page("/graphql")
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

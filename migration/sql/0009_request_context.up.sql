@@ -59,7 +59,9 @@ BEGIN
             set_config('app.user_agent', coalesce(p_user_agent, ''), true);
 
     SELECT * INTO s FROM user_sessions WHERE id = p_session AND user_id = p_user;
-    IF NOT FOUND THEN
+    -- A session acts in one clinic at a time: after switchOrganization, a
+    -- token for the previous clinic no longer works.
+    IF NOT FOUND OR (NOT p_impersonate AND s.organization_id IS DISTINCT FROM p_tenant) THEN
         RETURN QUERY SELECT 'SESSION_UNKNOWN', NULL::text, false, false, NULL::jsonb; RETURN;
     ELSIF s.revoked_at IS NOT NULL THEN
         RETURN QUERY SELECT 'SESSION_REVOKED', NULL::text, false, false, NULL::jsonb; RETURN;

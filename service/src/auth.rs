@@ -164,7 +164,7 @@ pub async fn logout(tx: &DatabaseTransaction, actor: &Actor) -> ServiceResult<()
     user_session::Entity::update_many()
         .col_expr(
             user_session::Column::RevokedAt,
-            sea_orm::sea_query::Expr::current_timestamp().into(),
+            sea_orm::sea_query::Expr::current_timestamp(),
         )
         .filter(user_session::Column::Id.eq(actor.session.into_uuid()))
         .filter(user_session::Column::RevokedAt.is_null())

@@ -201,6 +201,12 @@ pub fn required_text(field: &'static str, raw: &str, max: usize) -> Result<Strin
     if value.is_empty() {
         return Err(ServiceError::invalid(field, "must not be empty"));
     }
+    if value.chars().any(|c| c == '\0') {
+        return Err(ServiceError::invalid(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
     if value.chars().count() > max {
         return Err(ServiceError::invalid(
             field,

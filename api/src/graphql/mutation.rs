@@ -33,6 +33,10 @@ pub struct Mutation(
     ProviderMutation,
     PatientMutation,
     CareTeamMutation,
+    ScheduleMutation,
+    ProxyMutation,
+    BillingMutation,
+    ConsentMutation,
 );
 
 #[derive(Default)]

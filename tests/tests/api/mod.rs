@@ -1,10 +1,15 @@
 //! The running server, over HTTP.
 
+mod appointments;
+mod audit;
 mod auth;
+mod billing;
 mod care_team;
+mod consent;
 mod cross_tenant;
 mod dataloader;
 mod errors;
 mod gateway;
 mod limits;
+mod proxies;
 mod schema;
