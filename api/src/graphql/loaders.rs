@@ -142,6 +142,9 @@ pub struct AppointmentPages(TxRef);
 
 pub type AppointmentKey = (Owner, Option<DateTime<FixedOffset>>, PageRequest<TimeKey>);
 
+/// Keys that share one statement: the same `from` and page.
+type AppointmentGroup<'a> = (Option<DateTime<FixedOffset>>, &'a PageRequest<TimeKey>);
+
 impl Loader<AppointmentKey> for AppointmentPages {
     type Value = Page<appointment::Model>;
     type Error = ApiError;
@@ -151,10 +154,7 @@ impl Loader<AppointmentKey> for AppointmentPages {
         keys: &[AppointmentKey],
     ) -> Result<HashMap<AppointmentKey, Self::Value>, ApiError> {
         let tx = self.0.get()?;
-        let mut groups: HashMap<
-            (Option<DateTime<FixedOffset>>, &PageRequest<TimeKey>),
-            Vec<Owner>,
-        > = HashMap::new();
+        let mut groups: HashMap<AppointmentGroup<'_>, Vec<Owner>> = HashMap::new();
         for (owner, from, page) in keys {
             groups.entry((*from, page)).or_default().push(*owner);
         }

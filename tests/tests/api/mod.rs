@@ -11,5 +11,6 @@ mod dataloader;
 mod errors;
 mod gateway;
 mod limits;
+mod pool;
 mod proxies;
 mod schema;
