@@ -222,6 +222,13 @@ async fn switching_moves_a_portal_user_to_the_other_clinic() {
         .map(|e| e["node"]["mrn"].as_str().expect("mrn"))
         .collect();
     assert_eq!(mrns, ["LS-0001"], "{res}");
+
+    // The session now acts in Lakeside: the Northside token is done.
+    let (status, res) = app
+        .post(Some(&token), &json!({ "query": "{ me { role } }" }))
+        .await;
+    assert_eq!(status, 401, "{res}");
+    assert_eq!(error_codes(&res), ["UNAUTHENTICATED"]);
 }
 
 #[tokio::test]

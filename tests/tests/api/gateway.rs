@@ -130,3 +130,8 @@ fn production_refuses_the_default_secret() {
     config.jwt_secret = Some("a-production-secret-of-at-least-32-bytes".to_owned());
     assert!(config.validate().is_ok());
 }
+
+#[test]
+fn documented_configuration_defaults_are_pinned() {
+    insta::assert_json_snapshot!(crate::support::app::default_config());
+}

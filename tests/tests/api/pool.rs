@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::support::app::spawn_app_with;
 
-const QUERY: &str = "{ me { organization { slug } } patients(first: 100) { edges { node { mrn } } } }";
+const QUERY: &str =
+    "{ me { organization { slug } } patients(first: 100) { edges { node { mrn } } } }";
 
 fn mrns(res: &Value) -> Vec<String> {
     res["data"]["patients"]["edges"]
@@ -61,11 +62,18 @@ async fn interleaved_and_cancelled_requests_of_two_clinics_never_leak_context() 
     let mut checked = 0;
     for (clinic_a, res) in results.into_iter().flatten() {
         assert!(res.get("errors").is_none(), "{res}");
-        let (slug, prefix) = if clinic_a { ("northside", "NS-") } else { ("lakeside", "LS-") };
+        let (slug, prefix) = if clinic_a {
+            ("northside", "NS-")
+        } else {
+            ("lakeside", "LS-")
+        };
         assert_eq!(res["data"]["me"]["organization"]["slug"], slug);
         let seen = mrns(&res);
         assert!(!seen.is_empty());
-        assert!(seen.iter().all(|m| m.starts_with(prefix)), "{slug} saw {seen:?}");
+        assert!(
+            seen.iter().all(|m| m.starts_with(prefix)),
+            "{slug} saw {seen:?}"
+        );
         checked += 1;
     }
     assert!(checked > 1000);
