@@ -251,6 +251,9 @@ fn finalize(response: &mut BatchResponse, id: &str) -> bool {
                 .get_or_insert_with(ErrorExtensionValues::default);
             if ext.get("code").is_none() {
                 ext.set("code", "BAD_USER_INPUT");
+                if let Some(field) = field_of(&err.message) {
+                    ext.set("field", field);
+                }
             }
             ext.set("requestId", id);
         }
@@ -260,6 +263,24 @@ fn finalize(response: &mut BatchResponse, id: &str) -> bool {
         );
     }
     ok
+}
+
+/// The argument or variable a library validation message names, e.g.
+/// `Invalid value for argument "id", ...` or `Variable "$p" ...`.
+fn field_of(message: &str) -> Option<String> {
+    for marker in ["argument \"", "Argument \"", "variable \"$", "Variable \"$"] {
+        if let Some(start) = message.find(marker) {
+            let rest = &message[start + marker.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                .collect();
+            if !name.is_empty() {
+                return Some(name);
+            }
+        }
+    }
+    None
 }
 
 fn operation_name(batch: &BatchRequest) -> String {
@@ -286,5 +307,23 @@ fn bearer(headers: &HeaderMap) -> Bearer<'_> {
             Some(token) if !token.trim().is_empty() => Bearer::Token(token.trim()),
             _ => Bearer::Malformed,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn library_messages_name_their_field() {
+        assert_eq!(
+            field_of(r#"Invalid value for argument "id", expected type "UUID""#).as_deref(),
+            Some("id")
+        );
+        assert_eq!(
+            field_of(r#"Variable "$p" got invalid value "x"; expected type "UUID""#).as_deref(),
+            Some("p")
+        );
+        assert_eq!(field_of("Query is nested too deep."), None);
     }
 }
