@@ -10,7 +10,8 @@ use crate::support::app::{TestApp, error_codes, first_error, spawn_app};
 
 const SIGN: &str = "mutation($d: UUID!) { signConsent(documentId: $d) {
     id documentId signedAt ip userAgent } }";
-const PATIENTS: &str = "{ me { consentRequired } patients(first: 100) { totalCount edges { node { mrn } } } }";
+const PATIENTS: &str =
+    "{ me { consentRequired } patients(first: 100) { totalCount edges { node { mrn } } } }";
 
 /// POSTs one operation with extra headers; returns status and body.
 async fn post_with(
@@ -50,7 +51,10 @@ async fn hipaa_notice(app: &TestApp, token: &str) -> (Value, i64) {
         .filter(|d| d["kind"] == "HIPAA_NOTICE")
         .collect();
     assert_eq!(hipaa.len(), 1, "one notice in force: {res}");
-    (hipaa[0]["id"].clone(), hipaa[0]["version"].as_i64().unwrap())
+    (
+        hipaa[0]["id"].clone(),
+        hipaa[0]["version"].as_i64().unwrap(),
+    )
 }
 
 fn assert_consent_required(res: &Value) {

@@ -37,16 +37,24 @@ async fn enroll_many(app: &TestApp, n: usize) {
     .unwrap();
 }
 
+/// Statements one request runs. A DataLoader batches the keys asked for
+/// within a millisecond; on a starved machine (the whole test suite at once
+/// on two cores) a batch may be cut in two, so the fewest of three runs is
+/// what the request needs.
 async fn statements_for(app: &TestApp, token: &str, n: i64) -> u64 {
-    let before = app.statements();
-    let res = app.graphql(Some(token), NESTED, json!({ "n": n })).await;
-    let after = app.statements();
-    assert!(res.get("errors").is_none(), "{res}");
-    assert_eq!(
-        res["data"]["patients"]["edges"].as_array().unwrap().len() as i64,
-        n
-    );
-    after - before
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let before = app.statements();
+        let res = app.graphql(Some(token), NESTED, json!({ "n": n })).await;
+        let after = app.statements();
+        assert!(res.get("errors").is_none(), "{res}");
+        assert_eq!(
+            res["data"]["patients"]["edges"].as_array().unwrap().len() as i64,
+            n
+        );
+        fewest = fewest.min(after - before);
+    }
+    fewest
 }
 
 #[tokio::test]

@@ -423,7 +423,10 @@ async fn each_flag_opens_only_its_own_part_of_the_chart() {
     let grant = &res["data"]["grantProxyAccess"];
     assert_eq!(grant["canViewProfile"], false, "{res}");
     assert_eq!(grant["canViewAppointments"], true);
-    assert_eq!(grant["relationship"], "GUARDIAN", "the default relationship");
+    assert_eq!(
+        grant["relationship"], "GUARDIAN",
+        "the default relationship"
+    );
 
     let proxy = app.login_as(email).await;
     let res = app
@@ -467,7 +470,9 @@ async fn an_expired_grant_no_longer_reaches_the_patient() {
     let token = app.login_as("maria.garcia@example.com").await;
     sign_hipaa(&app, &token).await;
     let query = "query($p: UUID!) { patient(id: $p) { mrn } }";
-    let res = app.graphql(Some(&token), query, json!({ "p": sofia })).await;
+    let res = app
+        .graphql(Some(&token), query, json!({ "p": sofia }))
+        .await;
     assert_eq!(res["data"]["patient"]["mrn"], "NS-0002", "{res}");
 
     sqlx::query(
@@ -537,7 +542,9 @@ async fn revoking_a_grant_locks_the_proxy_out_at_once_and_happens_once() {
     let maria = app.login_as("maria.garcia@example.com").await;
     sign_hipaa(&app, &maria).await;
     let query = "query($p: UUID!) { patient(id: $p) { mrn } }";
-    let res = app.graphql(Some(&maria), query, json!({ "p": sofia })).await;
+    let res = app
+        .graphql(Some(&maria), query, json!({ "p": sofia }))
+        .await;
     assert_eq!(res["data"]["patient"]["mrn"], "NS-0002", "{res}");
 
     let staff = app.login_as("frontdesk@northside.example").await;
