@@ -75,6 +75,53 @@ pub async fn graphql(
         .await
 }
 
+/// Why a request was answered without running it.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// The outcome label of the metrics.
+    outcome: &'static str,
+}
+
+impl Refusal {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        outcome: &'static str,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            outcome,
+        }
+    }
+
+    fn unauthenticated(message: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            message,
+            "unauthenticated",
+        )
+    }
+
+    fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            message,
+            "rejected",
+        )
+    }
+
+    fn internal(status: StatusCode) -> Self {
+        Self::new(status, "INTERNAL", "internal error", "error")
+    }
+}
+
 async fn handle(
     state: AppState,
     addr: SocketAddr,
@@ -84,68 +131,73 @@ async fn handle(
 ) -> axum::response::Response {
     let started = Instant::now();
     let operation = operation_name(&batch);
+    match run(&state, addr, &headers, batch, &id).await {
+        Ok(mut response) => {
+            let ok = finalize(&mut response, &id);
+            let outcome = if ok { "ok" } else { "error" };
+            state
+                .metrics
+                .observe(&operation, outcome, started.elapsed());
+            let mut resp = GraphQLResponse::from(response).into_response();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+            }
+            resp
+        }
+        Err(r) => {
+            state
+                .metrics
+                .observe(&operation, r.outcome, started.elapsed());
+            refusal(r.status, r.code, &r.message, &id)
+        }
+    }
+}
 
+/// The request, from token to commit.
+async fn run(
+    state: &AppState,
+    addr: SocketAddr,
+    headers: &HeaderMap,
+    batch: BatchRequest,
+    id: &str,
+) -> Result<BatchResponse, Refusal> {
     let size = match &batch {
         BatchRequest::Single(_) => 1,
         BatchRequest::Batch(items) => items.len(),
     };
     if size == 0 || size > state.config.max_batch_size {
-        state
-            .metrics
-            .observe(&operation, "rejected", started.elapsed());
-        let msg = format!(
+        return Err(Refusal::bad_input(format!(
             "a batch holds 1 to {} operations",
             state.config.max_batch_size
-        );
-        return refusal(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &msg, &id);
+        )));
     }
 
-    let claims = match bearer(&headers) {
+    let claims = match bearer(headers) {
         Bearer::None => None,
-        Bearer::Token(token) => match state.tokens.verify(token) {
-            Ok(claims) => Some(claims),
-            Err(err) => {
-                tracing::info!(error = %err, "token refused");
-                state
-                    .metrics
-                    .observe(&operation, "unauthenticated", started.elapsed());
-                return refusal(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHENTICATED",
-                    "invalid or expired token",
-                    &id,
-                );
-            }
-        },
+        Bearer::Token(token) => Some(state.tokens.verify(token).map_err(|err| {
+            tracing::info!(error = %err, "token refused");
+            Refusal::unauthenticated("invalid or expired token")
+        })?),
         Bearer::Malformed => {
-            state
-                .metrics
-                .observe(&operation, "unauthenticated", started.elapsed());
-            return refusal(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
+            return Err(Refusal::unauthenticated(
                 "the Authorization header must be `Bearer <token>`",
-                &id,
-            );
+            ));
         }
     };
-    let impersonate = match headers
-        .get(IMPERSONATE_HEADER)
-        .map(|v| v.to_str().ok().and_then(|s| s.parse::<uuid::Uuid>().ok()))
-    {
+    let impersonate = match headers.get(IMPERSONATE_HEADER) {
         None => None,
-        Some(Some(org)) => Some(TenantId::from(org)),
-        Some(None) => {
-            return refusal(
-                StatusCode::BAD_REQUEST,
-                "BAD_USER_INPUT",
-                "the impersonation header must be a clinic id",
-                &id,
-            );
-        }
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<uuid::Uuid>().ok())
+                .map(TenantId::from)
+                .ok_or_else(|| {
+                    Refusal::bad_input("the impersonation header must be a clinic id")
+                })?,
+        ),
     };
     let meta = RequestMeta {
-        request_id: id.clone(),
+        request_id: id.to_owned(),
         ip: Some(addr.ip()),
         user_agent: headers
             .get(axum::http::header::USER_AGENT)
@@ -154,45 +206,28 @@ async fn handle(
         impersonate,
     };
 
-    let (tx, viewer) = match guard::open(
+    let (tx, viewer) = guard::open(
         &state.db,
         claims.as_ref(),
         &meta,
         state.config.session_idle_minutes,
     )
     .await
-    {
-        Ok(opened) => opened,
-        Err(GuardError::Unauthenticated(why)) => {
+    .map_err(|err| match err {
+        GuardError::Unauthenticated(why) => {
             tracing::info!(reason = why, "session refused");
-            state
-                .metrics
-                .observe(&operation, "unauthenticated", started.elapsed());
-            return refusal(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "invalid or expired session",
-                &id,
-            );
+            Refusal::unauthenticated("invalid or expired session")
         }
-        Err(GuardError::Database(err)) => {
+        GuardError::Database(err) => {
             tracing::error!(error = format!("{err:#}"), "opening the request failed");
-            state
-                .metrics
-                .observe(&operation, "error", started.elapsed());
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "INTERNAL",
-                "internal error",
-                &id,
-            );
+            Refusal::internal(StatusCode::SERVICE_UNAVAILABLE)
         }
-    };
+    })?;
 
     let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta, state.clone()));
     let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
     let batch = batch.data(scope.clone()).data(loaders.clone());
-    let mut response = state.schema.execute_batch(batch).await;
+    let response = state.schema.execute_batch(batch).await;
     drop(loaders);
 
     let reads = scope.take_reads();
@@ -201,37 +236,13 @@ async fn handle(
         && let Err(err) = service::audit::record_reads(&tx, &reads).await
     {
         tracing::error!(error = %err, "recording READ audit events");
-        return refusal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "internal error",
-            &id,
-        );
+        return Err(Refusal::internal(StatusCode::INTERNAL_SERVER_ERROR));
     }
     if let Err(err) = guard::commit(tx).await {
         tracing::error!(error = format!("{err:#}"), "commit failed");
-        state
-            .metrics
-            .observe(&operation, "error", started.elapsed());
-        return refusal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "internal error",
-            &id,
-        );
+        return Err(Refusal::internal(StatusCode::INTERNAL_SERVER_ERROR));
     }
-
-    let ok = finalize(&mut response, &id);
-    state.metrics.observe(
-        &operation,
-        if ok { "ok" } else { "error" },
-        started.elapsed(),
-    );
-    let mut resp = GraphQLResponse::from(response).into_response();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
-    }
-    resp
+    Ok(response)
 }
 
 /// Gives every error a code (parse, validation and limit errors come from

@@ -677,10 +677,10 @@ async fn a_patient_holding_their_own_chart_sees_it_at_each_clinic() {
     let b = org(&owner, "lakeside").await;
     let query = "{
         me { role organization { slug } }
-        patients(first: 100) { totalCount edges { node { id mrn
+        patients(first: 5) { totalCount edges { node { id mrn
             primaryProvider { name }
             careTeam { role provider { name } }
-            appointments { edges { node { reason provider { name } } } } } } }
+            appointments(first: 10) { edges { node { reason provider { name } } } } } } }
     }";
     let expected = [
         (
