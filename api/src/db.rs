@@ -2,8 +2,7 @@
 //! runtime pool every request runs on.
 
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -12,19 +11,9 @@ use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, SqlxPostgresConnector, Statement,
 };
 
+use service::tx::Counter;
+
 use crate::config::Config;
-
-/// Counts every SQL statement the runtime pool runs; `/metrics` exports it
-/// and tests and the benchmark read it to prove statements per request stay
-/// flat as lists grow.
-#[derive(Debug, Default)]
-pub struct StatementCounter(AtomicU64);
-
-impl StatementCounter {
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// Connects as the owner role named by `url`.
 pub async fn connect_owner(url: &str) -> anyhow::Result<DatabaseConnection> {
@@ -61,7 +50,7 @@ pub fn runtime_options(config: &Config, owner_url: &str) -> anyhow::Result<PgCon
 pub async fn connect_runtime(
     opts: PgConnectOptions,
     pool_size: u32,
-    counter: Arc<StatementCounter>,
+    counter: Counter,
 ) -> anyhow::Result<DatabaseConnection> {
     let pool = PgPoolOptions::new()
         .max_connections(pool_size)
@@ -72,7 +61,7 @@ pub async fn connect_runtime(
     let mut db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
     assert_runtime_role_is_confined(&db).await?;
     db.set_metric_callback(move |_info| {
-        counter.0.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
     });
     Ok(db)
 }

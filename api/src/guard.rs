@@ -18,11 +18,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement};
+use service::Tx;
 use service::domain::{SessionId, TenantId, UserId};
+use service::tx::Counter;
 use service::{Actor, PortalScope, Purpose, Role};
 
 use crate::tokens::Claims;
@@ -67,56 +66,74 @@ pub enum GuardError {
     Database(#[from] anyhow::Error),
 }
 
+/// A string as an SQL literal. The first statement of a request travels with
+/// its `BEGIN` as a simple query, which has no parameters; the connection
+/// runs with `standard_conforming_strings = on`, so doubling quotes is the
+/// whole escaping (NUL cannot be sent and is dropped).
+fn literal(value: Option<&str>) -> String {
+    match value {
+        None => "NULL".to_owned(),
+        Some(v) => format!("'{}'", v.replace('\0', "").replace('\'', "''")),
+    }
+}
+
 /// Opens the request's transaction with the context of `claims` (or of an
-/// anonymous caller).
+/// anonymous caller): `BEGIN` and the context in one round trip.
 pub async fn open(
     db: &DatabaseConnection,
+    statements: &Counter,
     claims: Option<&Claims>,
     meta: &RequestMeta,
     idle_minutes: u32,
-) -> Result<(Arc<DatabaseTransaction>, Viewer), GuardError> {
-    let tx = db
-        .begin()
+) -> Result<(Arc<Tx>, Viewer), GuardError> {
+    let pool = db.get_postgres_connection_pool();
+    let ip = meta.ip.map(|ip| ip.to_string());
+    let client = format!(
+        "{}, {}::inet, {}",
+        literal(Some(&meta.request_id)),
+        literal(ip.as_deref()),
+        literal(meta.user_agent.as_deref())
+    );
+    let Some(claims) = claims else {
+        let first = format!("SELECT app.begin_anonymous({client})");
+        let (tx, _) = Tx::begin_with(pool, &first, statements.clone())
+            .await
+            .context("opening the request transaction")?;
+        return Ok((Arc::new(tx), Viewer::anonymous()));
+    };
+    let tenant = meta
+        .impersonate
+        .map(TenantId::into_uuid)
+        .unwrap_or(claims.org);
+    let first = format!(
+        "SELECT status, role, is_super_admin, consent_required, portal_scope \
+         FROM app.begin_request('{}'::uuid, '{}'::uuid, '{}'::uuid, {client}, {idle_minutes}, {})",
+        claims.sub,
+        tenant,
+        claims.sid,
+        meta.impersonate.is_some()
+    );
+    let (tx, rows) = Tx::begin_with(pool, &first, statements.clone())
         .await
         .context("opening the request transaction")?;
-    let viewer = match claims {
-        None => {
-            tx.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT app.begin_anonymous($1, $2::inet, $3)",
-                [
-                    meta.request_id.clone().into(),
-                    meta.ip.map(|ip| ip.to_string()).into(),
-                    meta.user_agent.clone().into(),
-                ],
-            ))
-            .await
-            .context("setting the anonymous context")?;
-            Viewer::anonymous()
-        }
-        Some(claims) => {
-            let tenant = meta
-                .impersonate
-                .map(TenantId::into_uuid)
-                .unwrap_or(claims.org);
-            begin_request(
-                &tx,
-                claims.sub.into(),
-                tenant.into(),
-                claims.sid.into(),
-                meta,
-                idle_minutes,
-            )
-            .await?
-        }
-    };
+    let row = rows
+        .into_iter()
+        .next()
+        .context("app.begin_request returned no row")?;
+    let viewer = viewer_of(
+        &row,
+        claims.sub.into(),
+        tenant.into(),
+        claims.sid.into(),
+        meta,
+    )?;
     Ok((Arc::new(tx), viewer))
 }
 
 /// Sets the full context for a session, inside `tx`. Used by [`open`], and
 /// by login and clinic switching once they have a session.
 pub async fn begin_request(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     user: UserId,
     tenant: TenantId,
     session: SessionId,
@@ -142,6 +159,17 @@ pub async fn begin_request(
         .await
         .context("setting the request context")?
         .context("app.begin_request returned no row")?;
+    viewer_of(&row, user, tenant, session, meta)
+}
+
+/// The caller as `app.begin_request` described them, or why it refused.
+fn viewer_of(
+    row: &QueryResult,
+    user: UserId,
+    tenant: TenantId,
+    session: SessionId,
+    meta: &RequestMeta,
+) -> Result<Viewer, GuardError> {
     let status: String = row.try_get("", "status").context("status")?;
     if status != "OK" {
         return Err(GuardError::Unauthenticated(status));
@@ -186,7 +214,7 @@ pub async fn begin_request(
 
 /// After a password has been verified: the transaction acts as that user
 /// (no clinic yet), so the session can be opened under RLS.
-pub async fn enter_as_user(tx: &DatabaseTransaction, user: UserId) -> anyhow::Result<()> {
+pub async fn enter_as_user(tx: &Tx, user: UserId) -> anyhow::Result<()> {
     tx.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT app.begin_login($1)",
@@ -197,9 +225,9 @@ pub async fn enter_as_user(tx: &DatabaseTransaction, user: UserId) -> anyhow::Re
     Ok(())
 }
 
-/// Commits the request's transaction. `None` when something still holds it
+/// Commits the request's transaction. Fails when something still holds it
 /// (a bug): it is then rolled back when the last holder lets go.
-pub async fn commit(tx: Arc<DatabaseTransaction>) -> anyhow::Result<()> {
+pub async fn commit(tx: Arc<Tx>) -> anyhow::Result<()> {
     match Arc::try_unwrap(tx) {
         Ok(tx) => tx.commit().await.context("committing the request"),
         Err(_) => anyhow::bail!("the request transaction is still shared at commit"),

@@ -208,6 +208,7 @@ async fn run(
 
     let (tx, viewer) = guard::open(
         &state.db,
+        &state.statements,
         claims.as_ref(),
         &meta,
         state.config.session_idle_minutes,

@@ -2,7 +2,7 @@
 //! SQL statements, and the database pool.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::db::StatementCounter;
+use service::tx::Counter as StatementCounter;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
@@ -29,7 +29,7 @@ pub struct Metrics {
     statements: Counter,
     pool_size: Gauge,
     pool_idle: Gauge,
-    counter: Arc<StatementCounter>,
+    counter: StatementCounter,
     operations: Mutex<HashSet<String>>,
 }
 
@@ -37,7 +37,7 @@ pub struct Metrics {
 const MAX_OPERATIONS: usize = 500;
 
 impl Metrics {
-    pub fn new(counter: Arc<StatementCounter>) -> Self {
+    pub fn new(counter: StatementCounter) -> Self {
         let mut registry = Registry::with_prefix("caregate");
         let requests = Family::<OperationLabels, Counter>::default();
         let latency = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
@@ -107,7 +107,7 @@ impl Metrics {
 
     /// The exposition text, with the pool and statement figures read now.
     pub fn render(&self, pool_size: u32, pool_idle: usize) -> String {
-        let total = self.counter.get();
+        let total = self.counter.load(std::sync::atomic::Ordering::Relaxed);
         let seen = self.statements.get();
         if total > seen {
             self.statements.inc_by(total - seen);

@@ -10,13 +10,14 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use sea_orm::DatabaseConnection;
+use service::tx::Counter;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::Config;
-use crate::db::{self, StatementCounter};
+use crate::db;
 use crate::graphql::persisted::PersistedQueries;
 use crate::graphql::{self, CaregateSchema};
 use crate::metrics::Metrics;
@@ -31,7 +32,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The runtime pool (NOSUPERUSER NOBYPASSRLS role).
     pub db: DatabaseConnection,
-    pub statements: Arc<StatementCounter>,
+    /// SQL statements run by the runtime role (requests and probes).
+    pub statements: Counter,
     pub schema: CaregateSchema,
     pub tokens: Arc<Tokens>,
     pub login_limiter: Arc<LoginLimiter>,
@@ -53,7 +55,7 @@ impl Server {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         config.validate()?;
-        let statements = Arc::new(StatementCounter::default());
+        let statements = Counter::default();
         let opts = db::runtime_options(&config, owner_url)?;
         let db = db::connect_runtime(opts, config.db_pool_size, statements.clone()).await?;
         let manifest = match &config.persisted_queries_file {

@@ -60,8 +60,9 @@ BEGIN
 
     SELECT * INTO s FROM user_sessions WHERE id = p_session AND user_id = p_user;
     -- A session acts in one clinic at a time: after switchOrganization, a
-    -- token for the previous clinic no longer works.
-    IF NOT FOUND OR (NOT p_impersonate AND s.organization_id IS DISTINCT FROM p_tenant) THEN
+    -- token for the previous clinic no longer works, and a super admin's
+    -- impersonation stays in the clinic named at login.
+    IF NOT FOUND OR s.organization_id IS DISTINCT FROM p_tenant THEN
         RETURN QUERY SELECT 'SESSION_UNKNOWN', NULL::text, false, false, NULL::jsonb; RETURN;
     ELSIF s.revoked_at IS NOT NULL THEN
         RETURN QUERY SELECT 'SESSION_REVOKED', NULL::text, false, false, NULL::jsonb; RETURN;

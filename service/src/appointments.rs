@@ -8,10 +8,11 @@ use entity::appointment::{self, AppointmentStatus, AppointmentType};
 use entity::patient::PatientStatus;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
 };
 
+use crate::Tx;
 use crate::actor::{Actor, Purpose, Role};
 use crate::domain::{AppointmentId, PatientId, ProviderId, new_id};
 use crate::error::{ServiceError, ServiceResult};
@@ -51,7 +52,7 @@ pub fn local_day(
     Ok((start_of(day)?, start_of(next)?))
 }
 
-async fn clinic_timezone(tx: &DatabaseTransaction) -> ServiceResult<chrono_tz::Tz> {
+async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
     let row = tx
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -66,7 +67,7 @@ async fn clinic_timezone(tx: &DatabaseTransaction) -> ServiceResult<chrono_tz::T
 }
 
 async fn filtered(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     filter: &AppointmentFilter,
 ) -> ServiceResult<sea_orm::Select<appointment::Entity>> {
     let mut q = appointment::Entity::find().filter(appointment::Column::DeletedAt.is_null());
@@ -96,7 +97,7 @@ async fn filtered(
 
 /// Appointments by start time, one page.
 pub async fn list(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     filter: &AppointmentFilter,
     page: &PageRequest<TimeKey>,
 ) -> ServiceResult<Page<appointment::Model>> {
@@ -117,7 +118,7 @@ pub async fn list(
     Ok(Page::from_overfetch(rows, page.first))
 }
 
-pub async fn count(tx: &DatabaseTransaction, filter: &AppointmentFilter) -> ServiceResult<u64> {
+pub async fn count(tx: &Tx, filter: &AppointmentFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
     filtered(tx, filter)
         .await?
@@ -143,7 +144,7 @@ pub enum Owner {
 /// A page of appointments for each of several patients (or providers),
 /// starting at `from` when given: one statement for all of them.
 pub async fn pages_of(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     owners: &[Owner],
     from: Option<DateTime<FixedOffset>>,
     page: &PageRequest<TimeKey>,
@@ -220,10 +221,7 @@ pub async fn pages_of(
     Ok(out)
 }
 
-pub async fn get(
-    tx: &DatabaseTransaction,
-    id: AppointmentId,
-) -> ServiceResult<Option<appointment::Model>> {
+pub async fn get(tx: &Tx, id: AppointmentId) -> ServiceResult<Option<appointment::Model>> {
     appointment::Entity::find_by_id(id.into_uuid())
         .filter(appointment::Column::DeletedAt.is_null())
         .one(tx)
@@ -246,7 +244,7 @@ pub struct NewAppointment {
 /// provider is never double-booked: the database's exclusion constraint
 /// decides under concurrency (`DOUBLE_BOOKED`).
 pub async fn schedule(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     input: NewAppointment,
 ) -> ServiceResult<appointment::Model> {
@@ -323,7 +321,7 @@ pub fn can_transition(from: AppointmentStatus, to: AppointmentStatus) -> bool {
 /// BAD_USER_INPUT on `to`). Cancelling needs a reason. A portal user may
 /// only cancel, and only for a patient they may schedule for.
 pub async fn transition(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     id: AppointmentId,
     to: AppointmentStatus,

@@ -2,15 +2,16 @@
 //! triggers). Actor, clinic, impersonator and request id always come from
 //! the request context, never from the caller.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
+use crate::Tx;
 use crate::error::{ServiceError, ServiceResult};
 use crate::sql::uuid_array;
 
 /// Writes a non-row event (login, logout, refusal) to the audit trail.
 pub async fn record_event(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     action: &str,
     resource_type: &str,
     resource: Option<Uuid>,
@@ -34,7 +35,7 @@ pub async fn record_event(
 /// One READ event per patient whose data a request returned, in one
 /// statement, so a compliance officer can answer "who looked at this
 /// patient's record, and when".
-pub async fn record_reads(tx: &DatabaseTransaction, patients: &[Uuid]) -> ServiceResult<()> {
+pub async fn record_reads(tx: &Tx, patients: &[Uuid]) -> ServiceResult<()> {
     if patients.is_empty() {
         return Ok(());
     }
@@ -85,11 +86,7 @@ fn filtered(filter: &AuditFilter) -> sea_orm::Select<entity::audit_event::Entity
 }
 
 /// How many events match (clinic ADMIN).
-pub async fn count(
-    tx: &DatabaseTransaction,
-    actor: &crate::Actor,
-    filter: &AuditFilter,
-) -> ServiceResult<u64> {
+pub async fn count(tx: &Tx, actor: &crate::Actor, filter: &AuditFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
     actor.require(&[crate::Role::Admin])?;
     filtered(filter)
@@ -101,7 +98,7 @@ pub async fn count(
 /// The clinic's audit trail, newest first (clinic ADMIN; the database's
 /// policy shows it to no one else).
 pub async fn list(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &crate::Actor,
     filter: &AuditFilter,
     page: &crate::pagination::PageRequest<crate::pagination::TimeKey>,

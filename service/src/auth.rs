@@ -5,11 +5,12 @@ use std::net::IpAddr;
 use anyhow::Context;
 use entity::user_session;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set,
+    Statement,
 };
 use serde_json::json;
 
+use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::audit::record_event;
 use crate::domain::{Email, SessionId, TenantId, UserId, new_id};
@@ -20,7 +21,7 @@ use crate::password;
 /// wrong passwords (argon2 runs against a dummy hash), so timing does not
 /// tell which emails are registered.
 pub async fn verify_credentials(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     email: &str,
     password_attempt: &str,
 ) -> ServiceResult<Option<UserId>> {
@@ -48,11 +49,7 @@ pub async fn verify_credentials(
 }
 
 /// Records a refused login (with the email tried), for the audit trail.
-pub async fn record_denied(
-    tx: &DatabaseTransaction,
-    email: &str,
-    reason: &str,
-) -> ServiceResult<()> {
+pub async fn record_denied(tx: &Tx, email: &str, reason: &str) -> ServiceResult<()> {
     record_event(
         tx,
         "ACCESS_DENIED",
@@ -65,9 +62,7 @@ pub async fn record_denied(
 
 /// The clinics the current user may act in and their role in each: staff
 /// memberships first, then clinics where they hold a chart or a proxy grant.
-pub async fn organizations_of_current_user(
-    tx: &DatabaseTransaction,
-) -> ServiceResult<Vec<(TenantId, Role)>> {
+pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(TenantId, Role)>> {
     let rows = tx
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -97,7 +92,7 @@ pub struct Client {
 
 /// Opens a session (one row per login; its id is the token's `sid`).
 pub async fn open_session(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     user: UserId,
     tenant: TenantId,
     ttl: chrono::Duration,
@@ -123,10 +118,7 @@ pub async fn open_session(
 }
 
 /// The actor's own session.
-pub async fn session(
-    tx: &DatabaseTransaction,
-    id: SessionId,
-) -> ServiceResult<user_session::Model> {
+pub async fn session(tx: &Tx, id: SessionId) -> ServiceResult<user_session::Model> {
     user_session::Entity::find_by_id(id.into_uuid())
         .one(tx)
         .await
@@ -137,7 +129,7 @@ pub async fn session(
 /// Moves the actor's session to another clinic, if they may act there;
 /// returns their role in it.
 pub async fn switch_organization(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     target: TenantId,
 ) -> ServiceResult<(Role, user_session::Model)> {
@@ -160,7 +152,7 @@ pub async fn switch_organization(
 }
 
 /// Ends the actor's session: its token stops working at once.
-pub async fn logout(tx: &DatabaseTransaction, actor: &Actor) -> ServiceResult<()> {
+pub async fn logout(tx: &Tx, actor: &Actor) -> ServiceResult<()> {
     user_session::Entity::update_many()
         .col_expr(
             user_session::Column::RevokedAt,
@@ -182,7 +174,7 @@ pub async fn logout(tx: &DatabaseTransaction, actor: &Actor) -> ServiceResult<()
 }
 
 /// Whether the current user (set by the login context) is a super admin.
-pub async fn is_super_admin(tx: &DatabaseTransaction) -> ServiceResult<bool> {
+pub async fn is_super_admin(tx: &Tx) -> ServiceResult<bool> {
     let me = entity::user::Entity::find()
         .filter(sea_orm::sea_query::Expr::cust(
             "users.id = app.current_user_id()",

@@ -5,17 +5,18 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use entity::payer_authorization;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, Set, Statement,
 };
 
+use crate::Tx;
 use crate::actor::{Actor, Purpose};
 use crate::domain::{AuthorizationId, PatientId, new_id, required_text};
 use crate::error::{ConflictReason, ServiceError, ServiceResult};
 
 /// The live authorizations of several patients: one statement.
 pub async fn of_patients(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     patients: &[PatientId],
 ) -> ServiceResult<Vec<payer_authorization::Model>> {
     payer_authorization::Entity::find()
@@ -43,7 +44,7 @@ pub struct NewAuthorization {
 /// Records a payer's authorization for a patient (staff). The number is
 /// unique per payer within the clinic (`DUPLICATE_AUTHORIZATION`).
 pub async fn create(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     input: NewAuthorization,
 ) -> ServiceResult<payer_authorization::Model> {
@@ -91,11 +92,7 @@ fn check_units(units: i32) -> ServiceResult<()> {
 }
 
 /// Why a reservation or release changed nothing.
-async fn explain_refusal(
-    tx: &DatabaseTransaction,
-    id: AuthorizationId,
-    exhausted: ConflictReason,
-) -> ServiceError {
+async fn explain_refusal(tx: &Tx, id: AuthorizationId, exhausted: ConflictReason) -> ServiceError {
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -121,7 +118,7 @@ async fn explain_refusal(
 /// clinic's time zone) within the validity dates; when they do not fit,
 /// nothing is reserved and the answer is `UNITS_EXHAUSTED`.
 pub async fn reserve(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     id: AuthorizationId,
     units: i32,
@@ -152,7 +149,7 @@ pub async fn reserve(
 
 /// Gives back `units` (staff); never below zero (`UNITS_NOT_RESERVED`).
 pub async fn release(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     id: AuthorizationId,
     units: i32,

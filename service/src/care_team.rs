@@ -3,10 +3,11 @@
 use entity::care_team_assignment::{self, CareTeamRole};
 use entity::patient::PatientStatus;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, Set, Statement,
 };
 
+use crate::Tx;
 use crate::actor::Actor;
 use crate::domain::{AssignmentId, PatientId, ProviderId, new_id};
 use crate::error::{ConflictReason, ServiceError, ServiceResult};
@@ -14,7 +15,7 @@ use crate::error::{ConflictReason, ServiceError, ServiceResult};
 /// The active assignments of several patients, primary first: one statement
 /// for any number of patients.
 pub async fn active_of(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     patients: &[PatientId],
 ) -> ServiceResult<Vec<care_team_assignment::Model>> {
     care_team_assignment::Entity::find()
@@ -32,10 +33,7 @@ pub async fn active_of(
 /// Locks the patient's chart for the rest of the transaction, so changes to
 /// one patient's care team happen one at a time; `NotFound` when the chart
 /// is not visible.
-async fn lock_patient(
-    tx: &DatabaseTransaction,
-    patient: PatientId,
-) -> ServiceResult<PatientStatus> {
+async fn lock_patient(tx: &Tx, patient: PatientId) -> ServiceResult<PatientStatus> {
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -55,10 +53,7 @@ async fn lock_patient(
     })
 }
 
-async fn require_active_provider(
-    tx: &DatabaseTransaction,
-    provider: ProviderId,
-) -> ServiceResult<()> {
+async fn require_active_provider(tx: &Tx, provider: ProviderId) -> ServiceResult<()> {
     match crate::providers::get(tx, provider).await? {
         None => Err(ServiceError::invalid("providerId", "no such provider")),
         Some(p) if !p.is_active => Err(ServiceError::invalid(
@@ -70,7 +65,7 @@ async fn require_active_provider(
 }
 
 async fn active_for(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     patient: PatientId,
 ) -> ServiceResult<Vec<care_team_assignment::Model>> {
     active_of(tx, &[patient]).await
@@ -82,7 +77,7 @@ async fn active_for(
 /// racing calls run one after another and leave exactly one primary (the
 /// partial unique index on active primaries is the backstop).
 pub async fn assign_primary(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     patient: PatientId,
     provider: ProviderId,
@@ -151,7 +146,7 @@ fn new_assignment(
 /// (`ALREADY_ON_CARE_TEAM`); the database's partial unique indexes decide
 /// both under concurrency.
 pub async fn add_member(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     patient: PatientId,
     provider: ProviderId,
@@ -174,7 +169,7 @@ pub async fn add_member(
 /// Takes a provider off a patient's team: the assignment is kept, with who
 /// removed it and when (`ALREADY_REMOVED` the second time).
 pub async fn remove_member(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     assignment: AssignmentId,
 ) -> ServiceResult<care_team_assignment::Model> {
@@ -198,10 +193,7 @@ pub async fn remove_member(
 }
 
 /// Assignments by id (for mutations that return one).
-pub async fn get(
-    tx: &DatabaseTransaction,
-    id: AssignmentId,
-) -> ServiceResult<Option<care_team_assignment::Model>> {
+pub async fn get(tx: &Tx, id: AssignmentId) -> ServiceResult<Option<care_team_assignment::Model>> {
     care_team_assignment::Entity::find_by_id(id.into_uuid())
         .one(tx)
         .await

@@ -2,19 +2,16 @@
 
 use entity::consent_document;
 use entity::user_consent;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
+use crate::Tx;
 use crate::actor::Actor;
 use crate::auth::Client;
 use crate::domain::{DocumentId, new_id};
 use crate::error::{ServiceError, ServiceResult};
 
 /// The active version of each document.
-pub async fn active_documents(
-    tx: &DatabaseTransaction,
-) -> ServiceResult<Vec<consent_document::Model>> {
+pub async fn active_documents(tx: &Tx) -> ServiceResult<Vec<consent_document::Model>> {
     consent_document::Entity::find()
         .filter(consent_document::Column::IsActive.eq(true))
         .order_by_asc(consent_document::Column::Kind)
@@ -24,7 +21,7 @@ pub async fn active_documents(
 }
 
 /// The caller's signatures.
-pub async fn my_signatures(tx: &DatabaseTransaction) -> ServiceResult<Vec<user_consent::Model>> {
+pub async fn my_signatures(tx: &Tx) -> ServiceResult<Vec<user_consent::Model>> {
     user_consent::Entity::find()
         .order_by_desc(user_consent::Column::SignedAt)
         .all(tx)
@@ -36,7 +33,7 @@ pub async fn my_signatures(tx: &DatabaseTransaction) -> ServiceResult<Vec<user_c
 /// the client's address and user agent are kept with it. Only an active
 /// version can be signed; signing twice is `CONSENT_ALREADY_SIGNED`.
 pub async fn sign(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     document: DocumentId,
     client: &Client,

@@ -22,6 +22,10 @@ pub mod patients;
 pub mod providers;
 pub mod proxies;
 mod sql;
+pub mod tx;
 
 pub use actor::{Actor, PortalScope, Purpose, Role};
 pub use error::{ConflictReason, ForbiddenReason, ServiceError, ServiceResult};
+
+/// The transaction every service function runs in.
+pub type Tx = tx::RequestTx;

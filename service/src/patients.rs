@@ -5,10 +5,11 @@ use entity::contact_method::{self, ContactMethodType};
 use entity::patient::{self, LegalSex, PatientStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Value,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Value,
 };
 
+use crate::Tx;
 use crate::actor::Actor;
 use crate::domain::{Mrn, PatientId, ProviderId, new_id, required_text};
 use crate::error::{ConflictReason, ServiceError, ServiceResult};
@@ -50,7 +51,7 @@ fn filtered(filter: &PatientFilter) -> sea_orm::Select<patient::Entity> {
 
 /// Patients by name (last, first), one page.
 pub async fn list(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     filter: &PatientFilter,
     page: &PageRequest<NameKey>,
 ) -> ServiceResult<Page<patient::Model>> {
@@ -84,7 +85,7 @@ pub fn key_of(p: &patient::Model) -> NameKey {
     }
 }
 
-pub async fn count(tx: &DatabaseTransaction, filter: &PatientFilter) -> ServiceResult<u64> {
+pub async fn count(tx: &Tx, filter: &PatientFilter) -> ServiceResult<u64> {
     filtered(filter)
         .count(tx)
         .await
@@ -93,10 +94,7 @@ pub async fn count(tx: &DatabaseTransaction, filter: &PatientFilter) -> ServiceR
 
 /// Patients by id; ids not visible to the caller (another clinic's, or
 /// outside a proxy's grant) are simply absent.
-pub async fn by_ids(
-    tx: &DatabaseTransaction,
-    ids: &[PatientId],
-) -> ServiceResult<Vec<patient::Model>> {
+pub async fn by_ids(tx: &Tx, ids: &[PatientId]) -> ServiceResult<Vec<patient::Model>> {
     patient::Entity::find()
         .filter(patient::Column::Id.is_in(ids.iter().map(|id| id.into_uuid())))
         .filter(patient::Column::DeletedAt.is_null())
@@ -105,11 +103,11 @@ pub async fn by_ids(
         .map_err(|e| ServiceError::from_db(e, "loading patients"))
 }
 
-pub async fn get(tx: &DatabaseTransaction, id: PatientId) -> ServiceResult<Option<patient::Model>> {
+pub async fn get(tx: &Tx, id: PatientId) -> ServiceResult<Option<patient::Model>> {
     Ok(by_ids(tx, &[id]).await?.into_iter().next())
 }
 
-async fn require(tx: &DatabaseTransaction, id: PatientId) -> ServiceResult<patient::Model> {
+async fn require(tx: &Tx, id: PatientId) -> ServiceResult<patient::Model> {
     get(tx, id).await?.ok_or(ServiceError::NotFound)
 }
 
@@ -136,11 +134,7 @@ pub struct NewPatient {
 /// Opens a chart at the actor's clinic. Staff only. The MRN is unique per
 /// clinic (`DUPLICATE_MRN`); the same person may hold charts at other
 /// clinics, which this one never sees.
-pub async fn enroll(
-    tx: &DatabaseTransaction,
-    actor: &Actor,
-    input: NewPatient,
-) -> ServiceResult<patient::Model> {
+pub async fn enroll(tx: &Tx, actor: &Actor, input: NewPatient) -> ServiceResult<patient::Model> {
     actor.require_staff()?;
     let model = patient::ActiveModel {
         id: Set(new_id()),
@@ -170,7 +164,7 @@ pub struct PatientChanges {
 
 /// Changes a chart. Staff only.
 pub async fn update(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     id: PatientId,
     changes: PatientChanges,
@@ -201,11 +195,7 @@ pub async fn update(
 
 /// Closes a chart (status DISCHARGED, with the time). Staff only; a chart
 /// is discharged once (`ALREADY_DISCHARGED`).
-pub async fn discharge(
-    tx: &DatabaseTransaction,
-    actor: &Actor,
-    id: PatientId,
-) -> ServiceResult<patient::Model> {
+pub async fn discharge(tx: &Tx, actor: &Actor, id: PatientId) -> ServiceResult<patient::Model> {
     actor.require_staff()?;
     let current = require(tx, id).await?;
     if current.status == PatientStatus::Discharged {
@@ -223,7 +213,7 @@ pub async fn discharge(
 /// The live contact methods of several patients, primary first: one
 /// statement for any number of patients.
 pub async fn contact_methods_of(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     patients: &[PatientId],
 ) -> ServiceResult<Vec<contact_method::Model>> {
     contact_method::Entity::find()
@@ -249,7 +239,7 @@ pub struct NewContactMethod {
 /// patient said so (`is_safe_for_voicemail` defaults to false), and never on
 /// an email address.
 pub async fn add_contact_method(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     patient: PatientId,
     input: NewContactMethod,

@@ -6,10 +6,11 @@ use anyhow::Context;
 use entity::{patient, provider};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
 };
 
+use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::domain::{Npi, ProviderId, new_id, required_text};
 use crate::error::{ServiceError, ServiceResult};
@@ -44,7 +45,7 @@ fn filtered(filter: &ProviderFilter) -> sea_orm::Select<provider::Entity> {
 
 /// Providers by name, one page.
 pub async fn list(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     filter: &ProviderFilter,
     page: &PageRequest<NameKey>,
 ) -> ServiceResult<Page<provider::Model>> {
@@ -73,7 +74,7 @@ pub fn key_of(p: &provider::Model) -> NameKey {
     }
 }
 
-pub async fn count(tx: &DatabaseTransaction, filter: &ProviderFilter) -> ServiceResult<u64> {
+pub async fn count(tx: &Tx, filter: &ProviderFilter) -> ServiceResult<u64> {
     filtered(filter)
         .count(tx)
         .await
@@ -81,10 +82,7 @@ pub async fn count(tx: &DatabaseTransaction, filter: &ProviderFilter) -> Service
 }
 
 /// Providers by id; ids not visible to the caller are simply absent.
-pub async fn by_ids(
-    tx: &DatabaseTransaction,
-    ids: &[ProviderId],
-) -> ServiceResult<Vec<provider::Model>> {
+pub async fn by_ids(tx: &Tx, ids: &[ProviderId]) -> ServiceResult<Vec<provider::Model>> {
     provider::Entity::find()
         .filter(provider::Column::Id.is_in(ids.iter().map(|id| id.into_uuid())))
         .filter(provider::Column::DeletedAt.is_null())
@@ -93,10 +91,7 @@ pub async fn by_ids(
         .map_err(|e| ServiceError::from_db(e, "loading providers"))
 }
 
-pub async fn get(
-    tx: &DatabaseTransaction,
-    id: ProviderId,
-) -> ServiceResult<Option<provider::Model>> {
+pub async fn get(tx: &Tx, id: ProviderId) -> ServiceResult<Option<provider::Model>> {
     Ok(by_ids(tx, &[id]).await?.into_iter().next())
 }
 
@@ -111,11 +106,7 @@ pub struct NewProvider {
 /// Adds a provider to the actor's clinic. Clinic admins only. The NPI is
 /// unique among the clinic's active providers (the database's partial
 /// unique index decides under concurrency: `DUPLICATE_NPI`).
-pub async fn create(
-    tx: &DatabaseTransaction,
-    actor: &Actor,
-    input: NewProvider,
-) -> ServiceResult<provider::Model> {
+pub async fn create(tx: &Tx, actor: &Actor, input: NewProvider) -> ServiceResult<provider::Model> {
     actor.require(&[Role::Admin])?;
     let name = required_text("name", &input.name, 200)?;
     let dea_number = match input.dea_number.as_deref().map(str::trim) {
@@ -165,7 +156,7 @@ pub async fn create(
 /// The patients on each provider's care team (active assignments), by
 /// name: one statement for any number of providers.
 pub async fn patients_of(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     providers: &[ProviderId],
     page: &PageRequest<NameKey>,
 ) -> ServiceResult<HashMap<ProviderId, Page<patient::Model>>> {
@@ -215,7 +206,7 @@ pub async fn patients_of(
 /// How many live patients each provider has on active care teams: one
 /// statement for any number of providers.
 pub async fn patient_counts(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     providers: &[ProviderId],
 ) -> ServiceResult<HashMap<ProviderId, i64>> {
     let rows = tx

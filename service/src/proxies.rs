@@ -4,10 +4,11 @@ use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
 use entity::proxy_assignment::{self, ProxyRelationship};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, Set, Statement,
 };
 
+use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::domain::{Email, PatientId, ProxyAssignmentId, new_id};
 use crate::error::{ConflictReason, ServiceError, ServiceResult};
@@ -35,7 +36,7 @@ pub struct NewGrant {
 /// user must already have a caregate login. One live grant per proxy and
 /// patient (`PROXY_ALREADY_GRANTED`: revoke, then grant anew to change it).
 pub async fn grant(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     input: NewGrant,
 ) -> ServiceResult<proxy_assignment::Model> {
@@ -87,7 +88,7 @@ pub async fn grant(
 
 /// Ends a grant at once (soft: the row keeps who revoked it and when).
 pub async fn revoke(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     id: ProxyAssignmentId,
 ) -> ServiceResult<proxy_assignment::Model> {
@@ -111,7 +112,7 @@ pub async fn revoke(
 
 /// The grants of several patients (live and past), newest first: staff only.
 pub async fn of_patients(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     actor: &Actor,
     patients: &[PatientId],
 ) -> ServiceResult<Vec<proxy_assignment::Model>> {
@@ -126,7 +127,7 @@ pub async fn of_patients(
 
 /// Display names of users connected to the clinic, by id.
 pub async fn user_names(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     ids: &[uuid::Uuid],
 ) -> ServiceResult<Vec<(uuid::Uuid, String, String)>> {
     let rows = tx

@@ -16,8 +16,8 @@ use entity::{
     appointment, care_team_assignment, contact_method, patient, payer_authorization, provider,
     proxy_assignment,
 };
-use sea_orm::DatabaseTransaction;
 use service::Actor;
+use service::Tx;
 use service::appointments::Owner;
 use service::domain::{PatientId, ProviderId};
 use service::pagination::{NameKey, Page, PageRequest, TimeKey};
@@ -29,10 +29,10 @@ use crate::graphql::types::proxy::UserSummary;
 
 /// The request's transaction, as loaders see it.
 #[derive(Clone)]
-pub struct TxRef(Weak<DatabaseTransaction>);
+pub struct TxRef(Weak<Tx>);
 
 impl TxRef {
-    fn get(&self) -> Result<Arc<DatabaseTransaction>, ApiError> {
+    fn get(&self) -> Result<Arc<Tx>, ApiError> {
         self.0.upgrade().ok_or_else(|| {
             tracing::error!("a loader ran after its request ended");
             ApiError::internal()
@@ -251,7 +251,7 @@ pub struct Loaders {
 }
 
 impl Loaders {
-    pub fn new(tx: &Arc<DatabaseTransaction>, actor: Option<&Actor>) -> Self {
+    pub fn new(tx: &Arc<Tx>, actor: Option<&Actor>) -> Self {
         let tx = TxRef(Arc::downgrade(tx));
         // Batches run on spawned tasks; they keep the request's span, so
         // their log lines carry its request id.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::Context;
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use service::Tx;
 use service::{Actor, ForbiddenReason, ServiceError, ServiceResult};
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ use crate::guard::{RequestMeta, Viewer};
 use crate::server::AppState;
 
 pub struct RequestScope {
-    pub tx: Arc<DatabaseTransaction>,
+    pub tx: Arc<Tx>,
     pub viewer: Viewer,
     pub meta: RequestMeta,
     pub app: AppState,
@@ -24,12 +24,7 @@ pub struct RequestScope {
 }
 
 impl RequestScope {
-    pub fn new(
-        tx: Arc<DatabaseTransaction>,
-        viewer: Viewer,
-        meta: RequestMeta,
-        app: AppState,
-    ) -> Self {
+    pub fn new(tx: Arc<Tx>, viewer: Viewer, meta: RequestMeta, app: AppState) -> Self {
         Self {
             tx,
             viewer,
@@ -58,17 +53,17 @@ impl RequestScope {
     /// events) stands.
     pub async fn in_savepoint<T, F>(&self, f: F) -> ServiceResult<T>
     where
-        F: AsyncFnOnce(&DatabaseTransaction) -> ServiceResult<T>,
+        F: AsyncFnOnce(&Tx) -> ServiceResult<T>,
     {
         let savepoint = self
             .tx
-            .begin()
+            .savepoint()
             .await
             .map_err(|e| ServiceError::from_db(e, "opening a savepoint"))?;
-        match f(&savepoint).await {
+        match f(&self.tx).await {
             Ok(value) => {
                 savepoint
-                    .commit()
+                    .release()
                     .await
                     .map_err(|e| ServiceError::from_db(e, "releasing a savepoint"))?;
                 Ok(value)

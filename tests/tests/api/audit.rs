@@ -462,3 +462,46 @@ async fn a_super_admin_reads_a_clinic_only_through_an_audited_impersonation() {
         "{status}: {res}"
     );
 }
+
+#[tokio::test]
+async fn an_impersonation_stays_in_the_clinic_the_super_admin_logged_in_to() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let a = org(&owner, "northside").await;
+    let b = org(&owner, "lakeside").await;
+    let token = app.login_in("support@caregate.example", Some(a)).await;
+    let before: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE organization_id = $1 AND action = 'READ'",
+    )
+    .bind(b)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+
+    // The session was opened for Northside; naming Lakeside on a request
+    // of it does not move it there (a session acts in one clinic; every
+    // request must name the clinic the login named).
+    let lake = b.to_string();
+    let (status, res) = post_with(
+        &app,
+        &token,
+        &[("x-caregate-impersonate", lake.as_str())],
+        "{ me { organization { slug } } patients(first: 3) { totalCount edges { node { mrn } } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        !res.to_string().contains("LS-") && res["data"]["me"]["organization"]["slug"] != "lakeside",
+        "a Northside impersonation session reached Lakeside ({status}): {res}"
+    );
+    assert_eq!(status, 401, "{res}");
+    assert_eq!(error_codes(&res), vec!["UNAUTHENTICATED"], "{res}");
+    let after: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE organization_id = $1 AND action = 'READ'",
+    )
+    .bind(b)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(after, before, "no Lakeside chart was read");
+}

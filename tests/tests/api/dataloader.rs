@@ -68,7 +68,7 @@ async fn statements_per_request_do_not_grow_with_list_length() {
     let fifty = statements_for(&app, &token, 50).await;
     println!("SQL statements per request: 5 patients -> {five}, 50 patients -> {fifty}");
     assert_eq!(five, fifty);
-    // context + page + count + contact methods + care teams + providers
-    // + their patients + their counts + READ audit events
+    // BEGIN with the context + page + count + contact methods + care teams
+    // + providers + their patients + their counts + READ audit events + COMMIT
     assert!(five <= 10, "{five} statements");
 }

@@ -318,6 +318,32 @@ async fn a_proxy_sees_no_other_patient_of_her_clinic_nor_any_of_another_clinic()
     assert_eq!(res["data"]["hisAppointments"]["totalCount"], 0, "{res}");
     assert_eq!(res["data"]["hisAppointments"]["edges"], json!([]));
 
+    // Nor through her daughter's doctor.
+    let a = org(&owner, "northside").await;
+    let okafor = provider(&owner, a, "1234567893").await;
+    let res = app
+        .graphql(
+            Some(&token),
+            "query($v: UUID!) { provider(id: $v) { name patients(first: 50) { edges { node { mrn } } } } }",
+            json!({ "v": okafor }),
+        )
+        .await;
+    assert!(res.get("errors").is_none(), "{res}");
+    assert_eq!(res["data"]["provider"]["name"], "Dr. Amara Okafor");
+    assert_eq!(mrns(&res["data"]["provider"]["patients"]), vec!["NS-0002"]);
+    let res = app
+        .graphql(
+            Some(&token),
+            "query($v: UUID!) { provider(id: $v) { appointments(first: 50) { edges { node { reason patient { mrn } } } } } }",
+            json!({ "v": okafor }),
+        )
+        .await;
+    let text = res.to_string();
+    assert!(
+        !text.contains("Annual physical") && !text.contains("NS-0001"),
+        "another patient's appointment through the provider: {res}"
+    );
+
     // She has nothing at Lakeside: she cannot even log in there.
     let res = try_login(&app, "maria.garcia@example.com", Some(b)).await;
     assert_eq!(error_codes(&res), vec!["UNAUTHENTICATED"], "{res}");
@@ -532,6 +558,38 @@ async fn an_expired_grant_no_longer_reaches_the_patient() {
     )
     .await;
     assert_eq!(after, before);
+}
+
+#[tokio::test]
+async fn a_grant_reaches_the_patient_only_from_its_start() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let sofia = patient(&owner, "NS-0002").await;
+    let maria = user(&owner, "maria.garcia@example.com").await;
+    let token = app.login_as("maria.garcia@example.com").await;
+    sign_hipaa(&app, &token).await;
+    let set_start = async |sql: &'static str| {
+        sqlx::query(sql).bind(maria).execute(&owner).await.unwrap();
+    };
+    let query = json!({ "query": "query($p: UUID!) { patient(id: $p) { mrn } }", "variables": { "p": sofia } });
+
+    set_start(
+        "UPDATE proxy_assignments SET granted_at = now() + interval '1 day' WHERE proxy_user_id = $1",
+    )
+    .await;
+    let (status, res) = app.post(Some(&token), &query).await;
+    assert_eq!(status, 401, "not yet in force: {res}");
+    assert_eq!(error_codes(&res), vec!["UNAUTHENTICATED"]);
+    let res = try_login(&app, "maria.garcia@example.com", None).await;
+    assert_eq!(error_codes(&res), vec!["UNAUTHENTICATED"], "{res}");
+
+    set_start(
+        "UPDATE proxy_assignments SET granted_at = now() - interval '1 minute' WHERE proxy_user_id = $1",
+    )
+    .await;
+    let (status, res) = app.post(Some(&token), &query).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["data"]["patient"]["mrn"], "NS-0002", "{res}");
 }
 
 #[tokio::test]

@@ -97,7 +97,9 @@ impl TestApp {
 
     /// SQL statements the server's runtime pool has run so far.
     pub fn statements(&self) -> u64 {
-        self.state.statements.get()
+        self.state
+            .statements
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
