@@ -823,3 +823,18 @@ async fn a_patient_holding_their_own_chart_sees_it_at_each_clinic() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_proxy_sees_the_clinic_but_not_its_counts() {
+    let app = spawn_app().await;
+    let token = app.login_as("ingrid.andersson@example.com").await;
+    let query = "{ organization { name memberCount patientCount } }";
+    let res = app.graphql(Some(&token), query, json!({})).await;
+    assert_eq!(
+        res["data"]["organization"],
+        json!({ "name": "Lakeside Pediatrics & Family Medicine", "memberCount": null, "patientCount": null })
+    );
+    let staff = app.login_as("admin@lakeside.example").await;
+    let res = app.graphql(Some(&staff), query, json!({})).await;
+    assert_eq!(res["data"]["organization"]["patientCount"], 6, "{res}");
+}

@@ -31,11 +31,13 @@ impl Organization {
     async fn subscription_status(&self) -> SubscriptionStatus {
         self.0.subscription_status.into()
     }
-    async fn member_count(&self) -> i32 {
-        self.0.member_count
+    /// Active memberships (staff only; null for patients and proxies).
+    async fn member_count(&self, ctx: &Context<'_>) -> GqlResult<Option<i32>> {
+        Ok(ctx.actor()?.role.is_staff().then_some(self.0.member_count))
     }
-    async fn patient_count(&self) -> i32 {
-        self.0.patient_count
+    /// Open and discharged charts (staff only; null for patients and proxies).
+    async fn patient_count(&self, ctx: &Context<'_>) -> GqlResult<Option<i32>> {
+        Ok(ctx.actor()?.role.is_staff().then_some(self.0.patient_count))
     }
 }
 
