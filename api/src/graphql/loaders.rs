@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, FixedOffset};
@@ -235,6 +236,29 @@ fn group<T>(
     out
 }
 
+/// How long a batch stays open for more keys: a few turns of the scheduler
+/// rather than a fixed time. A list of more than 32 items is resolved in
+/// several polls (the futures crate yields every 32), each after a turn of
+/// the run queue; a batch that waits the same turns catches every key of the
+/// list however busy the machine is, where a fixed 1 ms window is too short
+/// under load and too long when idle.
+async fn settle() {
+    for _ in 0..SETTLE_TURNS {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Enough turns for a page of 100 (four polls of 32) and a nested level.
+const SETTLE_TURNS: usize = 8;
+
+fn loader<L, S, R>(inner: L, spawner: S) -> DataLoader<L, HashMapCache>
+where
+    L: Send + Sync + 'static,
+    S: Fn(futures::future::BoxFuture<'static, ()>) -> R + Send + Sync + 'static,
+{
+    DataLoader::with_cache(inner, spawner, HashMapCache::default()).delay(Duration::ZERO)
+}
+
 /// The loaders of one request.
 pub struct Loaders {
     pub provider: DataLoader<ProviderById, HashMapCache>,
@@ -257,57 +281,27 @@ impl Loaders {
         // their log lines carry its request id.
         let span = tracing::Span::current();
         let spawner = move |fut: futures::future::BoxFuture<'static, ()>| {
-            tokio::spawn(fut.instrument(span.clone()))
+            tokio::spawn(
+                async move {
+                    settle().await;
+                    fut.await
+                }
+                .instrument(span.clone()),
+            )
         };
         Self {
-            provider: DataLoader::with_cache(
-                ProviderById(tx.clone()),
-                spawner.clone(),
-                HashMapCache::default(),
-            ),
-            patient: DataLoader::with_cache(
-                PatientById(tx.clone()),
-                spawner.clone(),
-                HashMapCache::default(),
-            ),
-            care_team: DataLoader::with_cache(
-                CareTeamByPatient(tx.clone()),
-                spawner.clone(),
-                HashMapCache::default(),
-            ),
-            contact_methods: DataLoader::with_cache(
-                ContactMethodsByPatient(tx.clone()),
-                spawner.clone(),
-                HashMapCache::default(),
-            ),
-            patients_by_provider: DataLoader::with_cache(
-                PatientsByProvider(tx.clone()),
-                spawner.clone(),
-                HashMapCache::default(),
-            ),
-            patient_count_by_provider: DataLoader::with_cache(
-                PatientCountByProvider(tx.clone()),
-                spawner.clone(),
-                HashMapCache::default(),
-            ),
-            appointments: DataLoader::with_cache(
-                AppointmentPages(tx.clone()),
-                spawner.clone(),
-                HashMapCache::default(),
-            ),
-            authorizations: DataLoader::with_cache(
-                AuthorizationsByPatient(tx.clone()),
-                spawner.clone(),
-                HashMapCache::default(),
-            ),
-            proxies: actor.filter(|a| a.role.is_staff()).map(|a| {
-                DataLoader::with_cache(
-                    ProxiesByPatient(tx.clone(), a.clone()),
-                    spawner.clone(),
-                    HashMapCache::default(),
-                )
-            }),
-            user_names: DataLoader::with_cache(UserNames(tx), spawner, HashMapCache::default()),
+            provider: loader(ProviderById(tx.clone()), spawner.clone()),
+            patient: loader(PatientById(tx.clone()), spawner.clone()),
+            care_team: loader(CareTeamByPatient(tx.clone()), spawner.clone()),
+            contact_methods: loader(ContactMethodsByPatient(tx.clone()), spawner.clone()),
+            patients_by_provider: loader(PatientsByProvider(tx.clone()), spawner.clone()),
+            patient_count_by_provider: loader(PatientCountByProvider(tx.clone()), spawner.clone()),
+            appointments: loader(AppointmentPages(tx.clone()), spawner.clone()),
+            authorizations: loader(AuthorizationsByPatient(tx.clone()), spawner.clone()),
+            proxies: actor
+                .filter(|a| a.role.is_staff())
+                .map(|a| loader(ProxiesByPatient(tx.clone(), a.clone()), spawner.clone())),
+            user_names: loader(UserNames(tx), spawner),
         }
     }
 }

@@ -64,7 +64,7 @@ impl PatientQuery {
         let rows = service::patients::list(&scope.tx, &filter, &page)
             .await
             .gql()?;
-        patient::connection(ctx, rows, PatientTotal::Filtered(filter))
+        patient::connection(ctx, rows, PatientTotal::Filtered(filter)).await
     }
 
     /// One patient; null when it does not exist or is not visible to the

@@ -91,7 +91,7 @@ impl Provider {
             .await
             .gql()?
             .ok_or_else(ApiError::internal)?;
-        patient::connection(ctx, result, PatientTotal::OfProvider(provider))
+        patient::connection(ctx, result, PatientTotal::OfProvider(provider)).await
     }
 }
 
