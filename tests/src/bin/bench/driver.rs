@@ -44,9 +44,8 @@ impl Recorder {
         }
     }
 
-    /// A request that failed before it could be timed.
-    pub fn fail_now(&mut self, why: impl FnOnce() -> String) {
-        self.fail(Instant::now(), why);
+    pub fn errors(&self) -> u64 {
+        self.errors
     }
 }
 
@@ -63,6 +62,17 @@ pub trait Op: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send + 'a;
 }
 
+/// One iteration by worker 0, outside any timing: the first error, if any.
+pub async fn once<O: Op>(op: &O) -> Result<(), String> {
+    let mut state = op.state(0, 7);
+    let mut rec = Recorder::new();
+    op.run(&mut state, &mut rec).await;
+    match rec.first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// The merged result of one phase.
 pub struct Outcome {
     pub requests: u64,
@@ -73,6 +83,30 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    pub fn empty() -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            hist: Recorder::new().hist,
+            first_error: None,
+        }
+    }
+
+    /// Adds another run of the same workload (its time too).
+    pub fn merge(&mut self, other: Outcome) -> Result<()> {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.hist
+            .add(&other.hist)
+            .context("merging latency histograms")?;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        Ok(())
+    }
+
     pub fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -104,23 +138,16 @@ pub async fn run<O: Op>(
             rec
         });
     }
-    let mut out = Outcome {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        hist: Recorder::new().hist,
-        first_error: None,
-    };
+    let mut out = Outcome::empty();
     while let Some(rec) = workers.join_next().await {
         let rec = rec.context("a load worker panicked")?;
-        out.requests += rec.requests;
-        out.errors += rec.errors;
-        out.hist
-            .add(&rec.hist)
-            .context("merging latency histograms")?;
-        if out.first_error.is_none() {
-            out.first_error = rec.first_error;
-        }
+        out.merge(Outcome {
+            requests: rec.requests,
+            errors: rec.errors,
+            elapsed: Duration::ZERO,
+            hist: rec.hist,
+            first_error: rec.first_error,
+        })?;
     }
     out.elapsed = started.elapsed();
     Ok(out)

@@ -14,7 +14,7 @@ pub const BUILD_COMMAND: &str = "cargo build --release -p caregate --bin caregat
 pub fn target_dir() -> Result<PathBuf> {
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent().and_then(Path::parent)
-        && dir.join("release").is_dir()
+        && dir.is_dir()
     {
         return Ok(dir.to_owned());
     }
@@ -69,8 +69,7 @@ impl Server {
     ) -> Result<Self> {
         let port = free_port()?;
         if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let stderr = std::fs::File::create(&log)
             .with_context(|| format!("creating the server log {}", log.display()))?;
@@ -154,8 +153,7 @@ impl Server {
     /// (VmHWM, VmRSS) of the server process, in KiB.
     pub fn memory(&self) -> Result<(u64, u64)> {
         let path = format!("/proc/{}/status", self.pid);
-        let status =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         let field = |name: &str| {
             status
                 .lines()

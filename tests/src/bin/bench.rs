@@ -1,0 +1,493 @@
+//! caregate's benchmark: one command, rerunnable by anyone.
+//!
+//! ```sh
+//! cargo build --release -p caregate --bin caregate && \
+//!   cargo run --release -p tests --bin bench -- [--concurrency 16] [--seconds 15] [--pool 8]
+//! ```
+//!
+//! It creates a fresh database (`caregate_bench`) on the server of
+//! DATABASE_URL (or on a private cluster under the target directory),
+//! migrates it and loads a fixed data set, starts the release server on it,
+//! and drives four operations over HTTP at a fixed concurrency. The same
+//! work is then done straight against PostgreSQL by a pooled sqlx client
+//! as the runtime role: the ceiling. It prints a Markdown table of both and
+//! their ratio, ready to paste into the README.
+
+#[path = "bench/dataset.rs"]
+mod dataset;
+#[path = "bench/driver.rs"]
+mod driver;
+#[path = "bench/fixture.rs"]
+mod fixture;
+#[path = "bench/http.rs"]
+mod http;
+#[path = "bench/raw.rs"]
+mod raw;
+#[path = "bench/server.rs"]
+mod server;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use reqwest::header::HeaderValue;
+use sea_orm::sqlx;
+use serde_json::Value;
+
+use driver::Outcome;
+use fixture::{Clinic, Fixture, Kind, day_from_today};
+use http::HttpOp;
+use raw::RawOp;
+use server::Server;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "Benchmarks the release caregate server against raw SQL on the same database"
+)]
+struct Args {
+    /// Concurrent workers, each looping request -> response.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Timed seconds per operation (and per client).
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Warm-up seconds before each timed run (samples discarded).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Database connections of the server (DB_POOL_SIZE) and of the raw-SQL client.
+    #[arg(long, default_value_t = 8)]
+    pool: u32,
+    /// A role that may create databases. Unset: a private cluster under the
+    /// target directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+/// Partial-name searches the workers cycle through.
+const SEARCHES: usize = 64;
+
+struct Row {
+    kind: Kind,
+    http: Outcome,
+    /// The server's statements per request (its /metrics counter).
+    stmts: f64,
+    raw: Outcome,
+    /// The raw client's round trips per request, counted the same way.
+    raw_stmts: f64,
+}
+
+fn progress(started: Instant, what: impl std::fmt::Display) {
+    eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(err) = run(args).await {
+        eprintln!("bench: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let t0 = Instant::now();
+    if args.concurrency == 0 || args.seconds == 0 || args.pool == 0 {
+        bail!("--concurrency, --seconds and --pool must be at least 1");
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build of the load generator; run it with `cargo run --release`"
+        );
+    }
+    let target = server::target_dir()?;
+    let bin = server::binary(&target)?;
+
+    // The database.
+    let (admin_url, where_db) = match &args.database_url {
+        Some(url) => (url.clone(), "the server at DATABASE_URL"),
+        None => {
+            let root = target.join("tmp").join("caregate-bench-pg");
+            progress(
+                t0,
+                format!("starting a private PostgreSQL under {}", root.display()),
+            );
+            let cluster = tokio::task::spawn_blocking(move || caregate::cluster::ensure(&root))
+                .await
+                .context("the cluster task failed")?
+                .context("starting the private PostgreSQL (or set DATABASE_URL)")?;
+            (cluster.url("postgres"), "a private cluster")
+        }
+    };
+    progress(
+        t0,
+        format!(
+            "creating database {} on {where_db}; migrating",
+            dataset::DB_NAME
+        ),
+    );
+    let bench_url = dataset::recreate(&admin_url).await?;
+    let owner = caregate::db::connect_owner(&bench_url).await?;
+    caregate::startup::migrate(&owner).await?;
+    let owner_pool = dataset::pool(&bench_url, 2, None).await?;
+    progress(t0, "loading the data set");
+    let load_started = Instant::now();
+    dataset::load(&owner_pool).await?;
+    let load_secs = load_started.elapsed().as_secs_f64();
+    let ids = dataset::clinic_ids(&owner_pool).await?;
+    let data_summary = dataset::summary(&owner_pool).await?;
+    let pg_version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
+        .fetch_one(&owner_pool)
+        .await
+        .context("reading the PostgreSQL version")?;
+    progress(t0, format!("loaded in {load_secs:.1} s: {data_summary}"));
+
+    // The raw-SQL client runs under sessions of its own, opened by the
+    // owner the way `caregate token` opens them.
+    let mut sessions = Vec::new();
+    for c in &ids {
+        let s = service::demo::dev_session(&owner, &c.admin_email, Some(c.slug), 24 * 60)
+            .await
+            .with_context(|| format!("opening a session for {}", c.admin_email))?;
+        sessions.push((s.user, s.session));
+    }
+    owner.close().await.ok();
+
+    // The server.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .user_agent("caregate-bench")
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()
+        .context("building the HTTP client")?;
+    progress(t0, format!("starting {} serve", bin.display()));
+    let log = target.join("tmp").join("caregate-bench-server.log");
+    let srv = Server::start(&bin, &bench_url, args.pool, log, &client).await?;
+    let (_, rss_at_start) = srv.memory()?;
+    let url = srv.graphql_url();
+
+    let mut clinics = Vec::new();
+    for (c, (user, session)) in ids.into_iter().zip(sessions) {
+        let token = http::login(&client, &url, &c.admin_email, dataset::PASSWORD).await?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the token is not a valid header value")?;
+        clinics.push(Clinic {
+            ids: c,
+            bearer,
+            user,
+            session,
+        });
+    }
+    let fx = Arc::new(Fixture {
+        clinics,
+        searches: dataset::search_fragments(SEARCHES),
+        concurrency: args.concurrency,
+    });
+    let raw_pool = dataset::pool(&bench_url, args.pool, Some(migration::RUNTIME_ROLE)).await?;
+    let http_day = day_from_today(400);
+    let raw_day = day_from_today(500);
+
+    let kinds = [
+        Kind::PatientsPage { first: 50 },
+        Kind::PatientDetail,
+        Kind::PatientSearch,
+        Kind::ScheduleCancel,
+    ];
+
+    // Every operation once, checked, before anything is timed.
+    progress(t0, "checking every operation once (GraphQL and raw SQL)");
+    for kind in kinds {
+        let op = HttpOp::new(kind, fx.clone(), client.clone(), url.clone(), http_day)?;
+        smoke_http(&op, &client, &url, &fx, kind).await?;
+        driver::once(&op)
+            .await
+            .map_err(|e| anyhow::anyhow!("caregate, {}: {e}", kind.label()))?;
+        let rop = RawOp::new(kind, fx.clone(), raw_pool.clone(), raw_day);
+        driver::once(&rop)
+            .await
+            .map_err(|e| anyhow::anyhow!("raw SQL, {}: {e}", kind.label()))?;
+    }
+
+    // Each operation: both clients warm up, then take turns in slices of
+    // about 3 s until each has had its timed seconds, so a drift of the
+    // machine (other load, a growing audit table, autovacuum) hits both
+    // alike and the ratio stays fair.
+    let warmup = Duration::from_secs(args.warmup);
+    let slices = (args.seconds as f64 / 3.0).round().max(1.0) as u32;
+    let slice = Duration::from_secs(args.seconds) / slices;
+    let mut rows = Vec::new();
+    for kind in kinds {
+        let op = Arc::new(HttpOp::new(
+            kind,
+            fx.clone(),
+            client.clone(),
+            url.clone(),
+            http_day,
+        )?);
+        let rop = Arc::new(RawOp::new(kind, fx.clone(), raw_pool.clone(), raw_day));
+        progress(t0, format!("{}: warm-up", kind.label()));
+        driver::run(&op, args.concurrency, warmup, 0).await?;
+        driver::run(&rop, args.concurrency, warmup, 0).await?;
+        progress(
+            t0,
+            format!(
+                "{}: {slices} x ({} ms caregate, {} ms raw SQL)",
+                kind.label(),
+                slice.as_millis(),
+                slice.as_millis()
+            ),
+        );
+        let mut http = Outcome::empty();
+        let mut raw = Outcome::empty();
+        let mut statements = 0;
+        let mut raw_trips = 0;
+        for i in 0..slices {
+            let phase = 1 + u64::from(i);
+            let before = srv.statements(&client).await?;
+            http.merge(driver::run(&op, args.concurrency, slice, phase).await?)?;
+            statements += srv.statements(&client).await?.saturating_sub(before);
+            let before = rop.round_trips();
+            raw.merge(driver::run(&rop, args.concurrency, slice, phase).await?)?;
+            raw_trips += rop.round_trips() - before;
+        }
+        let stmts = statements as f64 / http.requests.max(1) as f64;
+        let raw_stmts = raw_trips as f64 / raw.requests.max(1) as f64;
+        report_errors("caregate", kind, &http);
+        report_errors("raw SQL", kind, &raw);
+        rows.push(Row {
+            kind,
+            http,
+            stmts,
+            raw,
+            raw_stmts,
+        });
+    }
+
+    // Statements per request must not grow with the page size: measured
+    // with one worker (no contention) and under the full load.
+    let short = Duration::from_secs(args.seconds.min(3));
+    let mut flat: Vec<(usize, i32, f64)> = Vec::new();
+    let mut worker_counts = vec![1, args.concurrency];
+    worker_counts.dedup();
+    for &workers in &worker_counts {
+        for first in [10, 50, 100] {
+            let kind = Kind::PatientsPage { first };
+            progress(
+                t0,
+                format!(
+                    "{}: statements per request, {workers} worker(s)",
+                    kind.label()
+                ),
+            );
+            let op = Arc::new(HttpOp::new(
+                kind,
+                fx.clone(),
+                client.clone(),
+                url.clone(),
+                http_day,
+            )?);
+            let before = srv.statements(&client).await?;
+            let out = driver::run(&op, workers, short, 2).await?;
+            let after = srv.statements(&client).await?;
+            report_errors("caregate", kind, &out);
+            flat.push((
+                workers,
+                first,
+                after.saturating_sub(before) as f64 / out.requests.max(1) as f64,
+            ));
+        }
+    }
+
+    let (peak_kib, rss_kib) = srv.memory()?;
+    let log = srv.log.clone();
+    srv.stop().await?;
+    raw_pool.close().await;
+    owner_pool.close().await;
+    progress(
+        t0,
+        format!(
+            "done; database {} is left for inspection, the server's log is {}",
+            dataset::DB_NAME,
+            log.display()
+        ),
+    );
+
+    let (warnings, errors, samples) = server::log_summary(&log);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get().to_string())
+        .unwrap_or_else(|_| "?".to_owned());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+
+    println!();
+    println!(
+        "| operation | caregate req/s | p50 ms | p99 ms | errors | stmts/req | raw req/s | raw p50 | raw p99 | ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            r.kind.label(),
+            r.http.per_second(),
+            r.http.p_ms(0.50),
+            r.http.p_ms(0.99),
+            r.http.errors,
+            r.stmts,
+            r.raw.per_second(),
+            r.raw.p_ms(0.50),
+            r.raw.p_ms(0.99),
+            r.http.per_second() / r.raw.per_second().max(f64::MIN_POSITIVE),
+        );
+    }
+    println!();
+    for &workers in &worker_counts {
+        let of_run: Vec<&(usize, i32, f64)> = flat.iter().filter(|f| f.0 == workers).collect();
+        let equal = of_run.iter().all(|f| (f.2 - of_run[0].2).abs() < 0.005);
+        println!(
+            "- SQL statements per request of operation 1 by page size, {workers} worker(s): {} ({})",
+            of_run
+                .iter()
+                .map(|(_, first, s)| format!("first: {first} → {s:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if equal { "equal" } else { "NOT equal" }
+        );
+    }
+    println!(
+        "- stmts/req counts round trips as the server's counter does (`BEGIN` with the context call 1, each statement 1, `COMMIT` 1); raw SQL, counted the same way: {}; raw-SQL errors: {}",
+        rows.iter()
+            .map(|r| format!("{:.2}", r.raw_stmts))
+            .collect::<Vec<_>>()
+            .join(", "),
+        rows.iter()
+            .map(|r| r.raw.errors.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "- server memory: peak RSS (VmHWM) {:.1} MiB; RSS after load (VmRSS) {:.1} MiB; RSS when ready {:.1} MiB",
+        mib(peak_kib),
+        mib(rss_kib),
+        mib(rss_at_start)
+    );
+    println!(
+        "- load: {} workers (closed loop over keep-alive HTTP/1.1), {} s per operation and client (in {slices} alternating slices) after a {} s warm-up each; DB_POOL_SIZE={} and a raw-SQL pool of {}",
+        args.concurrency, args.seconds, args.warmup, args.pool, args.pool
+    );
+    println!(
+        "- machine: nproc {nproc}, {cpu}; PostgreSQL {pg_version} ({where_db}); load generator, server and PostgreSQL share it"
+    );
+    println!("- data: {data_summary}, as loaded");
+    println!(
+        "- ratio = caregate req/s ÷ raw-SQL req/s, same run; raw SQL = the same statements through sqlx as `{}` (RLS on), no HTTP or GraphQL",
+        migration::RUNTIME_ROLE
+    );
+    println!(
+        "- server log (RUST_LOG=warn): {warnings} warning line(s), {errors} error line(s){}",
+        if samples.is_empty() {
+            String::new()
+        } else {
+            format!("; first: {}", samples.join(" | "))
+        }
+    );
+    Ok(())
+}
+
+fn report_errors(who: &str, kind: Kind, out: &Outcome) {
+    if out.errors > 0 {
+        eprintln!(
+            "  {who}, {}: {} errors of {} requests; first: {}",
+            kind.label(),
+            out.errors,
+            out.requests,
+            out.first_error.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+/// Runs one request of `kind` and checks that the response has the shape
+/// the data set promises, so a broken server or data set fails loudly
+/// instead of being timed.
+async fn smoke_http(
+    op: &HttpOp,
+    client: &reqwest::Client,
+    url: &str,
+    fx: &Fixture,
+    kind: Kind,
+) -> Result<()> {
+    let mut st = fx.state(0, 9);
+    let bearer = &fx.clinic(&st).bearer.clone();
+    let body: Value = serde_json::from_str(&op.body(kind, &mut st)).context("a request body")?;
+    let res = http::call(client, url, Some(bearer), &body)
+        .await
+        .with_context(|| kind.label())?;
+    let data = &res["data"];
+    let fail = |what: &str| anyhow::anyhow!("{}: {what}; response: {res}", kind.label());
+    match kind {
+        Kind::PatientsPage { first } => {
+            let edges = data["patients"]["edges"]
+                .as_array()
+                .ok_or_else(|| fail("no edges"))?;
+            if edges.len() != first as usize {
+                return Err(fail(&format!("{} patients, not {first}", edges.len())));
+            }
+            for e in edges {
+                let team = e["node"]["careTeam"]
+                    .as_array()
+                    .ok_or_else(|| fail("no careTeam"))?;
+                if team.len() != 3 || team.iter().any(|a| !a["provider"]["name"].is_string()) {
+                    return Err(fail("a care team is not 3 named providers"));
+                }
+            }
+        }
+        Kind::PatientDetail => {
+            let p = &data["patient"];
+            let ok = p["contactMethods"].as_array().map(Vec::len) == Some(1)
+                && p["careTeam"].as_array().map(Vec::len) == Some(3)
+                && p["appointments"]["edges"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty() && a.len() <= 10);
+            if !ok {
+                return Err(fail(
+                    "expected 1 contact method, 3 care-team members, 1 to 10 upcoming appointments",
+                ));
+            }
+        }
+        Kind::PatientSearch => {
+            let edges = data["patients"]["edges"]
+                .as_array()
+                .ok_or_else(|| fail("no edges"))?;
+            if edges.is_empty() {
+                return Err(fail("the search found no one"));
+            }
+        }
+        Kind::ScheduleCancel => {
+            let a = &data["scheduleAppointment"];
+            if a["status"] != "SCHEDULED" {
+                return Err(fail("not SCHEDULED"));
+            }
+            let id = a["id"].as_str().ok_or_else(|| fail("no id"))?;
+            let res = http::call(
+                client,
+                url,
+                Some(bearer),
+                &serde_json::json!({ "query": http::CANCEL, "variables": { "id": id } }),
+            )
+            .await
+            .context("cancelling the checked booking")?;
+            if res["data"]["transitionAppointment"]["status"] != "CANCELLED" {
+                return Err(anyhow::anyhow!("cancel did not cancel: {res}"));
+            }
+        }
+    }
+    Ok(())
+}
