@@ -1,7 +1,7 @@
 //! Patients and their contact methods.
 
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
-use async_graphql::{Context, InputObject, Object};
+use async_graphql::{Context, InputObject, Lookahead, Object};
 use chrono::{DateTime, FixedOffset};
 use entity::{contact_method, patient};
 use service::domain::{Mrn, PatientId};
@@ -263,8 +263,7 @@ pub type PatientConnection<Extra> = Connection<OpaqueCursor<NameKey>, Patient, E
 /// of more than 32 items is resolved in several polls (the futures crate
 /// yields to the scheduler every 32), and on a busy machine the loader's
 /// batching window can close in between, cutting one statement into several.
-async fn prefetch(ctx: &Context<'_>, ids: &[PatientId]) -> GqlResult<()> {
-    let node = ctx.look_ahead().field("edges").field("node");
+pub async fn prefetch(ctx: &Context<'_>, node: Lookahead<'_>, ids: &[PatientId]) -> GqlResult<()> {
     let loaders = ctx.loaders()?;
     let care_team = node.field("careTeam");
     let primary = node.field("primaryProvider");
@@ -307,7 +306,7 @@ pub async fn connection<Extra: async_graphql::ObjectType>(
     extra: Extra,
 ) -> GqlResult<PatientConnection<Extra>> {
     let ids: Vec<PatientId> = page.items.iter().map(|p| p.id.into()).collect();
-    prefetch(ctx, &ids).await?;
+    prefetch(ctx, ctx.look_ahead().field("edges").field("node"), &ids).await?;
     let mut conn = Connection::with_additional_fields(false, page.has_next_page, extra);
     let cursors: Vec<_> = page.items.iter().map(service::patients::key_of).collect();
     for (key, patient) in cursors.into_iter().zip(Patient::returned(ctx, page.items)?) {
