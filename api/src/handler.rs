@@ -228,7 +228,16 @@ async fn run(
     let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta, state.clone()));
     let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
     let batch = batch.data(scope.clone()).data(loaders.clone());
-    let response = state.schema.execute_batch(batch).await;
+    let response = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(execute(state, request).await),
+        BatchRequest::Batch(requests) => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(execute(state, request).await);
+            }
+            BatchResponse::Batch(responses)
+        }
+    };
     drop(loaders);
 
     let reads = scope.take_reads();
@@ -244,6 +253,14 @@ async fn run(
         return Err(Refusal::internal(StatusCode::INTERNAL_SERVER_ERROR));
     }
     Ok(response)
+}
+
+/// Prepares (persisted query, parse, limits) and runs one operation.
+async fn execute(state: &AppState, request: async_graphql::Request) -> Response {
+    match state.preparation.prepare(request) {
+        Ok(request) => state.schema.execute(request).await,
+        Err(err) => Response::from_errors(vec![err]),
+    }
 }
 
 /// Gives every error a code (parse, validation and limit errors come from

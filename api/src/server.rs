@@ -18,7 +18,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::Config;
 use crate::db;
+use crate::graphql::limits::OperationLimits;
 use crate::graphql::persisted::PersistedQueries;
+use crate::graphql::prepare::Preparation;
 use crate::graphql::{self, CaregateSchema};
 use crate::metrics::Metrics;
 use crate::ratelimit::LoginLimiter;
@@ -35,6 +37,8 @@ pub struct AppState {
     /// SQL statements run by the runtime role (requests and probes).
     pub statements: Counter,
     pub schema: CaregateSchema,
+    /// Persisted queries, parsed-document cache and operation limits.
+    pub preparation: Arc<Preparation>,
     pub tokens: Arc<Tokens>,
     pub login_limiter: Arc<LoginLimiter>,
     pub metrics: Arc<Metrics>,
@@ -62,11 +66,13 @@ impl Server {
             Some(path) => PersistedQueries::load_manifest(path)?,
             None => Default::default(),
         };
-        let persisted = Arc::new(PersistedQueries::new(
-            manifest,
-            config.persisted_queries_only,
-        ));
-        let schema = graphql::build(&config, persisted);
+        let persisted = PersistedQueries::new(manifest, config.persisted_queries_only);
+        let limits = OperationLimits {
+            max_aliases: config.max_aliases,
+            max_root_fields: config.max_root_fields,
+        };
+        let preparation = Arc::new(Preparation::new(persisted, limits));
+        let schema = graphql::build(&config);
         let tokens = Arc::new(Tokens::from_config(&config)?);
         let state = AppState {
             login_limiter: Arc::new(LoginLimiter::new(
@@ -78,6 +84,7 @@ impl Server {
             db,
             statements,
             schema,
+            preparation,
             tokens,
         };
         Ok(Self { state, listener })

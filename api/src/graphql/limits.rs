@@ -1,13 +1,14 @@
 //! Operation limits async-graphql does not have built in: aliases per
 //! operation and root fields per operation (depth and complexity are set on
 //! the schema). Checked right after parsing, before anything runs.
+//!
+//! These checks (and persisted queries) run in the handler's preparation
+//! step rather than as schema extensions: an extension, once registered,
+//! wraps the resolution of every field of every response.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
+use async_graphql::{Name, Positioned, ServerError};
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OperationLimits {
@@ -15,23 +16,10 @@ pub struct OperationLimits {
     pub max_root_fields: usize,
 }
 
-impl ExtensionFactory for OperationLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for OperationLimits {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let aliases = count_aliases(&doc);
+impl OperationLimits {
+    /// Refuses a parsed document with too many aliases or root fields.
+    pub fn check(&self, doc: &ExecutableDocument) -> Result<(), ServerError> {
+        let aliases = count_aliases(doc);
         if aliases > self.max_aliases {
             return Err(limit_error(format!(
                 "too many aliases: {aliases} (at most {})",
@@ -40,7 +28,7 @@ impl Extension for OperationLimits {
         }
         for (_, op) in doc.operations.iter() {
             let mut seen = HashSet::new();
-            let roots = count_fields(&op.node.selection_set.node, &doc, &mut seen);
+            let roots = count_fields(&op.node.selection_set.node, doc, &mut seen);
             if roots > self.max_root_fields {
                 return Err(limit_error(format!(
                     "too many root fields: {roots} (at most {})",
@@ -48,7 +36,7 @@ impl Extension for OperationLimits {
                 )));
             }
         }
-        Ok(doc)
+        Ok(())
     }
 }
 

@@ -5,19 +5,16 @@ pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod persisted;
+pub mod prepare;
 pub mod query;
 pub mod scalars;
 pub mod scope;
 pub mod types;
 
-use std::sync::Arc;
-
 use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
 
 use crate::config::Config;
-use limits::OperationLimits;
 use mutation::Mutation;
-use persisted::{PersistedQueries, PersistedQueriesFactory};
 use query::Query;
 
 pub type CaregateSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -29,16 +26,11 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 /// The schema with the limits and switches of `config`. Nothing
 /// request-specific is registered here: loaders and the transaction are
 /// request data, added by the handler.
-pub fn build(config: &Config, persisted: Arc<PersistedQueries>) -> CaregateSchema {
+pub fn build(config: &Config) -> CaregateSchema {
     let mut b = builder()
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
-        .limit_recursive_depth(config.max_query_depth.max(32))
-        .extension(OperationLimits {
-            max_aliases: config.max_aliases,
-            max_root_fields: config.max_root_fields,
-        })
-        .extension(PersistedQueriesFactory(persisted));
+        .limit_recursive_depth(config.max_query_depth.max(32));
     if !config.introspection_enabled() {
         b = b.disable_introspection();
     }

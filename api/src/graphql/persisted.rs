@@ -9,12 +9,9 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
-};
-use async_graphql::{Request, ServerError, ServerResult};
+use async_graphql::{Request, ServerError};
 use sha2::{Digest, Sha256};
 
 /// Queries known by hash: a manifest (fixed) and an LRU of registered ones.
@@ -83,25 +80,10 @@ fn refused() -> ServerError {
     err
 }
 
-pub struct PersistedQueriesFactory(pub Arc<PersistedQueries>);
-
-impl ExtensionFactory for PersistedQueriesFactory {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PersistedQueriesExtension(self.0.clone()))
-    }
-}
-
-struct PersistedQueriesExtension(Arc<PersistedQueries>);
-
-#[async_trait::async_trait]
-impl Extension for PersistedQueriesExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let store = &self.0;
+impl PersistedQueries {
+    /// Resolves a request's persisted-query extension: fills in the text of
+    /// a query sent by hash, registers a new one, or refuses.
+    pub fn resolve(&self, request: &mut Request) -> Result<(), ServerError> {
         let hash = request
             .extensions
             .get("persistedQuery")
@@ -114,7 +96,7 @@ impl Extension for PersistedQueriesExtension {
                 _ => None,
             });
         match hash {
-            Some(hash) if request.query.is_empty() => match store.lookup(&hash) {
+            Some(hash) if request.query.is_empty() => match self.lookup(&hash) {
                 Some(query) => request.query = query,
                 None => return Err(error("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")),
             },
@@ -125,20 +107,20 @@ impl Extension for PersistedQueriesExtension {
                         "provided sha256Hash does not match the query",
                     ));
                 }
-                if store.only {
-                    if !store.manifest.contains_key(&hash) {
+                if self.only {
+                    if !self.manifest.contains_key(&hash) {
                         return Err(refused());
                     }
-                } else if let Ok(mut registered) = store.registered.lock() {
+                } else if let Ok(mut registered) = self.registered.lock() {
                     registered.put(hash, request.query.clone());
                 }
             }
             None => {
-                if store.only && !store.manifest.contains_key(&sha256_hex(&request.query)) {
+                if self.only && !self.manifest.contains_key(&sha256_hex(&request.query)) {
                     return Err(refused());
                 }
             }
         }
-        next.run(ctx, request).await
+        Ok(())
     }
 }
