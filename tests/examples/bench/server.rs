@@ -10,11 +10,10 @@ use anyhow::{Context, Result, bail};
 pub const BUILD_COMMAND: &str = "cargo build --release -p caregate --bin caregate";
 
 /// The workspace's target directory: the one this executable was built
-/// into (target/<profile>/bench), else CARGO_TARGET_DIR.
+/// into (target/<profile>/examples/bench), else CARGO_TARGET_DIR.
 pub fn target_dir() -> Result<PathBuf> {
     if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent().and_then(Path::parent)
-        && dir.is_dir()
+        && let Some(dir) = exe.ancestors().skip(1).find(|d| d.join("release").is_dir())
     {
         return Ok(dir.to_owned());
     }

@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo build --release -p caregate --bin caregate && \
-//!   cargo run --release -p tests --bin bench -- [--concurrency 16] [--seconds 15] [--pool 8]
+//!   cargo run --release -p tests --example bench -- [--concurrency 16] [--seconds 15] [--pool 8]
 //! ```
 //!
 //! It creates a fresh database (`caregate_bench`) on the server of
