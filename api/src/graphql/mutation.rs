@@ -11,7 +11,7 @@ use service::providers::NewProvider;
 use service::proxies::{NewGrant, ProxyFlags};
 use uuid::Uuid;
 
-use super::scope::{RequestScope, ScopeExt};
+use super::scope::{RequestScope, ScopeExt, in_savepoint};
 use super::types::appointment::{Appointment, ScheduleAppointmentInput};
 use super::types::billing::{CreateAuthorizationInput, PayerAuthorization};
 use super::types::care_team::CareTeamAssignment;
@@ -229,11 +229,10 @@ impl ProviderMutation {
             specialty: input.specialty,
             state_licenses: input.state_licenses,
         };
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| service::providers::create(tx, actor, new).await)
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::providers::create(tx, actor, new).await
+        })
+        .await?;
         Ok(Provider(row))
     }
 }
@@ -257,11 +256,10 @@ impl PatientMutation {
             date_of_birth: input.date_of_birth.0,
             legal_sex: input.legal_sex.into(),
         };
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| service::patients::enroll(tx, actor, new).await)
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::patients::enroll(tx, actor, new).await
+        })
+        .await?;
         Ok(Patient::returned(ctx, vec![row])?.remove(0))
     }
 
@@ -280,22 +278,20 @@ impl PatientMutation {
             date_of_birth: input.date_of_birth.map(|d| d.0),
             legal_sex: input.legal_sex.map(Into::into),
         };
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| service::patients::update(tx, actor, id.into(), changes).await)
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::patients::update(tx, actor, id.into(), changes).await
+        })
+        .await?;
         Ok(Patient::returned(ctx, vec![row])?.remove(0))
     }
 
     /// Closes a chart (staff).
     async fn discharge_patient(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<Patient> {
         let actor = ctx.clinical_actor()?;
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| service::patients::discharge(tx, actor, id.into()).await)
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::patients::discharge(tx, actor, id.into()).await
+        })
+        .await?;
         Ok(Patient::returned(ctx, vec![row])?.remove(0))
     }
 
@@ -314,14 +310,11 @@ impl PatientMutation {
             is_primary: input.is_primary,
             is_safe_for_voicemail: input.is_safe_for_voicemail,
         };
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| {
-                service::patients::add_contact_method(tx, actor, patient_id.into(), new).await
-            })
-            .await
-            .gql()?;
-        scope.record_reads([patient_id]);
+        let row = in_savepoint(ctx, async |tx| {
+            service::patients::add_contact_method(tx, actor, patient_id.into(), new).await
+        })
+        .await?;
+        ctx.scope()?.record_reads([patient_id]);
         Ok(ContactMethod(row))
     }
 }
@@ -340,14 +333,11 @@ impl CareTeamMutation {
         provider_id: Uuid,
     ) -> GqlResult<CareTeamAssignment> {
         let actor = ctx.clinical_actor()?;
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| {
-                service::care_team::assign_primary(tx, actor, patient_id.into(), provider_id.into())
-                    .await
-            })
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::care_team::assign_primary(tx, actor, patient_id.into(), provider_id.into())
+                .await
+        })
+        .await?;
         Ok(CareTeamAssignment(row))
     }
 
@@ -362,20 +352,17 @@ impl CareTeamMutation {
         role: CareTeamRole,
     ) -> GqlResult<CareTeamAssignment> {
         let actor = ctx.clinical_actor()?;
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| {
-                service::care_team::add_member(
-                    tx,
-                    actor,
-                    patient_id.into(),
-                    provider_id.into(),
-                    role.into(),
-                )
-                .await
-            })
+        let row = in_savepoint(ctx, async |tx| {
+            service::care_team::add_member(
+                tx,
+                actor,
+                patient_id.into(),
+                provider_id.into(),
+                role.into(),
+            )
             .await
-            .gql()?;
+        })
+        .await?;
         Ok(CareTeamAssignment(row))
     }
 
@@ -387,13 +374,10 @@ impl CareTeamMutation {
         assignment_id: Uuid,
     ) -> GqlResult<CareTeamAssignment> {
         let actor = ctx.clinical_actor()?;
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| {
-                service::care_team::remove_member(tx, actor, assignment_id.into()).await
-            })
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::care_team::remove_member(tx, actor, assignment_id.into()).await
+        })
+        .await?;
         Ok(CareTeamAssignment(row))
     }
 }
@@ -419,12 +403,11 @@ impl ScheduleMutation {
             kind: input.kind.into(),
             reason: input.reason,
         };
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| service::appointments::schedule(tx, actor, new).await)
-            .await
-            .gql()?;
-        scope.record_reads([row.patient_id]);
+        let row = in_savepoint(ctx, async |tx| {
+            service::appointments::schedule(tx, actor, new).await
+        })
+        .await?;
+        ctx.scope()?.record_reads([row.patient_id]);
         Ok(Appointment(row))
     }
 
@@ -439,14 +422,11 @@ impl ScheduleMutation {
         reason: Option<String>,
     ) -> GqlResult<Appointment> {
         let actor = ctx.clinical_actor()?;
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| {
-                service::appointments::transition(tx, actor, id.into(), to.into(), reason).await
-            })
-            .await
-            .gql()?;
-        scope.record_reads([row.patient_id]);
+        let row = in_savepoint(ctx, async |tx| {
+            service::appointments::transition(tx, actor, id.into(), to.into(), reason).await
+        })
+        .await?;
+        ctx.scope()?.record_reads([row.patient_id]);
         Ok(Appointment(row))
     }
 }
@@ -479,22 +459,20 @@ impl ProxyMutation {
             },
             expires_at: input.expires_at,
         };
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| service::proxies::grant(tx, actor, new).await)
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::proxies::grant(tx, actor, new).await
+        })
+        .await?;
         Ok(ProxyAssignment(row))
     }
 
     /// Ends a grant at once (clinic ADMIN or STAFF).
     async fn revoke_proxy_access(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<ProxyAssignment> {
         let actor = ctx.clinical_actor()?;
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| service::proxies::revoke(tx, actor, id.into()).await)
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::proxies::revoke(tx, actor, id.into()).await
+        })
+        .await?;
         Ok(ProxyAssignment(row))
     }
 }
@@ -520,11 +498,10 @@ impl BillingMutation {
             valid_from: input.valid_from.0,
             valid_to: input.valid_to.0,
         };
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| service::authorizations::create(tx, actor, new).await)
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::authorizations::create(tx, actor, new).await
+        })
+        .await?;
         Ok(PayerAuthorization(row))
     }
 
@@ -538,13 +515,10 @@ impl BillingMutation {
         units: i32,
     ) -> GqlResult<PayerAuthorization> {
         let actor = ctx.clinical_actor()?;
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| {
-                service::authorizations::reserve(tx, actor, authorization_id.into(), units).await
-            })
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::authorizations::reserve(tx, actor, authorization_id.into(), units).await
+        })
+        .await?;
         Ok(PayerAuthorization(row))
     }
 
@@ -556,13 +530,10 @@ impl BillingMutation {
         units: i32,
     ) -> GqlResult<PayerAuthorization> {
         let actor = ctx.clinical_actor()?;
-        let scope = ctx.scope()?;
-        let row = scope
-            .in_savepoint(async |tx| {
-                service::authorizations::release(tx, actor, authorization_id.into(), units).await
-            })
-            .await
-            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::authorizations::release(tx, actor, authorization_id.into(), units).await
+        })
+        .await?;
         Ok(PayerAuthorization(row))
     }
 }

@@ -78,6 +78,18 @@ impl RequestScope {
     }
 }
 
+/// [`RequestScope::in_savepoint`] for a resolver: one mutation's service
+/// call, in its own savepoint, its error mapped for the client.
+pub async fn in_savepoint<T, F>(ctx: &Context<'_>, f: F) -> GqlResult<T>
+where
+    F: AsyncFnOnce(&Tx) -> ServiceResult<T>,
+{
+    ctx.scope()?
+        .in_savepoint(f)
+        .await
+        .map_err(|e| ApiError::from(e).into())
+}
+
 /// Resolver shorthands on the GraphQL context.
 pub trait ScopeExt {
     fn scope(&self) -> GqlResult<&Arc<RequestScope>>;
