@@ -7,7 +7,7 @@
 //! unexpected errors go to the log (with the request id, through the
 //! request's span), never to the client.
 
-use async_graphql::ErrorExtensions;
+use async_graphql::{ErrorExtensionValues, ServerError};
 use service::ServiceError;
 
 /// An error on its way to the client. Cheap to clone (DataLoaders need that).
@@ -73,17 +73,33 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl ApiError {
+    fn extensions(&self) -> ErrorExtensionValues {
+        let mut ext = ErrorExtensionValues::default();
+        ext.set("code", self.code);
+        if let Some(reason) = self.reason {
+            ext.set("reason", reason);
+        }
+        if let Some(field) = self.field {
+            ext.set("field", field);
+        }
+        ext
+    }
+
+    /// The error as a response error of its own, for refusals that happen
+    /// before any field runs.
+    pub fn into_server_error(self) -> ServerError {
+        let mut err = ServerError::new(&self.message, None);
+        err.extensions = Some(self.extensions());
+        err
+    }
+}
+
 impl From<ApiError> for async_graphql::Error {
     fn from(err: ApiError) -> Self {
-        async_graphql::Error::new(err.message).extend_with(|_, ext| {
-            ext.set("code", err.code);
-            if let Some(reason) = err.reason {
-                ext.set("reason", reason);
-            }
-            if let Some(field) = err.field {
-                ext.set("field", field);
-            }
-        })
+        let mut out = async_graphql::Error::new(&err.message);
+        out.extensions = Some(err.extensions());
+        out
     }
 }
 

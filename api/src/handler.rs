@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response, ServerError};
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -15,6 +15,7 @@ use axum::response::IntoResponse;
 use service::domain::TenantId;
 use tracing::Instrument;
 
+use crate::error::ApiError;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::scope::RequestScope;
 use crate::guard::{self, GuardError, RequestMeta};
@@ -45,17 +46,18 @@ fn refusal(
     message: &str,
     request_id: &str,
 ) -> axum::response::Response {
-    let mut err = ServerError::new(message, None);
-    let mut ext = ErrorExtensionValues::default();
-    ext.set("code", code);
-    ext.set("requestId", request_id);
-    err.extensions = Some(ext);
-    let mut body = Response::from_errors(vec![err]);
-    body.extensions.insert(
-        "requestId".to_owned(),
-        async_graphql::Value::String(request_id.to_owned()),
-    );
-    let mut resp = (status, GraphQLResponse::from(body)).into_response();
+    let mut body = Response::from_errors(vec![ApiError::new(code, message).into_server_error()]);
+    stamp(&mut body, request_id);
+    with_request_id(
+        (status, GraphQLResponse::from(body)).into_response(),
+        request_id,
+    )
+}
+
+fn with_request_id(
+    mut resp: axum::response::Response,
+    request_id: &str,
+) -> axum::response::Response {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
@@ -138,11 +140,7 @@ async fn handle(
             state
                 .metrics
                 .observe(&operation, outcome, started.elapsed());
-            let mut resp = GraphQLResponse::from(response).into_response();
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                resp.headers_mut().insert(REQUEST_ID_HEADER, v);
-            }
-            resp
+            with_request_id(GraphQLResponse::from(response).into_response(), &id)
         }
         Err(r) => {
             state
@@ -263,9 +261,7 @@ async fn execute(state: &AppState, request: async_graphql::Request) -> Response 
     }
 }
 
-/// Gives every error a code (parse, validation and limit errors come from
-/// the library without one: they are BAD_USER_INPUT) and the request id;
-/// returns whether the response is free of errors.
+/// Stamps every response of a batch; returns whether all are free of errors.
 fn finalize(response: &mut BatchResponse, id: &str) -> bool {
     let responses: Vec<&mut Response> = match response {
         BatchResponse::Single(r) => vec![r],
@@ -273,25 +269,32 @@ fn finalize(response: &mut BatchResponse, id: &str) -> bool {
     };
     let mut ok = true;
     for r in responses {
-        for err in &mut r.errors {
-            ok = false;
-            let ext = err
-                .extensions
-                .get_or_insert_with(ErrorExtensionValues::default);
-            if ext.get("code").is_none() {
-                ext.set("code", "BAD_USER_INPUT");
-                if let Some(field) = field_of(&err.message) {
-                    ext.set("field", field);
-                }
-            }
-            ext.set("requestId", id);
-        }
-        r.extensions.insert(
-            "requestId".to_owned(),
-            async_graphql::Value::String(id.to_owned()),
-        );
+        ok &= r.errors.is_empty();
+        stamp(r, id);
     }
     ok
+}
+
+/// The one place a response's errors get their code (the library's parse,
+/// validation and limit errors come without one: they are BAD_USER_INPUT)
+/// and every error and the response the request id.
+fn stamp(r: &mut Response, id: &str) {
+    for err in &mut r.errors {
+        let ext = err
+            .extensions
+            .get_or_insert_with(ErrorExtensionValues::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_USER_INPUT");
+            if let Some(field) = field_of(&err.message) {
+                ext.set("field", field);
+            }
+        }
+        ext.set("requestId", id);
+    }
+    r.extensions.insert(
+        "requestId".to_owned(),
+        async_graphql::Value::String(id.to_owned()),
+    );
 }
 
 /// The argument or variable a library validation message names, e.g.

@@ -143,28 +143,36 @@ BEGIN
 END
 $$;
 
--- The clinics the current user (set by begin_login or begin_request) may
--- act in, and their role in each: staff memberships first, then clinics
--- where they hold a chart or a live proxy grant (role PORTAL).
-CREATE FUNCTION app.user_organizations()
+-- The clinics a user may act in, and their role in each: staff memberships
+-- first, then clinics where they hold a chart or a live proxy grant (role
+-- PORTAL). For the owner (`caregate token`); the runtime role reaches it
+-- only through app.user_organizations(), for itself.
+CREATE FUNCTION app.organizations_of(p_user uuid)
 RETURNS TABLE (organization_id uuid, role text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE sql STABLE AS $$
     SELECT organization_id, role FROM (
         SELECT m.organization_id, m.role, 0 AS rank, m.created_at AS since
         FROM organization_memberships m
         JOIN organizations o ON o.id = m.organization_id AND o.deleted_at IS NULL
-        WHERE m.user_id = app.current_user_id() AND m.deleted_at IS NULL
+        WHERE m.user_id = p_user AND m.deleted_at IS NULL
         UNION ALL
         SELECT p.organization_id, 'PORTAL', 1, p.created_at
         FROM patients p
-        WHERE p.user_id = app.current_user_id() AND p.deleted_at IS NULL
+        WHERE p.user_id = p_user AND p.deleted_at IS NULL
         UNION ALL
         SELECT a.organization_id, 'PORTAL', 1, a.granted_at
         FROM proxy_assignments a
-        WHERE a.proxy_user_id = app.current_user_id() AND a.revoked_at IS NULL
+        WHERE a.proxy_user_id = p_user AND a.revoked_at IS NULL
           AND a.granted_at <= now() AND (a.expires_at IS NULL OR a.expires_at > now())
     ) AS reachable
     ORDER BY rank, since
+$$;
+
+-- The clinics of the current user (set by begin_login or begin_request).
+CREATE FUNCTION app.user_organizations()
+RETURNS TABLE (organization_id uuid, role text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT organization_id, role FROM app.organizations_of(app.current_user_id())
 $$;
 
 -- A user's id by email, for granting proxy access (the users table shows a
@@ -195,6 +203,7 @@ REVOKE ALL ON FUNCTION app.user_id_by_email(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION app.clinic_user_names(uuid[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.user_id_by_email(text) TO caregate_app;
 GRANT EXECUTE ON FUNCTION app.clinic_user_names(uuid[]) TO caregate_app;
+REVOKE ALL ON FUNCTION app.organizations_of(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION app.user_organizations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.user_organizations() TO caregate_app;
 REVOKE ALL ON FUNCTION app.login_lookup(text) FROM PUBLIC;

@@ -64,13 +64,6 @@ async fn require_active_provider(tx: &Tx, provider: ProviderId) -> ServiceResult
     }
 }
 
-async fn active_for(
-    tx: &Tx,
-    patient: PatientId,
-) -> ServiceResult<Vec<care_team_assignment::Model>> {
-    active_of(tx, &[patient]).await
-}
-
 /// Makes `provider` the patient's PRIMARY. The current primary, if any,
 /// stays on the team as SPECIALIST; a provider already on the team changes
 /// role rather than joining twice. The patient's row is locked first, so
@@ -90,7 +83,7 @@ pub async fn assign_primary(
         ));
     }
     require_active_provider(tx, provider).await?;
-    let team = active_for(tx, patient).await?;
+    let team = active_of(tx, &[patient]).await?;
     if let Some(current) = team
         .iter()
         .find(|a| a.role == CareTeamRole::Primary && a.provider_id == provider.into_uuid())

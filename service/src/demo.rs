@@ -94,19 +94,12 @@ pub async fn dev_session(
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "WITH u AS (SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL), \
-             reachable AS ( \
-               SELECT m.organization_id, m.role, 0 AS rank FROM organization_memberships m, u \
-               WHERE m.user_id = u.id AND m.deleted_at IS NULL \
-               UNION ALL SELECT p.organization_id, 'PORTAL', 1 FROM patients p, u \
-               WHERE p.user_id = u.id AND p.deleted_at IS NULL \
-               UNION ALL SELECT a.organization_id, 'PORTAL', 1 FROM proxy_assignments a, u \
-               WHERE a.proxy_user_id = u.id AND a.revoked_at IS NULL \
-                 AND (a.expires_at IS NULL OR a.expires_at > now())) \
-             SELECT u.id AS user_id, r.organization_id, r.role FROM u \
-             JOIN reachable r ON true JOIN organizations o ON o.id = r.organization_id \
-             WHERE $2::text IS NULL OR o.slug = $2 OR o.id::text = $2 \
-             ORDER BY r.rank LIMIT 1",
+            "SELECT u.id AS user_id, r.organization_id, r.role \
+             FROM users u CROSS JOIN LATERAL app.organizations_of(u.id) WITH ORDINALITY AS r \
+             JOIN organizations o ON o.id = r.organization_id \
+             WHERE lower(u.email) = lower($1) AND u.deleted_at IS NULL \
+               AND ($2::text IS NULL OR o.slug = $2 OR o.id::text = $2) \
+             ORDER BY r.ordinality LIMIT 1",
             [email.into(), org.map(str::to_owned).into()],
         ))
         .await

@@ -51,10 +51,7 @@ const CHECKS: &[Check] = &[
         rule: "NPI has ten digits and a valid check digit",
         table: "providers",
         sql: "SELECT format('provider %s: NPI %s', id, npi) AS detail FROM providers \
-              WHERE npi !~ '^[0-9]{10}$' \
-              OR (SELECT (10 - sum(CASE WHEN i % 2 = 1 THEN (d * 2) / 10 + (d * 2) % 10 ELSE d END) % 10) % 10 \
-                  FROM (SELECT substr('80840' || substr(npi, 1, 9), 15 - i, 1)::int AS d, i \
-                        FROM generate_series(1, 14) AS i) AS digits) <> substr(npi, 10, 1)::int",
+              WHERE NOT coalesce(app.is_valid_npi(npi), false)",
     },
     Check {
         rule: "MRN unique per clinic",

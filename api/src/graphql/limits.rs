@@ -8,6 +8,8 @@
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, Positioned, ServerError};
+
+use crate::error::ApiError;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, Copy)]
@@ -41,11 +43,7 @@ impl OperationLimits {
 }
 
 fn limit_error(message: String) -> ServerError {
-    let mut err = ServerError::new(message, None);
-    let mut ext = async_graphql::ErrorExtensionValues::default();
-    ext.set("code", "BAD_USER_INPUT");
-    err.extensions = Some(ext);
-    err
+    ApiError::new("BAD_USER_INPUT", message).into_server_error()
 }
 
 fn count_aliases(doc: &ExecutableDocument) -> usize {

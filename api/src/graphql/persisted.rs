@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use async_graphql::{Request, ServerError};
 use sha2::{Digest, Sha256};
 
+use crate::error::ApiError;
+
 /// Queries known by hash: a manifest (fixed) and an LRU of registered ones.
 pub struct PersistedQueries {
     manifest: HashMap<String, String>,
@@ -64,20 +66,16 @@ pub fn sha256_hex(query: &str) -> String {
         .collect()
 }
 
-fn error(code: &str, message: &str) -> ServerError {
-    let mut err = ServerError::new(message, None);
-    let mut ext = async_graphql::ErrorExtensionValues::default();
-    ext.set("code", code);
-    err.extensions = Some(ext);
-    err
+fn error(code: &'static str, message: &str) -> ServerError {
+    ApiError::new(code, message).into_server_error()
 }
 
 fn refused() -> ServerError {
-    let mut err = error("FORBIDDEN", "only persisted queries are accepted");
-    if let Some(ext) = err.extensions.as_mut() {
-        ext.set("reason", "PERSISTED_QUERY_REQUIRED");
+    ApiError {
+        reason: Some("PERSISTED_QUERY_REQUIRED"),
+        ..ApiError::new("FORBIDDEN", "only persisted queries are accepted")
     }
-    err
+    .into_server_error()
 }
 
 impl PersistedQueries {

@@ -44,13 +44,9 @@ impl Preparation {
         let doc = match cached {
             Some(doc) => doc,
             None => {
-                let doc = async_graphql::parser::parse_query(&request.query).map_err(|e| {
-                    let mut err: ServerError = e.into();
-                    let mut ext = async_graphql::ErrorExtensionValues::default();
-                    ext.set("code", "BAD_USER_INPUT");
-                    err.extensions = Some(ext);
-                    err
-                })?;
+                // A syntax error keeps its position; the handler gives it its code.
+                let doc = async_graphql::parser::parse_query(&request.query)
+                    .map_err(ServerError::from)?;
                 self.limits.check(&doc)?;
                 if request.query.len() <= MAX_CACHED_QUERY
                     && let Ok(mut docs) = self.documents.lock()

@@ -46,12 +46,8 @@ impl AuditEvent {
     async fn request_id(&self) -> Option<&str> {
         self.0.request_id.as_deref()
     }
-    async fn ip(&self) -> Option<String> {
-        self.0.ip.as_deref().map(|ip| {
-            ip.trim_end_matches("/32")
-                .trim_end_matches("/128")
-                .to_owned()
-        })
+    async fn ip(&self) -> Option<&str> {
+        super::address(self.0.ip.as_deref())
     }
     async fn user_agent(&self) -> Option<&str> {
         self.0.user_agent.as_deref()

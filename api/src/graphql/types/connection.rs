@@ -23,7 +23,3 @@ pub fn page_request<K: Serialize + DeserializeOwned>(
     };
     PageRequest::new(first, after).map_err(|e| ApiError::from(e).into())
 }
-
-pub fn cursor<K: Serialize + DeserializeOwned>(key: K) -> OpaqueCursor<K> {
-    OpaqueCursor(key)
-}

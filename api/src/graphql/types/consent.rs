@@ -1,6 +1,6 @@
 //! Consent documents and signatures.
 
-use async_graphql::{Context, Object};
+use async_graphql::Object;
 use chrono::{DateTime, FixedOffset};
 use entity::{consent_document, user_consent};
 use uuid::Uuid;
@@ -45,13 +45,8 @@ impl UserConsent {
     async fn signed_at(&self) -> DateTime<FixedOffset> {
         self.0.signed_at
     }
-    async fn ip(&self, _ctx: &Context<'_>) -> Option<String> {
-        // inet renders with its prefix length; a single address has none to show.
-        self.0.ip.as_deref().map(|ip| {
-            ip.trim_end_matches("/32")
-                .trim_end_matches("/128")
-                .to_owned()
-        })
+    async fn ip(&self) -> Option<&str> {
+        super::address(self.0.ip.as_deref())
     }
     async fn user_agent(&self) -> Option<&str> {
         self.0.user_agent.as_deref()

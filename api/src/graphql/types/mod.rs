@@ -12,3 +12,9 @@ pub mod organization;
 pub mod patient;
 pub mod provider;
 pub mod proxy;
+
+/// A client address as stored (`inet` as text): a single host has no prefix
+/// length to show.
+pub fn address(ip: Option<&str>) -> Option<&str> {
+    ip.map(|ip| ip.trim_end_matches("/32").trim_end_matches("/128"))
+}
