@@ -11,10 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
+use entity::appointment::AppointmentStatus;
+use entity::care_team_assignment::CareTeamRole;
+use entity::contact_method::ContactMethodType;
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sea_orm::sqlx::{self, Executor, Postgres, Row};
+use sea_orm::{FromQueryResult, QueryResult};
 use uuid::Uuid;
 
 use crate::driver::{Op, Recorder};
@@ -62,192 +66,23 @@ macro_rules! appointment_cols {
 
 type Ts = DateTime<FixedOffset>;
 
-#[allow(dead_code)] // every column is decoded, as the server's models do; not all are read
-struct Patient {
-    id: Uuid,
-    organization_id: Uuid,
-    user_id: Option<Uuid>,
-    mrn: String,
-    first_name: String,
-    last_name: String,
-    date_of_birth: NaiveDate,
-    legal_sex: String,
-    status: String,
-    enrolled_at: Ts,
-    discharged_at: Option<Ts>,
-    created_at: Ts,
-    updated_at: Ts,
-    deleted_at: Option<Ts>,
+// Rows decode into the server's own models (every column, as the server
+// does), so the ceiling pays the same decoding.
+type Patient = entity::patient::Model;
+type Provider = entity::provider::Model;
+type Assignment = entity::care_team_assignment::Model;
+type Contact = entity::contact_method::Model;
+type Appointment = entity::appointment::Model;
+
+fn decode<M: FromQueryResult>(row: PgRow) -> Result<M, sea_orm::DbErr> {
+    M::from_query_result(&QueryResult::from(row), "")
 }
 
-impl Patient {
-    fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            organization_id: r.try_get("organization_id")?,
-            user_id: r.try_get("user_id")?,
-            mrn: r.try_get("medical_record_number")?,
-            first_name: r.try_get("first_name")?,
-            last_name: r.try_get("last_name")?,
-            date_of_birth: r.try_get("date_of_birth")?,
-            legal_sex: r.try_get("legal_sex")?,
-            status: r.try_get("status")?,
-            enrolled_at: r.try_get("enrolled_at")?,
-            discharged_at: r.try_get("discharged_at")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            deleted_at: r.try_get("deleted_at")?,
-        })
-    }
-}
-
-#[allow(dead_code)]
-struct Provider {
-    id: Uuid,
-    organization_id: Uuid,
-    user_id: Option<Uuid>,
-    name: String,
-    npi: String,
-    dea_number: Option<String>,
-    specialty: Option<String>,
-    state_licenses: serde_json::Value,
-    is_active: bool,
-    created_at: Ts,
-    updated_at: Ts,
-    deleted_at: Option<Ts>,
-}
-
-impl Provider {
-    fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            organization_id: r.try_get("organization_id")?,
-            user_id: r.try_get("user_id")?,
-            name: r.try_get("name")?,
-            npi: r.try_get("npi")?,
-            dea_number: r.try_get("dea_number")?,
-            specialty: r.try_get("specialty")?,
-            state_licenses: r.try_get("state_licenses")?,
-            is_active: r.try_get("is_active")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            deleted_at: r.try_get("deleted_at")?,
-        })
-    }
-}
-
-#[allow(dead_code)]
-struct Assignment {
-    id: Uuid,
-    organization_id: Uuid,
-    patient_id: Uuid,
-    provider_id: Uuid,
-    role: String,
-    assigned_at: Ts,
-    assigned_by: Option<Uuid>,
-    removed_at: Option<Ts>,
-    removed_by: Option<Uuid>,
-    created_at: Ts,
-    updated_at: Ts,
-}
-
-impl Assignment {
-    fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            organization_id: r.try_get("organization_id")?,
-            patient_id: r.try_get("patient_id")?,
-            provider_id: r.try_get("provider_id")?,
-            role: r.try_get("role")?,
-            assigned_at: r.try_get("assigned_at")?,
-            assigned_by: r.try_get("assigned_by")?,
-            removed_at: r.try_get("removed_at")?,
-            removed_by: r.try_get("removed_by")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-        })
-    }
-}
-
-#[allow(dead_code)]
-struct Contact {
-    id: Uuid,
-    organization_id: Uuid,
-    patient_id: Uuid,
-    kind: String,
-    value: String,
-    is_primary: bool,
-    is_safe_for_voicemail: bool,
-    created_at: Ts,
-    updated_at: Ts,
-    deleted_at: Option<Ts>,
-}
-
-impl Contact {
-    fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            organization_id: r.try_get("organization_id")?,
-            patient_id: r.try_get("patient_id")?,
-            kind: r.try_get("type")?,
-            value: r.try_get("value")?,
-            is_primary: r.try_get("is_primary")?,
-            is_safe_for_voicemail: r.try_get("is_safe_for_voicemail")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            deleted_at: r.try_get("deleted_at")?,
-        })
-    }
-}
-
-#[allow(dead_code)]
-struct Appointment {
-    id: Uuid,
-    organization_id: Uuid,
-    patient_id: Uuid,
-    provider_id: Uuid,
-    starts_at: Ts,
-    ends_at: Ts,
-    kind: String,
-    reason: Option<String>,
-    status: String,
-    cancel_reason: Option<String>,
-    created_by: Option<Uuid>,
-    created_at: Ts,
-    updated_at: Ts,
-    deleted_at: Option<Ts>,
-}
-
-impl Appointment {
-    fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            organization_id: r.try_get("organization_id")?,
-            patient_id: r.try_get("patient_id")?,
-            provider_id: r.try_get("provider_id")?,
-            starts_at: r.try_get("starts_at")?,
-            ends_at: r.try_get("ends_at")?,
-            kind: r.try_get("type")?,
-            reason: r.try_get("reason")?,
-            status: r.try_get("status")?,
-            cancel_reason: r.try_get("cancel_reason")?,
-            created_by: r.try_get("created_by")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            deleted_at: r.try_get("deleted_at")?,
-        })
-    }
-}
-
-fn decode_all<T>(
-    rows: &[PgRow],
-    f: fn(&PgRow) -> Result<T, sqlx::Error>,
-    what: &'static str,
-) -> Fallible<Vec<T>> {
-    rows.iter()
-        .map(f)
+fn decode_all<M: FromQueryResult>(rows: Vec<PgRow>, what: &'static str) -> Fallible<Vec<M>> {
+    rows.into_iter()
+        .map(decode)
         .collect::<Result<_, _>>()
-        .map_err(db(what))
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 /// One request's transaction, counting its round trips the way the
@@ -377,7 +212,7 @@ impl RawOp {
         .fetch_all(tx.conn())
         .await
         .map_err(db("providers"))?;
-        Ok(decode_all(&rows, Provider::from_row, "providers")?
+        Ok(decode_all::<Provider>(rows, "providers")?
             .into_iter()
             .map(|p| (p.id, p))
             .collect())
@@ -398,7 +233,7 @@ impl RawOp {
         .fetch_all(tx.conn())
         .await
         .map_err(db("patients"))?;
-        let mut patients = decode_all(&rows, Patient::from_row, "patients")?;
+        let mut patients = decode_all::<Patient>(rows, "patients")?;
         patients.truncate(first as usize);
         let ids: Vec<Uuid> = patients.iter().map(|p| p.id).collect();
         let rows = sqlx::query(concat!(
@@ -411,7 +246,7 @@ impl RawOp {
         .fetch_all(tx.conn())
         .await
         .map_err(db("care teams"))?;
-        let team = decode_all(&rows, Assignment::from_row, "care teams")?;
+        let team = decode_all::<Assignment>(rows, "care teams")?;
         let mut provider_ids: Vec<Uuid> = team.iter().map(|a| a.provider_id).collect();
         provider_ids.sort_unstable();
         provider_ids.dedup();
@@ -464,7 +299,7 @@ impl RawOp {
         .await
         .map_err(db("patient"))?
         .ok_or("patient not found")?;
-        let patient = Patient::from_row(&row).map_err(db("patient"))?;
+        let patient = decode::<Patient>(row).map_err(|e| format!("patient: {e}"))?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             contact_cols!(),
@@ -475,7 +310,7 @@ impl RawOp {
         .fetch_all(tx.conn())
         .await
         .map_err(db("contact methods"))?;
-        let contacts = decode_all(&rows, Contact::from_row, "contact methods")?;
+        let contacts = decode_all::<Contact>(rows, "contact methods")?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             care_cols!(),
@@ -486,7 +321,7 @@ impl RawOp {
         .fetch_all(tx.conn())
         .await
         .map_err(db("care team"))?;
-        let team = decode_all(&rows, Assignment::from_row, "care team")?;
+        let team = decode_all::<Assignment>(rows, "care team")?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             appointment_cols!(),
@@ -498,29 +333,29 @@ impl RawOp {
         .fetch_all(tx.conn())
         .await
         .map_err(db("appointments"))?;
-        let mut appointments = decode_all(&rows, Appointment::from_row, "appointments")?;
+        let mut appointments = decode_all::<Appointment>(rows, "appointments")?;
         appointments.truncate(10);
         let provider_ids: Vec<Uuid> = team.iter().map(|a| a.provider_id).collect();
         let providers = Self::providers_by_ids(&mut tx, &provider_ids).await?;
         Self::record_reads(&mut tx, &[patient.id]).await?;
         tx.commit().await?;
 
-        let contacts: Vec<(&str, &str)> = contacts
+        let contacts: Vec<(ContactMethodType, &str)> = contacts
             .iter()
-            .map(|c| (c.kind.as_str(), c.value.as_str()))
+            .map(|c| (c.r#type, c.value.as_str()))
             .collect();
-        let team: Vec<(&str, Option<&str>)> = team
+        let team: Vec<(CareTeamRole, Option<&str>)> = team
             .iter()
             .map(|a| {
                 (
-                    a.role.as_str(),
+                    a.role,
                     providers.get(&a.provider_id).map(|p| p.name.as_str()),
                 )
             })
             .collect();
-        let appointments: Vec<(Ts, &str)> = appointments
+        let appointments: Vec<(Ts, AppointmentStatus)> = appointments
             .iter()
-            .map(|a| (a.starts_at, a.status.as_str()))
+            .map(|a| (a.starts_at, a.status))
             .collect();
         if contacts.len() != 1 || team.len() != 3 || team.iter().any(|(_, p)| p.is_none()) {
             return Err(format!(
@@ -559,7 +394,7 @@ impl RawOp {
         .fetch_all(tx.conn())
         .await
         .map_err(db("search"))?;
-        let mut patients = decode_all(&rows, Patient::from_row, "search")?;
+        let mut patients = decode_all::<Patient>(rows, "search")?;
         patients.truncate(20);
         let ids: Vec<Uuid> = patients.iter().map(|p| p.id).collect();
         Self::record_reads(&mut tx, &ids).await?;
@@ -590,7 +425,11 @@ impl RawOp {
         .await
         .map_err(db("patient"))?
         .ok_or("no such patient")?;
-        if Patient::from_row(&row).map_err(db("patient"))?.status != "ACTIVE" {
+        if decode::<Patient>(row)
+            .map_err(|e| format!("patient: {e}"))?
+            .status
+            != entity::patient::PatientStatus::Active
+        {
             return Err("the patient is not active".to_owned());
         }
         let row = sqlx::query(concat!(
@@ -603,7 +442,10 @@ impl RawOp {
         .await
         .map_err(db("provider"))?
         .ok_or("no such provider")?;
-        if !Provider::from_row(&row).map_err(db("provider"))?.is_active {
+        if !decode::<Provider>(row)
+            .map_err(|e| format!("provider: {e}"))?
+            .is_active
+        {
             return Err("the provider is not active".to_owned());
         }
         let row = sqlx::query(concat!(
@@ -622,7 +464,7 @@ impl RawOp {
         .fetch_one(tx.conn())
         .await
         .map_err(db("scheduling"))?;
-        let booked = Appointment::from_row(&row).map_err(db("appointment"))?;
+        let booked = decode::<Appointment>(row).map_err(|e| format!("appointment: {e}"))?;
         Self::record_reads(&mut tx, &[booked.patient_id]).await?;
         tx.commit().await?;
         Ok(booked.id)
@@ -643,9 +485,12 @@ impl RawOp {
         .await
         .map_err(db("locking the appointment"))?
         .ok_or("appointment not found")?;
-        let current = Appointment::from_row(&row).map_err(db("appointment"))?;
-        if current.status != "SCHEDULED" && current.status != "CONFIRMED" {
-            return Err(format!("cannot cancel from {}", current.status));
+        let current = decode::<Appointment>(row).map_err(|e| format!("appointment: {e}"))?;
+        if !matches!(
+            current.status,
+            AppointmentStatus::Scheduled | AppointmentStatus::Confirmed
+        ) {
+            return Err(format!("cannot cancel from {:?}", current.status));
         }
         let row = sqlx::query(concat!(
             "UPDATE appointments SET cancel_reason = $2, status = 'CANCELLED' WHERE id = $1 \
@@ -657,7 +502,7 @@ impl RawOp {
         .fetch_one(tx.conn())
         .await
         .map_err(db("cancelling"))?;
-        let cancelled = Appointment::from_row(&row).map_err(db("appointment"))?;
+        let cancelled = decode::<Appointment>(row).map_err(|e| format!("appointment: {e}"))?;
         Self::record_reads(&mut tx, &[cancelled.patient_id]).await?;
         tx.commit().await?;
         Ok(())
