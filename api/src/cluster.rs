@@ -28,6 +28,19 @@ impl PrivateCluster {
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
+
+    /// Stops the cluster (fast shutdown: open sessions are ended, their
+    /// transactions rolled back). `ensure` starts it again.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let bin = find_binaries()?;
+        let mut stop = Command::new(bin.join("pg_ctl"));
+        stop.args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(&self.data_dir);
+        if !run(&mut stop, &unprivileged_user()?).context("pg_ctl stop")? {
+            bail!("the private PostgreSQL did not stop");
+        }
+        Ok(())
+    }
 }
 
 /// The owner of the cluster's files when caregate runs as root.

@@ -131,6 +131,51 @@ pub struct Config {
     #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 10)]
     pub max_batch_size: usize,
 
+    /// Deepest nesting of brackets (`{`, `[`, `(`: selections, lists, input
+    /// objects) in a query text, checked before parsing; deeper:
+    /// BAD_USER_INPUT on `query`.
+    #[arg(long, env = "MAX_QUERY_NESTING", default_value_t = 64)]
+    pub max_query_nesting: usize,
+
+    /// Memory, in bytes, the cache of parsed documents may take (estimated
+    /// as 48 bytes per byte of query text). Only documents that ran without
+    /// error are cached.
+    #[arg(long, env = "DOCUMENT_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub document_cache_bytes: usize,
+
+    /// A client must send a request's headers within this many
+    /// milliseconds of opening the connection or of the previous response;
+    /// slower: the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// A client must send a request's whole body within this many
+    /// milliseconds; slower: HTTP 408 (REQUEST_TIMEOUT).
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_read_timeout_ms: u64,
+
+    /// On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish
+    /// for at most this many milliseconds, then close every connection (an
+    /// unfinished request's transaction is rolled back).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub shutdown_timeout_ms: u64,
+
+    /// How long a request waits for a database connection, in milliseconds;
+    /// longer (PostgreSQL down or every connection busy): HTTP 503,
+    /// UNAVAILABLE, with `Retry-After`.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// `/readyz` checks the database on a connection of its own and gives up
+    /// after this many milliseconds (HTTP 503).
+    #[arg(long, env = "READINESS_TIMEOUT_MS", default_value_t = 1_000)]
+    pub readiness_timeout_ms: u64,
+
+    /// How long the response to a request sent with an `Idempotency-Key`
+    /// is kept for retries, in hours.
+    #[arg(long, env = "IDEMPOTENCY_TTL_HOURS", default_value_t = 24)]
+    pub idempotency_ttl_hours: u32,
+
     /// Serve introspection. Default: on in development, off in production.
     #[arg(long, env = "INTROSPECTION")]
     pub introspection: Option<bool>,
@@ -201,6 +246,22 @@ impl Config {
             "SESSION_IDLE_MINUTES must be > 0"
         );
         anyhow::ensure!(self.db_pool_size > 0, "DB_POOL_SIZE must be > 0");
+        anyhow::ensure!(
+            self.max_query_nesting > 0 && self.max_query_nesting <= 256,
+            "MAX_QUERY_NESTING must be 1 to 256 (the parser recurses once per level)"
+        );
+        anyhow::ensure!(
+            self.idempotency_ttl_hours > 0,
+            "IDEMPOTENCY_TTL_HOURS must be > 0"
+        );
+        for (name, ms) in [
+            ("HEADER_READ_TIMEOUT_MS", self.header_read_timeout_ms),
+            ("BODY_READ_TIMEOUT_MS", self.body_read_timeout_ms),
+            ("DB_ACQUIRE_TIMEOUT_MS", self.db_acquire_timeout_ms),
+            ("READINESS_TIMEOUT_MS", self.readiness_timeout_ms),
+        ] {
+            anyhow::ensure!(ms > 0, "{name} must be > 0");
+        }
         Ok(())
     }
 }

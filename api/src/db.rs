@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, SqlxPostgresConnector, Statement,
 };
@@ -47,14 +47,18 @@ pub fn runtime_options(config: &Config, owner_url: &str) -> anyhow::Result<PgCon
 /// Opens the runtime pool and refuses to go on when the role could bypass
 /// row-level security: a superuser or BYPASSRLS role would make every
 /// isolation policy moot.
+///
+/// A request waits at most `acquire_timeout` for a connection: with
+/// PostgreSQL down, it fails fast (HTTP 503) rather than queueing.
 pub async fn connect_runtime(
     opts: PgConnectOptions,
     pool_size: u32,
+    acquire_timeout: Duration,
     counter: Counter,
 ) -> anyhow::Result<DatabaseConnection> {
     let pool = PgPoolOptions::new()
         .max_connections(pool_size)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(opts)
         .await
         .context("connecting to PostgreSQL as the runtime role")?;
@@ -64,6 +68,17 @@ pub async fn connect_runtime(
         counter.fetch_add(1, Ordering::Relaxed);
     });
     Ok(db)
+}
+
+/// The readiness probe's own single connection (opened on first use), so
+/// that `/readyz` never queues behind requests for the request pool and a
+/// busy replica does not look unready.
+pub fn readiness_pool(opts: PgConnectOptions, timeout: Duration) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(timeout)
+        .connect_lazy_with(opts)
 }
 
 async fn assert_runtime_role_is_confined(db: &DatabaseConnection) -> anyhow::Result<()> {
@@ -89,18 +104,12 @@ async fn assert_runtime_role_is_confined(db: &DatabaseConnection) -> anyhow::Res
     Ok(())
 }
 
-/// Names of migrations not yet applied, read with whatever role `db` is.
-pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<Vec<String>> {
-    let applied: Vec<String> = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT version FROM seaql_migrations",
-        ))
+/// Names of migrations not yet applied, read with whatever role `pool` is.
+pub async fn pending_migrations(pool: &PgPool) -> anyhow::Result<Vec<String>> {
+    let applied: Vec<String> = sea_orm::sqlx::query_scalar("SELECT version FROM seaql_migrations")
+        .fetch_all(pool)
         .await
-        .context("reading applied migrations")?
-        .into_iter()
-        .map(|row| row.try_get("", "version"))
-        .collect::<Result<_, _>>()?;
+        .context("reading applied migrations")?;
     Ok(migration::migration_names()
         .into_iter()
         .filter(|name| !applied.contains(name))

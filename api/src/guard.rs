@@ -21,7 +21,7 @@ use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement};
 use service::Tx;
 use service::domain::{SessionId, TenantId, UserId};
-use service::tx::Counter;
+use service::tx::{CommitError, Counter};
 use service::{Actor, PortalScope, Purpose, Role};
 
 use crate::tokens::Claims;
@@ -225,11 +225,12 @@ pub async fn enter_as_user(tx: &Tx, user: UserId) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commits the request's transaction. Fails when something still holds it
-/// (a bug): it is then rolled back when the last holder lets go.
-pub async fn commit(tx: Arc<Tx>) -> anyhow::Result<()> {
+/// Commits the request's transaction, or says why its work was not (or
+/// may not have been) saved. Fails when something still holds the
+/// transaction (a bug): it is then rolled back when the last holder lets go.
+pub async fn commit(tx: Arc<Tx>) -> Result<(), CommitError> {
     match Arc::try_unwrap(tx) {
-        Ok(tx) => tx.commit().await.context("committing the request"),
-        Err(_) => anyhow::bail!("the request transaction is still shared at commit"),
+        Ok(tx) => tx.commit().await,
+        Err(_) => Err(CommitError::Shared),
     }
 }

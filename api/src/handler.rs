@@ -5,18 +5,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response};
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response, ServerError};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, FromRequest, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use service::domain::TenantId;
+use service::idempotency::{self, Claim, IdempotencyKey};
+use service::tx::CommitError;
 use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::graphql::loaders::Loaders;
+use crate::graphql::prepare::Prepared;
 use crate::graphql::scope::RequestScope;
 use crate::guard::{self, GuardError, RequestMeta};
 use crate::server::AppState;
@@ -24,6 +27,10 @@ use crate::server::AppState;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// A super admin names the clinic to act in (an audited impersonation).
 pub const IMPERSONATE_HEADER: &str = "x-caregate-impersonate";
+/// A client's key for retrying a mutation safely.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Set on an answer replayed for a retried idempotency key.
+pub const IDEMPOTENT_REPLAY_HEADER: &str = "idempotent-replayed";
 
 fn request_id(headers: &HeaderMap) -> String {
     headers
@@ -39,21 +46,6 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| ulid::Ulid::generate().to_string())
 }
 
-/// A response made of one error, for requests refused before execution.
-fn refusal(
-    status: StatusCode,
-    code: &'static str,
-    message: &str,
-    request_id: &str,
-) -> axum::response::Response {
-    let mut body = Response::from_errors(vec![ApiError::new(code, message).into_server_error()]);
-    stamp(&mut body, request_id);
-    with_request_id(
-        (status, GraphQLResponse::from(body)).into_response(),
-        request_id,
-    )
-}
-
 fn with_request_id(
     mut resp: axum::response::Response,
     request_id: &str,
@@ -67,23 +59,58 @@ fn with_request_id(
 pub async fn graphql(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: GraphQLBatchRequest,
+    request: axum::extract::Request,
 ) -> axum::response::Response {
+    let headers = request.headers().clone();
     let id = request_id(&headers);
     let span = tracing::info_span!("request", request_id = %id);
-    handle(state, addr, headers, request.into_inner(), id)
+    // The whole body must arrive within the limit: a client that sends it
+    // a byte at a time does not hold a connection (and a worker) for long.
+    let limit = Duration::from_millis(state.config.body_read_timeout_ms);
+    let shape = Shape::Single;
+    let batch = match tokio::time::timeout(
+        limit,
+        <GraphQLBatchRequest as FromRequest<AppState>>::from_request(request, &state),
+    )
+    .instrument(span.clone())
+    .await
+    {
+        Ok(Ok(batch)) => batch.into_inner(),
+        Ok(Err(rejection)) => {
+            let rejection: async_graphql_axum::rejection::GraphQLRejection = rejection;
+            let _enter = span.enter();
+            tracing::info!(error = %rejection.0, "unreadable request");
+            return Refusal::bad_input(format!("the request cannot be read: {}", rejection.0))
+                .into_response(shape, &id);
+        }
+        Err(_) => {
+            return Refusal {
+                reason: Some("BODY_TIMEOUT"),
+                ..Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "BAD_USER_INPUT",
+                    "the request body did not arrive in time",
+                    "rejected",
+                )
+            }
+            .into_response(shape, &id);
+        }
+    };
+    handle(state, addr, headers, batch, id)
         .instrument(span)
         .await
 }
 
-/// Why a request was answered without running it.
+/// Why a request was answered without a result.
 struct Refusal {
     status: StatusCode,
     code: &'static str,
+    reason: Option<&'static str>,
     message: String,
     /// The outcome label of the metrics.
     outcome: &'static str,
+    /// Seconds after which a retry may succeed (`Retry-After`).
+    retry_after: Option<u32>,
 }
 
 impl Refusal {
@@ -96,8 +123,10 @@ impl Refusal {
         Self {
             status,
             code,
+            reason: None,
             message: message.into(),
             outcome,
+            retry_after: None,
         }
     }
 
@@ -119,9 +148,82 @@ impl Refusal {
         )
     }
 
-    fn internal(status: StatusCode) -> Self {
-        Self::new(status, "INTERNAL", "internal error", "error")
+    /// The database cannot be reached (or every connection is busy).
+    fn unavailable() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the database is unavailable; retry shortly",
+                "unavailable",
+            )
+        }
     }
+
+    /// The request's transaction did not commit: nothing it did is saved.
+    fn not_committed() -> Self {
+        Self {
+            reason: Some("NOT_COMMITTED"),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "the request failed and nothing it did was saved",
+                "error",
+            )
+        }
+    }
+
+    /// The connection broke during COMMIT: the request may have been saved.
+    fn commit_unknown() -> Self {
+        Self {
+            reason: Some("COMMIT_OUTCOME_UNKNOWN"),
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "the request may or may not have been saved; retry with the same Idempotency-Key",
+                "error",
+            )
+        }
+    }
+
+    /// The answer: the request's shape (one error per operation of a batch,
+    /// so batching clients keep the code), the request id, `Retry-After`.
+    fn into_response(self, shape: Shape, request_id: &str) -> axum::response::Response {
+        let error = || {
+            let mut e = ApiError::new(self.code, self.message.clone());
+            e.reason = self.reason;
+            let mut body = Response::from_errors(vec![e.into_server_error()]);
+            stamp(&mut body, request_id);
+            body
+        };
+        let body = match shape {
+            Shape::Single => BatchResponse::Single(error()),
+            Shape::Batch(n) => BatchResponse::Batch((0..n.max(1)).map(|_| error()).collect()),
+        };
+        let mut resp = (self.status, GraphQLResponse::from(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        with_request_id(resp, request_id)
+    }
+}
+
+/// Whether the client sent one operation or a batch (an array).
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Single,
+    Batch(usize),
+}
+
+/// What a request is answered with.
+enum Answer {
+    /// The responses of its operations, committed.
+    Executed(BatchResponse),
+    /// The stored answer of an earlier request with the same idempotency key.
+    Replayed(serde_json::Value),
 }
 
 async fn handle(
@@ -133,32 +235,55 @@ async fn handle(
 ) -> axum::response::Response {
     let started = Instant::now();
     let operation = operation_name(&batch);
+    let shape = match &batch {
+        BatchRequest::Single(_) => Shape::Single,
+        BatchRequest::Batch(items) => Shape::Batch(items.len()),
+    };
     match run(&state, addr, &headers, batch, &id).await {
-        Ok(mut response) => {
-            let ok = finalize(&mut response, &id);
-            let outcome = if ok { "ok" } else { "error" };
+        Ok(Answer::Executed(response)) => {
+            let outcome = if response.is_ok() { "ok" } else { "error" };
             state
                 .metrics
                 .observe(&operation, outcome, started.elapsed());
             with_request_id(GraphQLResponse::from(response).into_response(), &id)
         }
+        Ok(Answer::Replayed(body)) => {
+            state
+                .metrics
+                .observe(&operation, "replayed", started.elapsed());
+            let mut resp = axum::Json(body).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/graphql-response+json"),
+            );
+            resp.headers_mut()
+                .insert(IDEMPOTENT_REPLAY_HEADER, HeaderValue::from_static("true"));
+            with_request_id(resp, &id)
+        }
         Err(r) => {
             state
                 .metrics
                 .observe(&operation, r.outcome, started.elapsed());
-            refusal(r.status, r.code, &r.message, &id)
+            r.into_response(shape, &id)
         }
     }
 }
 
 /// The request, from token to commit.
+///
+/// A request — one operation or a batch — is one transaction. Each mutation
+/// runs in a savepoint, so a mutation refused by a rule leaves nothing
+/// behind while the other operations stand. If the transaction itself fails
+/// (an error outside a savepoint, a statement timeout, a lost connection),
+/// no operation's result is returned: the whole request answers
+/// INTERNAL / NOT_COMMITTED, and nothing of it was saved.
 async fn run(
     state: &AppState,
     addr: SocketAddr,
     headers: &HeaderMap,
     batch: BatchRequest,
     id: &str,
-) -> Result<BatchResponse, Refusal> {
+) -> Result<Answer, Refusal> {
     let size = match &batch {
         BatchRequest::Single(_) => 1,
         BatchRequest::Batch(items) => items.len(),
@@ -169,6 +294,15 @@ async fn run(
             state.config.max_batch_size
         )));
     }
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| "must be visible ASCII characters")
+                .and_then(IdempotencyKey::parse)
+                .map_err(|why| Refusal::bad_input(format!("Idempotency-Key {why}")))?,
+        ),
+    };
 
     let claims = match bearer(headers) {
         Bearer::None => None,
@@ -204,6 +338,12 @@ async fn run(
         impersonate,
     };
 
+    // Parsing and checking need no connection: a bad document never holds one.
+    let (batch, prepared) = prepare(state, batch);
+    let is_mutation = prepared
+        .iter()
+        .any(|p| p.as_ref().is_ok_and(|p| p.is_mutation));
+
     let (tx, viewer) = guard::open(
         &state.db,
         &state.statements,
@@ -219,60 +359,127 @@ async fn run(
         }
         GuardError::Database(err) => {
             tracing::error!(error = format!("{err:#}"), "opening the request failed");
-            Refusal::internal(StatusCode::SERVICE_UNAVAILABLE)
+            Refusal::unavailable()
         }
     })?;
 
+    // A key matters for requests that change something, by a signed-in user.
+    let idempotency_key = idempotency_key.filter(|_| is_mutation && viewer.actor.is_some());
+    if let Some(key) = &idempotency_key {
+        let ttl = chrono::Duration::hours(i64::from(state.config.idempotency_ttl_hours));
+        match idempotency::claim(&tx, key, &request_hash(&prepared), ttl).await {
+            Ok(Claim::New) => {}
+            Ok(Claim::Replay(body)) => return Ok(Answer::Replayed(body)),
+            Ok(Claim::Mismatch) => {
+                return Err(Refusal {
+                    reason: Some("IDEMPOTENCY_KEY_REUSED"),
+                    ..Refusal::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "CONFLICT",
+                        "this Idempotency-Key was used for a different request",
+                        "rejected",
+                    )
+                });
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "claiming an idempotency key");
+                return Err(Refusal::not_committed());
+            }
+        }
+    }
+
     let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta, state.clone()));
     let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
-    let batch = batch.data(scope.clone()).data(loaders.clone());
-    let response = match batch {
-        BatchRequest::Single(request) => BatchResponse::Single(execute(state, request).await),
-        BatchRequest::Batch(requests) => {
-            let mut responses = Vec::with_capacity(requests.len());
-            for request in requests {
-                responses.push(execute(state, request).await);
+    let mut responses = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        let response = match p {
+            Ok(p) => {
+                let mut p = p;
+                p.request = p.request.data(scope.clone()).data(loaders.clone());
+                state.preparation.execute(&state.schema, p).await
             }
-            BatchResponse::Batch(responses)
-        }
+            Err(err) => Response::from_errors(vec![err]),
+        };
+        responses.push(response);
+    }
+    let mut response = match batch {
+        Shape::Single => BatchResponse::Single(responses.pop().unwrap_or_default()),
+        Shape::Batch(_) => BatchResponse::Batch(responses),
     };
     drop(loaders);
+    finalize(&mut response, id);
 
     let reads = scope.take_reads();
     drop(scope);
-    if !reads.is_empty()
-        && let Err(err) = service::audit::record_reads(&tx, &reads).await
-    {
+    if tx.is_aborted() {
+        tracing::error!("the request's transaction was aborted; rolling back");
+        return Err(Refusal::not_committed());
+    }
+    if let Err(err) = service::audit::record_reads(&tx, &reads).await {
         tracing::error!(error = %err, "recording READ audit events");
-        return Err(Refusal::internal(StatusCode::INTERNAL_SERVER_ERROR));
+        return Err(Refusal::not_committed());
     }
-    if let Err(err) = guard::commit(tx).await {
-        tracing::error!(error = format!("{err:#}"), "commit failed");
-        return Err(Refusal::internal(StatusCode::INTERNAL_SERVER_ERROR));
+    if let Some(key) = &idempotency_key {
+        let stored = serde_json::to_value(&response).map_err(|err| {
+            tracing::error!(error = %err, "serializing an idempotent response");
+            Refusal::not_committed()
+        })?;
+        if let Err(err) = idempotency::store(&tx, key, stored).await {
+            tracing::error!(error = %err, "storing an idempotent response");
+            return Err(Refusal::not_committed());
+        }
     }
-    Ok(response)
+    match guard::commit(tx).await {
+        Ok(()) => Ok(Answer::Executed(response)),
+        Err(CommitError::Unknown(err)) => {
+            tracing::error!(error = %err, "COMMIT's outcome is unknown");
+            Err(Refusal::commit_unknown())
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "the request did not commit");
+            Err(Refusal::not_committed())
+        }
+    }
 }
 
-/// Prepares (persisted query, parse, limits) and runs one operation.
-async fn execute(state: &AppState, request: async_graphql::Request) -> Response {
-    match state.preparation.prepare(request) {
-        Ok(request) => state.schema.execute(request).await,
-        Err(err) => Response::from_errors(vec![err]),
+/// Prepares every operation (persisted query, nesting, parse, limits, input
+/// values); an operation that cannot run answers its own error.
+fn prepare(state: &AppState, batch: BatchRequest) -> (Shape, Vec<Result<Prepared, ServerError>>) {
+    match batch {
+        BatchRequest::Single(request) => (Shape::Single, vec![state.preparation.prepare(request)]),
+        BatchRequest::Batch(requests) => (
+            Shape::Batch(requests.len()),
+            requests
+                .into_iter()
+                .map(|r| state.preparation.prepare(r))
+                .collect(),
+        ),
     }
 }
 
-/// Stamps every response of a batch; returns whether all are free of errors.
-fn finalize(response: &mut BatchResponse, id: &str) -> bool {
-    let responses: Vec<&mut Response> = match response {
-        BatchResponse::Single(r) => vec![r],
-        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
-    };
-    let mut ok = true;
-    for r in responses {
-        ok &= r.errors.is_empty();
-        stamp(r, id);
+/// sha256 of what a request asks for (each operation's resolved text, name
+/// and variables): an idempotency key is bound to it.
+fn request_hash(prepared: &[Result<Prepared, ServerError>]) -> String {
+    let parts: Vec<serde_json::Value> = prepared
+        .iter()
+        .map(|p| match p {
+            Ok(p) => serde_json::json!([
+                p.request.query,
+                p.request.operation_name,
+                p.request.variables
+            ]),
+            Err(err) => serde_json::json!({ "refused": err.message }),
+        })
+        .collect();
+    crate::graphql::persisted::sha256_hex(&serde_json::Value::Array(parts).to_string())
+}
+
+/// Stamps every response of a batch.
+fn finalize(response: &mut BatchResponse, id: &str) {
+    match response {
+        BatchResponse::Single(r) => stamp(r, id),
+        BatchResponse::Batch(rs) => rs.iter_mut().for_each(|r| stamp(r, id)),
     }
-    ok
 }
 
 /// The one place a response's errors get their code (the library's parse,

@@ -3,15 +3,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use sea_orm::DatabaseConnection;
+use sea_orm::sqlx::postgres::PgPool;
 use service::tx::Counter;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -36,6 +43,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// SQL statements run by the runtime role (requests and probes).
     pub statements: Counter,
+    /// The readiness probe's own connection.
+    pub readiness: PgPool,
     pub schema: CaregateSchema,
     /// Persisted queries, parsed-document cache and operation limits.
     pub preparation: Arc<Preparation>,
@@ -61,7 +70,17 @@ impl Server {
         config.validate()?;
         let statements = Counter::default();
         let opts = db::runtime_options(&config, owner_url)?;
-        let db = db::connect_runtime(opts, config.db_pool_size, statements.clone()).await?;
+        let readiness = db::readiness_pool(
+            opts.clone(),
+            Duration::from_millis(config.readiness_timeout_ms),
+        );
+        let db = db::connect_runtime(
+            opts,
+            config.db_pool_size,
+            Duration::from_millis(config.db_acquire_timeout_ms),
+            statements.clone(),
+        )
+        .await?;
         let manifest = match &config.persisted_queries_file {
             Some(path) => PersistedQueries::load_manifest(path)?,
             None => Default::default(),
@@ -71,7 +90,12 @@ impl Server {
             max_aliases: config.max_aliases,
             max_root_fields: config.max_root_fields,
         };
-        let preparation = Arc::new(Preparation::new(persisted, limits));
+        let preparation = Arc::new(Preparation::new(
+            persisted,
+            limits,
+            config.max_query_nesting,
+            config.document_cache_bytes,
+        ));
         let schema = graphql::build(&config);
         let tokens = Arc::new(Tokens::from_config(&config)?);
         let state = AppState {
@@ -83,6 +107,7 @@ impl Server {
             config: Arc::new(config),
             db,
             statements,
+            readiness,
             schema,
             preparation,
             tokens,
@@ -114,19 +139,67 @@ impl Server {
             .with_state(state)
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves; then stops accepting, lets
+    /// requests in flight finish for at most SHUTDOWN_TIMEOUT_MS, and closes
+    /// whatever is still open (an unfinished request's transaction is rolled
+    /// back by PostgreSQL when its connection goes).
+    ///
+    /// Written on hyper directly because `axum::serve` sets no timer — so no
+    /// header-read timeout applies — and its graceful shutdown waits for a
+    /// half-sent request forever.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let config = self.state.config.clone();
         let router = Self::router(self.state.clone());
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        // Out of file descriptors and the like: pause, go on.
+                        tracing::warn!(error = %err, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service =
+                router
+                    .clone()
+                    .map_request(move |mut req: axum::extract::Request<Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        req
+                    });
+            let conn =
+                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(err) = conn.await {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        let deadline = Duration::from_millis(config.shutdown_timeout_ms);
+        if tokio::time::timeout(deadline, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout_ms = config.shutdown_timeout_ms,
+                "connections still open at the shutdown deadline are closed"
+            );
+        }
+        Ok(())
     }
 }
 

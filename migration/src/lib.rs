@@ -65,6 +65,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0007_counters",
     "0008_isolation",
     "0009_request_context",
+    "0010_idempotency",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

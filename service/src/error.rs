@@ -134,6 +134,13 @@ impl ServiceError {
         match sqlstate(&err).as_deref() {
             // Row-level security refused the row: to the caller it does not exist.
             Some("42501") => Self::NotFound,
+            // A value the database cannot hold (out of range, a character it
+            // cannot store): the edge refuses these first, naming the
+            // argument; this covers what slips past it.
+            Some("22001" | "22003" | "22008" | "22021" | "22P05") => {
+                tracing::info!(error = %err, context, "value refused by the database");
+                Self::invalid("input", "a value is out of range or cannot be stored")
+            }
             // The statement timeout cancelled a runaway query.
             Some("57014") => {
                 Self::Unexpected(anyhow::Error::new(err).context("statement timed out"))

@@ -15,6 +15,7 @@ pub mod consent;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
 pub mod integrity;
 pub mod pagination;
 pub mod password;

@@ -13,7 +13,7 @@
 //! and no half-done write can reach another request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::postgres::PgPool;
@@ -38,6 +38,25 @@ pub struct RequestTx {
     conn: Mutex<Option<PoolConnection<Postgres>>>,
     statements: Counter,
     savepoints: AtomicU32,
+    /// A statement failed and no savepoint has undone it since: PostgreSQL
+    /// has aborted the transaction, and its COMMIT would silently roll back.
+    aborted: AtomicBool,
+}
+
+/// Why a request's transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The transaction had been aborted by an error: nothing it wrote was
+    /// saved, for certain.
+    #[error("the transaction was aborted by an earlier error and rolled back")]
+    Aborted,
+    /// COMMIT was sent and its answer never arrived (the connection broke):
+    /// the transaction may or may not have committed.
+    #[error("the outcome of COMMIT is unknown: {0}")]
+    Unknown(#[source] DbErr),
+    /// Something still held the transaction (a bug); it is rolled back.
+    #[error("the request transaction is still shared at commit")]
+    Shared,
 }
 
 impl std::fmt::Debug for RequestTx {
@@ -66,22 +85,59 @@ impl RequestTx {
             conn: Mutex::new(Some(conn)),
             statements,
             savepoints: AtomicU32::new(0),
+            aborted: AtomicBool::new(false),
         };
         // On error, dropping `tx` rolls back and releases the connection.
         let rows = result.map_err(db_err)?;
         Ok((tx, rows.into_iter().map(QueryResult::from).collect()))
     }
 
-    /// Commits and gives the connection back to the pool.
-    pub async fn commit(self) -> Result<(), DbErr> {
-        let mut conn = self.conn.lock().await.take().ok_or_else(closed)?;
+    /// Whether a failed statement has aborted the transaction (so that it
+    /// can only roll back).
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Commits and gives the connection back to the pool — or says why the
+    /// transaction's work was not, or may not have been, saved.
+    ///
+    /// PostgreSQL answers `COMMIT` on an aborted transaction with the tag
+    /// `ROLLBACK` and no error, and the driver does not expose the tag. So
+    /// an aborted transaction (known from the statements' errors) is never
+    /// committed, and `COMMIT` travels behind an empty `SELECT` in the same
+    /// simple query: in an aborted transaction (e.g. a statement of a
+    /// cancelled task failed unseen) that `SELECT` fails with 25P02 and the
+    /// `COMMIT` is not run, so success here means PostgreSQL committed.
+    pub async fn commit(self) -> Result<(), CommitError> {
+        let Some(conn) = self.conn.lock().await.take() else {
+            return Err(CommitError::Aborted);
+        };
+        if self.is_aborted() {
+            // Put back, so that dropping `self` rolls back and recycles it.
+            *self.conn.lock().await = Some(conn);
+            return Err(CommitError::Aborted);
+        }
         self.statements.fetch_add(1, Ordering::Relaxed);
-        match conn.execute("COMMIT").await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                // The connection's state is unknown: it must not be reused.
-                conn.close_on_drop();
-                Err(db_err(e))
+        // Should this future be dropped while COMMIT is under way (the
+        // client went away), the connection's state is unknown: it is
+        // closed, never put back in the pool.
+        let mut committing = Committing(Some(conn));
+        let result = match committing.0.as_mut() {
+            Some(conn) => sqlx::raw_sql("SELECT; COMMIT").execute(&mut **conn).await,
+            None => return Err(CommitError::Aborted),
+        };
+        let conn = committing.0.take();
+        match (result, conn) {
+            (Ok(_), _) => Ok(()),
+            (Err(sqlx::Error::Database(e)), Some(conn)) if e.code().as_deref() == Some("25P02") => {
+                *self.conn.lock().await = Some(conn);
+                Err(CommitError::Aborted)
+            }
+            (Err(e), conn) => {
+                if let Some(mut conn) = conn {
+                    conn.close_on_drop();
+                }
+                Err(CommitError::Unknown(db_err(e)))
             }
         }
     }
@@ -93,6 +149,17 @@ impl RequestTx {
         self.execute_unprepared(&format!("SAVEPOINT {name}"))
             .await?;
         Ok(Savepoint { tx: self, name })
+    }
+}
+
+/// A connection in the middle of COMMIT: closed if dropped there.
+struct Committing(Option<PoolConnection<Postgres>>);
+
+impl Drop for Committing {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
     }
 }
 
@@ -110,11 +177,14 @@ impl Savepoint<'_> {
             .map(|_| ())
     }
 
+    /// Undoes what ran since the savepoint, including an error that
+    /// aborted the transaction: it can commit again afterwards.
     pub async fn rollback(self) -> Result<(), DbErr> {
         self.tx
             .execute_unprepared(&format!("ROLLBACK TO SAVEPOINT {}", self.name))
-            .await
-            .map(|_| ())
+            .await?;
+        self.tx.aborted.store(false, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -133,6 +203,14 @@ impl Drop for RequestTx {
             }
             Err(_) => conn.close_on_drop(),
         }
+    }
+}
+
+impl RequestTx {
+    /// Notes a failed statement: PostgreSQL has aborted the transaction.
+    fn failed(&self, err: sqlx::Error) -> DbErr {
+        self.aborted.store(true, Ordering::Release);
+        db_err(err)
     }
 }
 
@@ -158,7 +236,7 @@ impl ConnectionTrait for RequestTx {
             .execute(&mut **conn)
             .await
             .map(ExecResult::from)
-            .map_err(db_err)
+            .map_err(|e| self.failed(e))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
@@ -169,7 +247,7 @@ impl ConnectionTrait for RequestTx {
             .execute(&mut **conn)
             .await
             .map(ExecResult::from)
-            .map_err(db_err)
+            .map_err(|e| self.failed(e))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
@@ -180,7 +258,7 @@ impl ConnectionTrait for RequestTx {
             .fetch_optional(&mut **conn)
             .await
             .map(|row| row.map(QueryResult::from))
-            .map_err(db_err)
+            .map_err(|e| self.failed(e))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
@@ -191,6 +269,6 @@ impl ConnectionTrait for RequestTx {
             .fetch_all(&mut **conn)
             .await
             .map(|rows| rows.into_iter().map(QueryResult::from).collect())
-            .map_err(db_err)
+            .map_err(|e| self.failed(e))
     }
 }

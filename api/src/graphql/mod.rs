@@ -1,6 +1,8 @@
 //! The GraphQL schema: types, resolvers, per-request loaders and the
 //! operation limits.
 
+pub mod cache;
+pub mod inputs;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;

@@ -8,18 +8,24 @@
 //! whatever a client registers.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use async_graphql::{Request, ServerError};
 use sha2::{Digest, Sha256};
 
+use super::cache::WeighedLru;
 use crate::error::ApiError;
+
+/// Bytes of query text kept for automatic persisted queries (least recently
+/// used first out): a client whose query was evicted is told
+/// PERSISTED_QUERY_NOT_FOUND and sends the text again, as the protocol
+/// expects.
+const REGISTERED_BYTES: usize = 4 * 1024 * 1024;
 
 /// Queries known by hash: a manifest (fixed) and an LRU of registered ones.
 pub struct PersistedQueries {
     manifest: HashMap<String, String>,
-    registered: Mutex<lru::LruCache<String, String>>,
+    registered: Mutex<WeighedLru<String, String>>,
     only: bool,
 }
 
@@ -28,9 +34,7 @@ impl PersistedQueries {
     pub fn new(manifest: HashMap<String, String>, only: bool) -> Self {
         Self {
             manifest,
-            registered: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(2048).unwrap_or(NonZeroUsize::MIN),
-            )),
+            registered: Mutex::new(WeighedLru::new(REGISTERED_BYTES)),
             only,
         }
     }
@@ -110,7 +114,8 @@ impl PersistedQueries {
                         return Err(refused());
                     }
                 } else if let Ok(mut registered) = self.registered.lock() {
-                    registered.put(hash, request.query.clone());
+                    let weight = hash.len() + request.query.len();
+                    registered.put(hash, request.query.clone(), weight);
                 }
             }
             None => {

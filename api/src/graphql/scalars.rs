@@ -3,7 +3,7 @@
 //! its `UUID`.
 
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 
 /// A calendar date without a time zone, `YYYY-MM-DD` (a date of birth, the
 /// validity of an authorization).
@@ -14,9 +14,14 @@ pub struct Date(pub NaiveDate);
 impl ScalarType for Date {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
+            // Years 1 to 9999: what PostgreSQL and every client can hold.
             Value::String(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .filter(|d| (1..=9999).contains(&d.year()))
                 .map(Date)
-                .map_err(|_| InputValueError::custom("expected a date as YYYY-MM-DD")),
+                .ok_or_else(|| {
+                    InputValueError::custom("expected a date as YYYY-MM-DD (years 1 to 9999)")
+                }),
             _ => Err(InputValueError::expected_type(value)),
         }
     }

@@ -9,13 +9,14 @@ use uuid::Uuid;
 use crate::database::fixtures::{org, patient, provider};
 use crate::support::app::{TestApp, error_codes, first_error, spawn_app};
 
-const CODES: [&str; 7] = [
+const CODES: [&str; 8] = [
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "NOT_FOUND",
     "BAD_USER_INPUT",
     "CONFLICT",
     "RATE_LIMITED",
+    "UNAVAILABLE",
     "INTERNAL",
 ];
 
@@ -77,9 +78,19 @@ fn assert_errors_carry_code_and_request_id(reply: &Reply, what: &str) {
         .as_deref()
         .unwrap_or_else(|| panic!("{what}: no x-request-id header: {}", reply.text));
     assert!(!id.is_empty(), "{what}");
-    let errors = reply.body["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{what}: no errors: {}", reply.text));
+    // A batch is answered with an array: one response per operation.
+    let bodies: Vec<&Value> = match reply.body.as_array() {
+        Some(items) => items.iter().collect(),
+        None => vec![&reply.body],
+    };
+    let errors: Vec<&Value> = bodies
+        .iter()
+        .flat_map(|body| {
+            body["errors"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: no errors: {}", reply.text))
+        })
+        .collect();
     assert!(!errors.is_empty(), "{what}");
     for err in errors {
         let code = err["extensions"]["code"]

@@ -37,7 +37,7 @@ async fn migrating_down_to_zero_and_up_again_succeeds_on_a_populated_database() 
         "the demo loads into the rebuilt schema"
     );
     assert!(
-        caregate::db::pending_migrations(&owner)
+        caregate::db::pending_migrations(owner.get_postgres_connection_pool())
             .await
             .unwrap()
             .is_empty()
@@ -50,7 +50,7 @@ async fn migrations_apply_to_an_empty_database() {
     let owner = caregate::db::connect_owner(&db.owner_url).await.unwrap();
     Migrator::up(&owner, None).await.unwrap();
     assert!(
-        caregate::db::pending_migrations(&owner)
+        caregate::db::pending_migrations(owner.get_postgres_connection_pool())
             .await
             .unwrap()
             .is_empty()

@@ -27,6 +27,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut caregate::config::Config)) -> TestApp {
+    spawn_app_until(configure, std::future::pending()).await.0
+}
+
+/// A server that shuts down when `shutdown` resolves; the handle ends when
+/// the server has stopped.
+pub async fn spawn_app_until(
+    configure: impl FnOnce(&mut caregate::config::Config),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let db = TestDb::seeded().await;
     let mut config = default_config();
     config.database_url = Some(db.owner_url.clone());
@@ -41,13 +50,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut caregate::config::Config
         .expect("building the server");
     let addr = server.local_addr().expect("address");
     let state = server.state.clone();
-    tokio::spawn(server.run(std::future::pending()));
-    TestApp {
+    let running = tokio::spawn(server.run(shutdown));
+    let app = TestApp {
         addr,
         db,
         client: reqwest::Client::new(),
         state,
-    }
+    };
+    (app, running)
 }
 
 impl TestApp {

@@ -127,6 +127,14 @@ impl TestDb {
         Self::create(Some(template)).await
     }
 
+    /// No database: for a test that runs a server on a cluster of its own.
+    pub fn detached() -> Self {
+        Self {
+            name: String::new(),
+            owner_url: String::new(),
+        }
+    }
+
     /// An empty database: no schema at all.
     pub async fn empty() -> Self {
         Self::create(None).await
@@ -194,6 +202,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
         let name = self.name.clone();
         // Dropping needs async I/O; Drop is sync, so it runs on a thread of its own.
         let _ = std::thread::spawn(move || {

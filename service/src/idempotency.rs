@@ -1,0 +1,149 @@
+//! Idempotency keys: a retried mutation is answered with the first answer
+//! instead of acting twice.
+//!
+//! The key is claimed at the start of the request's transaction and the
+//! response stored in it before COMMIT, so a key is either absent (nothing
+//! committed: acting again is right) or holds exactly what was committed.
+//! Keys belong to the request's user in the request's clinic (the row-level
+//! security context), and expire after a retention window.
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use crate::Tx;
+use crate::error::{ServiceError, ServiceResult};
+
+/// An idempotency key as a client sent it: 1 to 255 visible ASCII
+/// characters (a UUID or ULID is typical).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err("must be 1 to 255 characters");
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be visible ASCII characters");
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl AsRef<str> for IdempotencyKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What claiming a key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The key is new (or its earlier use expired): run the request and
+    /// [`store`] its response before committing.
+    New,
+    /// The key was used for this same request: here is the answer it got.
+    Replay(serde_json::Value),
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Claims `key` for a request whose operations and variables hash to
+/// `request_hash` (sha256, hex). A retry racing the first request waits for
+/// it to commit or roll back. Expired keys of the clinic are purged on the
+/// way.
+pub async fn claim(
+    tx: &Tx,
+    key: &IdempotencyKey,
+    request_hash: &str,
+    ttl: chrono::Duration,
+) -> ServiceResult<Claim> {
+    let claimed = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH purged AS ( \
+                 DELETE FROM idempotency_keys \
+                  WHERE organization_id = app.current_tenant_id() AND expires_at <= now() \
+                    AND key <> $1) \
+             INSERT INTO idempotency_keys (organization_id, user_id, key, request_hash, expires_at) \
+             VALUES (app.current_tenant_id(), app.current_user_id(), $1, $2, \
+                     now() + make_interval(secs => $3)) \
+             ON CONFLICT (organization_id, user_id, key) DO UPDATE \
+                SET request_hash = EXCLUDED.request_hash, response = NULL, \
+                    created_at = now(), expires_at = EXCLUDED.expires_at \
+              WHERE idempotency_keys.expires_at <= now() \
+             RETURNING 1 AS claimed",
+            [
+                key.as_ref().into(),
+                request_hash.into(),
+                (ttl.num_seconds() as f64).into(),
+            ],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "claiming an idempotency key"))?;
+    if claimed.is_some() {
+        return Ok(Claim::New);
+    }
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT request_hash, response FROM idempotency_keys \
+              WHERE organization_id = app.current_tenant_id() \
+                AND user_id = app.current_user_id() AND key = $1",
+            [key.as_ref().into()],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?
+        .ok_or_else(|| {
+            ServiceError::Unexpected(anyhow::anyhow!("a claimed idempotency key is not visible"))
+        })?;
+    let hash: String = row
+        .try_get("", "request_hash")
+        .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?;
+    if hash != request_hash {
+        return Ok(Claim::Mismatch);
+    }
+    let response: Option<serde_json::Value> = row
+        .try_get("", "response")
+        .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?;
+    // A committed claim always holds its response.
+    response.map(Claim::Replay).ok_or_else(|| {
+        ServiceError::Unexpected(anyhow::anyhow!("an idempotency key holds no response"))
+    })
+}
+
+/// Stores the response of the request that claimed `key`, in its
+/// transaction.
+pub async fn store(
+    tx: &Tx,
+    key: &IdempotencyKey,
+    response: serde_json::Value,
+) -> ServiceResult<()> {
+    tx.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE idempotency_keys SET response = $2 \
+          WHERE organization_id = app.current_tenant_id() \
+            AND user_id = app.current_user_id() AND key = $1",
+        [key.as_ref().into(), response.into()],
+    ))
+    .await
+    .map_err(|e| ServiceError::from_db(e, "storing an idempotent response"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdempotencyKey;
+
+    #[test]
+    fn keys_are_short_visible_ascii() {
+        assert!(IdempotencyKey::parse("01JD2M8Q3K5Z8X9Y0A1B2C3D4E").is_ok());
+        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse("a b").is_err());
+        assert!(IdempotencyKey::parse("a\0b").is_err());
+        assert!(IdempotencyKey::parse("é").is_err());
+    }
+}

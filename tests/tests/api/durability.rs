@@ -1,0 +1,301 @@
+//! Nothing acknowledged is lost: a response reports a mutation as done only
+//! when its transaction committed, and a retried mutation with the same
+//! `Idempotency-Key` acts once.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::{self, Executor, PgPool};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::database::fixtures::patient;
+use crate::support::app::{TestApp, error_codes, first_error, spawn_app, spawn_app_with};
+use crate::support::{q, valid_npi};
+
+const CREATE_PROVIDER: &str = "mutation($npi: String!) {
+    createProvider(input: { name: \"Dr. Durable\", npi: $npi }) { id npi } }";
+const ADD_CONTACT: &str = "mutation($p: UUID!, $v: String!) {
+    addContactMethod(patientId: $p, input: { type: EMAIL, value: $v }) { id value } }";
+
+/// Whether the clinic of `token` has a provider with `npi`, as the API
+/// shows it.
+async fn provider_exists(app: &TestApp, token: &str, npi: &str) -> bool {
+    let res = app
+        .graphql(
+            Some(token),
+            "{ providers(first: 100) { edges { node { npi } } } }",
+            json!({}),
+        )
+        .await;
+    res["data"]["providers"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("listing providers: {res}"))
+        .iter()
+        .any(|e| e["node"]["npi"] == npi)
+}
+
+/// Takes `table`'s strongest lock in a transaction of the owner (kept open
+/// until the returned connection is dropped or rolled back), so that any
+/// read of it waits past a short statement timeout.
+async fn lock(owner: &PgPool, table: &str) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    let mut conn = owner.acquire().await.unwrap();
+    conn.execute("BEGIN").await.unwrap();
+    conn.execute(q(format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")))
+        .await
+        .unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn a_batch_whose_read_is_refused_keeps_and_reports_its_committed_write() {
+    let app = spawn_app().await;
+    let token = app.login_as("admin@northside.example").await;
+    let npi = valid_npi(700_000_001);
+    let (status, res) = app
+        .post(
+            Some(&token),
+            &json!([
+                { "query": CREATE_PROVIDER, "variables": { "npi": npi } },
+                { "query": "{ patients(filter: {search: \"a\\u0000b\"}) { totalCount } }" },
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res[0]["data"]["createProvider"]["npi"], npi, "{res}");
+    assert_eq!(error_codes(&res[1]), ["BAD_USER_INPUT"], "{res}");
+    assert!(
+        provider_exists(&app, &token, &npi).await,
+        "the acknowledged provider is in the database"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_whose_later_read_times_out_reports_nothing_as_done_and_saves_nothing() {
+    let app = spawn_app_with(|c| c.statement_timeout_ms = 300).await;
+    let token = app.login_as("admin@northside.example").await;
+    let owner = app.db.owner().await;
+    let npi = valid_npi(700_000_002);
+    let held = lock(&owner, "appointments").await;
+    let (status, res) = app
+        .post(
+            Some(&token),
+            &json!([
+                { "query": CREATE_PROVIDER, "variables": { "npi": npi } },
+                { "query": "{ appointments(first: 5) { edges { node { id } } } }" },
+            ]),
+        )
+        .await;
+    drop(held);
+    assert_eq!(status, 500, "{res}");
+    let answers = res.as_array().expect("one answer per operation");
+    assert_eq!(answers.len(), 2, "{res}");
+    for answer in answers {
+        assert!(answer["data"].is_null(), "no result is reported: {res}");
+        assert_eq!(error_codes(answer), ["INTERNAL"], "{res}");
+        assert_eq!(first_error(answer)["reason"], "NOT_COMMITTED", "{res}");
+    }
+    assert!(
+        !provider_exists(&app, &token, &npi).await,
+        "nothing of the failed request was saved"
+    );
+}
+
+#[tokio::test]
+async fn a_mutation_whose_nested_field_fails_is_not_reported_as_done() {
+    let app = spawn_app_with(|c| c.statement_timeout_ms = 300).await;
+    let token = app.login_as("admin@northside.example").await;
+    let owner = app.db.owner().await;
+    let npi = valid_npi(700_000_003);
+    let held = lock(&owner, "appointments").await;
+    let (status, res) = app
+        .post(
+            Some(&token),
+            &json!({
+                "query": "mutation($npi: String!) {
+                    createProvider(input: { name: \"Dr. Nested\", npi: $npi }) {
+                        id appointments(first: 5) { edges { node { id } } } } }",
+                "variables": { "npi": npi },
+            }),
+        )
+        .await;
+    drop(held);
+    assert_eq!(status, 500, "{res}");
+    assert!(res["data"].is_null(), "{res}");
+    assert_eq!(first_error(&res)["reason"], "NOT_COMMITTED", "{res}");
+    assert!(!provider_exists(&app, &token, &npi).await);
+}
+
+#[tokio::test]
+async fn a_mutation_refused_by_a_rule_leaves_the_others_of_its_batch_standing() {
+    let app = spawn_app().await;
+    let token = app.login_as("admin@northside.example").await;
+    let npi = valid_npi(700_000_004);
+    let (status, res) = app
+        .post(
+            Some(&token),
+            &json!([
+                { "query": CREATE_PROVIDER, "variables": { "npi": npi } },
+                { "query": CREATE_PROVIDER, "variables": { "npi": npi } },
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res[0]["data"]["createProvider"]["npi"], npi, "{res}");
+    assert_eq!(first_error(&res[1])["reason"], "DUPLICATE_NPI", "{res}");
+    assert!(provider_exists(&app, &token, &npi).await);
+}
+
+async fn post_with_key(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let resp = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("sending");
+    let status = resp.status().as_u16();
+    let replayed = resp
+        .headers()
+        .get("idempotent-replayed")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, replayed, resp.json().await.expect("a JSON body"))
+}
+
+async fn contact_values(owner: &PgPool, patient: Uuid, value: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM contact_methods WHERE patient_id = $1 AND value = $2")
+        .bind(patient)
+        .bind(value)
+        .fetch_one(owner)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_retried_mutation_with_the_same_key_acts_once_and_gets_the_first_answer() {
+    let app = spawn_app().await;
+    let token = app.login_as("admin@northside.example").await;
+    let owner = app.db.owner().await;
+    let p = patient(&owner, "NS-0003").await;
+    let body = json!({ "query": ADD_CONTACT, "variables": { "p": p, "v": "once@example.com" } });
+
+    let (status, replayed, first) = post_with_key(&app, &token, "key-1", &body).await;
+    assert_eq!((status, replayed), (200, None), "{first}");
+    let (status, replayed, second) = post_with_key(&app, &token, "key-1", &body).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(replayed.as_deref(), Some("true"));
+    assert_eq!(second, first, "the retry gets the first answer");
+    assert_eq!(contact_values(&owner, p, "once@example.com").await, 1);
+
+    // Another key is another request.
+    let (_, _, third) = post_with_key(&app, &token, "key-2", &body).await;
+    assert_ne!(
+        third["data"]["addContactMethod"]["id"],
+        first["data"]["addContactMethod"]["id"]
+    );
+    assert_eq!(contact_values(&owner, p, "once@example.com").await, 2);
+}
+
+#[tokio::test]
+async fn the_same_key_with_other_variables_is_refused() {
+    let app = spawn_app().await;
+    let token = app.login_as("admin@northside.example").await;
+    let owner = app.db.owner().await;
+    let p = patient(&owner, "NS-0003").await;
+    let body = |v: &str| json!({ "query": ADD_CONTACT, "variables": { "p": p, "v": v } });
+
+    let (status, _, _) = post_with_key(&app, &token, "key-x", &body("a@example.com")).await;
+    assert_eq!(status, 200);
+    let (status, _, res) = post_with_key(&app, &token, "key-x", &body("b@example.com")).await;
+    assert_eq!(status, 422, "{res}");
+    assert_eq!(error_codes(&res), ["CONFLICT"], "{res}");
+    assert_eq!(
+        first_error(&res)["reason"],
+        "IDEMPOTENCY_KEY_REUSED",
+        "{res}"
+    );
+    assert_eq!(contact_values(&owner, p, "b@example.com").await, 0);
+}
+
+#[tokio::test]
+async fn keys_belong_to_one_user_and_bad_keys_are_refused() {
+    let app = spawn_app().await;
+    let admin = app.login_as("admin@northside.example").await;
+    let staff = app.login_as("frontdesk@northside.example").await;
+    let owner = app.db.owner().await;
+    let p = patient(&owner, "NS-0003").await;
+    let body = json!({ "query": ADD_CONTACT, "variables": { "p": p, "v": "shared@example.com" } });
+
+    let (_, _, first) = post_with_key(&app, &admin, "same-key", &body).await;
+    let (status, replayed, second) = post_with_key(&app, &staff, "same-key", &body).await;
+    assert_eq!((status, replayed), (200, None), "{second}");
+    assert_ne!(
+        first["data"]["addContactMethod"]["id"],
+        second["data"]["addContactMethod"]["id"]
+    );
+
+    for bad in ["", "has space", &"k".repeat(256)] {
+        let (status, _, res) = post_with_key(&app, &admin, bad, &body).await;
+        assert_eq!(status, 400, "{bad:?}: {res}");
+        assert_eq!(error_codes(&res), ["BAD_USER_INPUT"], "{res}");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_an_ambiguous_failure_acts_once() {
+    let app = spawn_app().await;
+    let token = app.login_as("admin@northside.example").await;
+    let owner = app.db.owner().await;
+    let p = patient(&owner, "NS-0004").await;
+    // COMMIT takes 1.5 s (a deferred trigger), longer than the client waits:
+    // the client sees a failure although the write commits.
+    owner
+        .execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON contact_methods
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+        )
+        .await
+        .unwrap();
+    let body =
+        json!({ "query": ADD_CONTACT, "variables": { "p": p, "v": "ambiguous@example.com" } });
+
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .post(app.url("/graphql"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "ambiguous-1")
+        .json(&body)
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up before the answer");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        contact_values(&owner, p, "ambiguous@example.com").await,
+        1,
+        "the write committed although the client never heard so"
+    );
+
+    let (status, replayed, res) = post_with_key(&app, &token, "ambiguous-1", &body).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(replayed.as_deref(), Some("true"), "{res}");
+    assert_eq!(
+        res["data"]["addContactMethod"]["value"],
+        "ambiguous@example.com"
+    );
+    assert_eq!(
+        contact_values(&owner, p, "ambiguous@example.com").await,
+        1,
+        "the retry did not act again"
+    );
+}
