@@ -19,6 +19,8 @@ mod dataset;
 mod driver;
 #[path = "bench/fixture.rs"]
 mod fixture;
+#[path = "bench/flood.rs"]
+mod flood;
 #[path = "bench/http.rs"]
 mod http;
 #[path = "bench/raw.rs"]
@@ -63,6 +65,14 @@ struct Args {
     /// target directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Instead of the benchmark: send this many unique maximal queries (on
+    /// the demo data, default limits) and report the server's memory.
+    #[arg(long)]
+    flood: Option<u64>,
+    /// DOCUMENT_CACHE_BYTES of the server during --flood (default: the
+    /// server's own default).
+    #[arg(long, requires = "flood")]
+    flood_cache_bytes: Option<u64>,
 }
 
 /// Partial-name searches the workers cycle through.
@@ -76,6 +86,39 @@ struct Row {
     raw: Outcome,
     /// The raw client's round trips per request, counted the same way.
     raw_stmts: f64,
+}
+
+/// `--flood`: the demo data, the server with its default limits, a flood
+/// of unique queries, its memory.
+async fn run_flood(
+    args: &Args,
+    target: &std::path::Path,
+    bin: &std::path::Path,
+    url: &str,
+    count: u64,
+) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("building the HTTP client")?;
+    let log = target.join("tmp").join("caregate-flood-server.log");
+    let cache = args.flood_cache_bytes.map(|b| b.to_string());
+    let mut env = Vec::new();
+    if let Some(bytes) = &cache {
+        env.push(("DOCUMENT_CACHE_BYTES", bytes.as_str()));
+    }
+    let srv = Server::start(bin, url, args.pool, log, &client, &env).await?;
+    let token = http::login(
+        &client,
+        &srv.graphql_url(),
+        "admin@northside.example",
+        "caregate-demo",
+    )
+    .await?;
+    let report = flood::run(&srv, &client, &token, count, args.concurrency).await?;
+    report.print(args.concurrency, cache.as_deref());
+    srv.stop().await
 }
 
 fn progress(started: Instant, what: impl std::fmt::Display) {
@@ -130,6 +173,11 @@ async fn run(args: Args) -> Result<()> {
     let bench_url = dataset::recreate(&admin_url).await?;
     let owner = caregate::db::connect_owner(&bench_url).await?;
     caregate::startup::migrate(&owner).await?;
+    if let Some(count) = args.flood {
+        service::demo::seed(&owner).await?;
+        owner.close().await.ok();
+        return run_flood(&args, &target, &bin, &bench_url, count).await;
+    }
     let owner_pool = dataset::pool(&bench_url, 2, None).await?;
     progress(t0, "loading the data set");
     let load_started = Instant::now();
@@ -164,7 +212,15 @@ async fn run(args: Args) -> Result<()> {
         .context("building the HTTP client")?;
     progress(t0, format!("starting {} serve", bin.display()));
     let log = target.join("tmp").join("caregate-bench-server.log");
-    let srv = Server::start(&bin, &bench_url, args.pool, log, &client).await?;
+    let srv = Server::start(
+        &bin,
+        &bench_url,
+        args.pool,
+        log,
+        &client,
+        &[("MAX_QUERY_COMPLEXITY", "1000000")],
+    )
+    .await?;
     let (_, rss_at_start) = srv.memory()?;
     let url = srv.graphql_url();
 

@@ -65,6 +65,7 @@ impl Server {
         pool: u32,
         log: PathBuf,
         client: &reqwest::Client,
+        extra_env: &[(&str, &str)],
     ) -> Result<Self> {
         let port = free_port()?;
         if let Some(dir) = log.parent() {
@@ -85,7 +86,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .env("CAREGATE_ENV", "development")
             .env("SESSION_IDLE_MINUTES", "60")
-            .env("MAX_QUERY_COMPLEXITY", "1000000")
+            .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
