@@ -180,6 +180,24 @@ pub struct Config {
     #[arg(long, env = "INTROSPECTION")]
     pub introspection: Option<bool>,
 
+    /// Serve GraphiQL at GET /graphql. Default: on in development, off in
+    /// production.
+    #[arg(long, env = "GRAPHIQL")]
+    pub graphiql: Option<bool>,
+
+    /// Address serving GET /metrics (e.g. 127.0.0.1:9090), apart from the
+    /// API. Unset: /metrics is served on LISTEN_ADDR in development and not
+    /// at all in production.
+    #[arg(long, env = "METRICS_LISTEN_ADDR")]
+    pub metrics_listen_addr: Option<SocketAddr>,
+
+    /// Proxies (addresses or CIDR ranges, comma-separated) whose
+    /// X-Forwarded-For is believed: a request from one of them is counted
+    /// and audited under the client address it names. Default: none (the
+    /// peer address is the client).
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Accept only the queries of PERSISTED_QUERIES_FILE (by sha256 hash, or
     /// as text whose hash is in it); anything else is refused with FORBIDDEN,
     /// reason PERSISTED_QUERY_REQUIRED.
@@ -223,6 +241,27 @@ impl Config {
             .unwrap_or(self.environment == Environment::Development)
     }
 
+    pub fn graphiql_enabled(&self) -> bool {
+        self.graphiql
+            .unwrap_or(self.environment == Environment::Development)
+    }
+
+    /// TRUSTED_PROXIES, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!("TRUSTED_PROXIES: {p:?} is not an address or CIDR range")
+                    })
+            })
+            .collect()
+    }
+
     /// Refuses settings that are unsafe where they are used.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.environment == Environment::Production {
@@ -246,6 +285,7 @@ impl Config {
             "SESSION_IDLE_MINUTES must be > 0"
         );
         anyhow::ensure!(self.db_pool_size > 0, "DB_POOL_SIZE must be > 0");
+        self.trusted_proxies()?;
         anyhow::ensure!(
             self.max_query_nesting > 0 && self.max_query_nesting <= 256,
             "MAX_QUERY_NESTING must be 1 to 256 (the parser recurses once per level)"

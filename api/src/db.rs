@@ -35,6 +35,10 @@ pub fn runtime_options(config: &Config, owner_url: &str) -> anyhow::Result<PgCon
             .password(""),
     };
     Ok(opts.application_name("caregate").options([
+        // Pinned on every connection whatever the role or database says:
+        // nothing the server sends depends on it (texts go as parameters or
+        // hex), but a literal anywhere would.
+        ("standard_conforming_strings", "on".to_owned()),
         ("statement_timeout", config.statement_timeout_ms.to_string()),
         // A transaction left open by a crashed request is ended by the server.
         (
@@ -79,6 +83,19 @@ pub fn readiness_pool(opts: PgConnectOptions, timeout: Duration) -> PgPool {
         .min_connections(0)
         .acquire_timeout(timeout)
         .connect_lazy_with(opts)
+}
+
+/// A small pool for statements that commit on their own while a request
+/// holds its transaction (login attempt counts). Apart from the request
+/// pool, so a request never waits for a second connection of the pool it
+/// already holds one of (a burst of logins would otherwise starve it).
+pub fn side_pool(opts: PgConnectOptions, timeout: Duration) -> DatabaseConnection {
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .acquire_timeout(timeout)
+        .connect_lazy_with(opts);
+    SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
 }
 
 async fn assert_runtime_role_is_confined(db: &DatabaseConnection) -> anyhow::Result<()> {

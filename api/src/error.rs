@@ -62,6 +62,9 @@ impl From<ServiceError> for ApiError {
                 tracing::info!(reason = why, "refused as unauthenticated");
                 Self::unauthenticated()
             }
+            ServiceError::BadCredentials => {
+                Self::new("UNAUTHENTICATED", "invalid email or password")
+            }
             ServiceError::RateLimited => {
                 Self::new("RATE_LIMITED", "too many attempts; try again later")
             }

@@ -19,7 +19,23 @@ const JS: &str = "application/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 const CACHE_CONTROL: &str = "public, max-age=86400";
 
-/// The page up to the JS string literal holding the endpoint.
+/// What the page may load and do: only caregate's own scripts (no inline
+/// script at all), its own styles, requests to its own origin, and it may
+/// not be framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// The headers every GraphiQL response carries: the policy, and no framing
+/// for browsers that predate `frame-ancestors`.
+pub fn security_headers() -> [(header::HeaderName, &'static str); 2] {
+    [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ]
+}
+
+/// The page up to the endpoint (an HTML attribute value).
 const PAGE_HEAD: &str = r#"<!doctype html>
 <html lang="en">
   <head>
@@ -28,52 +44,52 @@ const PAGE_HEAD: &str = r#"<!doctype html>
     <title>caregate — GraphiQL</title>
     <link rel="icon" href="data:,">
     <link rel="stylesheet" href="/graphiql/graphiql.min.css">
-    <style>
-      html, body { height: 100%; margin: 0; overflow: hidden; }
-      #graphiql { height: 100vh; }
-    </style>
+    <link rel="stylesheet" href="/graphiql/start.css">
     <script src="/graphiql/react.production.min.js"></script>
     <script src="/graphiql/react-dom.production.min.js"></script>
     <script src="/graphiql/graphiql.min.js"></script>
   </head>
   <body>
-    <div id="graphiql">Loading…</div>
-    <script>
-      const endpoint = "#;
+    <div id="graphiql" data-endpoint=""#;
 
-/// The rest of the page after the endpoint literal.
-const PAGE_TAIL: &str = r#";
-      const fetcher = GraphiQL.createFetcher({ url: endpoint });
-      const root = ReactDOM.createRoot(document.getElementById("graphiql"));
-      root.render(
-        React.createElement(GraphiQL, {
-          fetcher,
-          isHeadersEditorEnabled: true,
-          defaultHeaders: '{}',
-          defaultEditorToolsVisibility: "headers",
-        }),
-      );
-    </script>
+/// The rest of the page after the endpoint.
+const PAGE_TAIL: &str = r#"">Loading…</div>
+    <script src="/graphiql/start.js"></script>
   </body>
 </html>
 "#;
+
+/// Starts GraphiQL on the endpoint the page names (a file of its own, so
+/// the page needs no inline script and the policy can forbid them).
+const START_JS: &str = r#"const mount = document.getElementById("graphiql");
+const fetcher = GraphiQL.createFetcher({ url: mount.dataset.endpoint });
+ReactDOM.createRoot(mount).render(
+  React.createElement(GraphiQL, {
+    fetcher,
+    isHeadersEditorEnabled: true,
+    defaultHeaders: "{}",
+    defaultEditorToolsVisibility: "headers",
+  }),
+);
+"#;
+
+const START_CSS: &str = "html, body { height: 100%; margin: 0; overflow: hidden; }\n\
+                         #graphiql { height: 100vh; }\n";
 
 /// The GraphiQL page, sending its requests to `endpoint` (e.g. `"/graphql"`).
 ///
 /// Everything it loads comes from [`routes`]; it references no external URL.
 pub fn page(endpoint: &str) -> Html<String> {
-    // A JSON string is a valid JS string literal. Serializing a `&str` cannot
-    // fail; the fallback only keeps this function panic-free.
-    let literal = serde_json::to_string(endpoint).unwrap_or_else(|_| String::from("\"\""));
-    // `<`, `>` and `&` only occur literally inside the JSON string, so escaping
-    // them keeps e.g. `</script>` in the endpoint from ending the script.
-    let literal = literal
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026");
-    let mut html = String::with_capacity(PAGE_HEAD.len() + literal.len() + PAGE_TAIL.len());
+    // The endpoint is an attribute value: escaped, it cannot end the
+    // attribute or the element.
+    let attribute = endpoint
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let mut html = String::with_capacity(PAGE_HEAD.len() + attribute.len() + PAGE_TAIL.len());
     html.push_str(PAGE_HEAD);
-    html.push_str(&literal);
+    html.push_str(&attribute);
     html.push_str(PAGE_TAIL);
     Html(html)
 }
@@ -85,9 +101,12 @@ pub async fn asset(Path(name): Path<String>) -> Response {
         "react-dom.production.min.js" => (REACT_DOM_JS, JS),
         "graphiql.min.js" => (GRAPHIQL_JS, JS),
         "graphiql.min.css" => (GRAPHIQL_CSS, CSS),
+        "start.js" => (START_JS.as_bytes(), JS),
+        "start.css" => (START_CSS.as_bytes(), CSS),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     (
+        security_headers(),
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, CACHE_CONTROL),
@@ -109,11 +128,13 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
-    const ASSETS: [(&str, &str); 4] = [
+    const ASSETS: [(&str, &str); 6] = [
         ("react.production.min.js", JS),
         ("react-dom.production.min.js", JS),
         ("graphiql.min.js", JS),
         ("graphiql.min.css", CSS),
+        ("start.js", JS),
+        ("start.css", CSS),
     ];
 
     async fn get_path(path: &str) -> Response {
@@ -143,20 +164,19 @@ mod tests {
                 "{name} missing"
             );
         }
-        assert!(html.contains(r#"const endpoint = "/graphql";"#));
-        assert!(html.contains("isHeadersEditorEnabled: true"));
+        assert!(html.contains(r#"data-endpoint="/graphql""#));
+        assert!(START_JS.contains("isHeadersEditorEnabled: true"));
         assert!(html.contains("<title>caregate — GraphiQL</title>"));
+        assert!(!html.contains("<script>"), "no inline script");
     }
 
     #[test]
     fn page_escapes_the_endpoint() {
-        let Html(html) = page("/x\"</script><script>alert(1)</script>");
-        assert!(!html.contains("</script><script>alert"));
-        assert!(
-            html.contains(
-                r#""/x\"\u003c/script\u003e\u003cscript\u003ealert(1)\u003c/script\u003e""#
-            )
-        );
+        let Html(html) = page("/x\"></div><script>alert(1)</script>");
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains(
+            r#"data-endpoint="/x&quot;&gt;&lt;/div&gt;&lt;script&gt;alert(1)&lt;/script&gt;""#
+        ));
     }
 
     #[tokio::test]

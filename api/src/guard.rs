@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement};
+use sea_orm::{DatabaseConnection, QueryResult};
 use service::Tx;
 use service::domain::{SessionId, TenantId, UserId};
 use service::tx::{CommitError, Counter};
@@ -66,15 +66,65 @@ pub enum GuardError {
     Database(#[from] anyhow::Error),
 }
 
-/// A string as an SQL literal. The first statement of a request travels with
-/// its `BEGIN` as a simple query, which has no parameters; the connection
-/// runs with `standard_conforming_strings = on`, so doubling quotes is the
-/// whole escaping (NUL cannot be sent and is dropped).
-fn literal(value: Option<&str>) -> String {
+/// Who a request acts as, once a session is known.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOf {
+    pub user: UserId,
+    pub tenant: TenantId,
+    pub session: SessionId,
+    /// A super admin acting in `tenant` (an audited impersonation).
+    pub impersonate: bool,
+}
+
+/// Text as an SQL expression that carries no byte of it: hex digits,
+/// decoded inside PostgreSQL. The request's first statement travels with
+/// its `BEGIN` as a simple query, which cannot bind parameters; hex text
+/// is safe whatever `standard_conforming_strings` says (the connections pin
+/// it on all the same). NUL cannot be stored and is dropped.
+fn text_sql(value: Option<&str>) -> String {
     match value {
         None => "NULL".to_owned(),
-        Some(v) => format!("'{}'", v.replace('\0', "").replace('\'', "''")),
+        Some(v) => {
+            let hex: String = v
+                .bytes()
+                .filter(|b| *b != 0)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("convert_from(decode('{hex}', 'hex'), 'UTF8')")
+        }
     }
+}
+
+/// The one statement that sets a request's context: `app.begin_request`
+/// with the request's facts and, when known, its session. Ids and numbers
+/// are formatted from their types; every text is hex-encoded.
+fn context_statement(meta: &RequestMeta, who: Option<SessionOf>, idle_minutes: u32) -> String {
+    let ip = meta.ip.map(|ip| ip.to_string());
+    let uuid = |id: Option<uuid::Uuid>| match id {
+        Some(id) => format!("'{id}'::uuid"),
+        None => "NULL::uuid".to_owned(),
+    };
+    format!(
+        "SELECT role, is_super_admin, consent_required, portal_scope FROM app.begin_request(\
+         {}, ({})::inet, {}, {}, {}, {}, {idle_minutes}, {})",
+        text_sql(Some(&meta.request_id)),
+        text_sql(ip.as_deref()),
+        text_sql(meta.user_agent.as_deref()),
+        uuid(who.map(|w| w.user.into_uuid())),
+        uuid(who.map(|w| w.tenant.into_uuid())),
+        uuid(who.map(|w| w.session.into_uuid())),
+        who.is_some_and(|w| w.impersonate),
+    )
+}
+
+/// A refusal of `app.begin_request` (SQLSTATE 28000, the reason as its
+/// message), or another database error.
+fn refusal_of(err: sea_orm::DbErr) -> GuardError {
+    if service::error::sqlstate(&err).as_deref() == Some("28000") {
+        let why = service::error::db_message(&err).unwrap_or_default();
+        return GuardError::Unauthenticated(why);
+    }
+    GuardError::Database(anyhow::Error::new(err).context("setting the request context"))
 }
 
 /// Opens the request's transaction with the context of `claims` (or of an
@@ -87,93 +137,53 @@ pub async fn open(
     idle_minutes: u32,
 ) -> Result<(Arc<Tx>, Viewer), GuardError> {
     let pool = db.get_postgres_connection_pool();
-    let ip = meta.ip.map(|ip| ip.to_string());
-    let client = format!(
-        "{}, {}::inet, {}",
-        literal(Some(&meta.request_id)),
-        literal(ip.as_deref()),
-        literal(meta.user_agent.as_deref())
-    );
-    let Some(claims) = claims else {
-        let first = format!("SELECT app.begin_anonymous({client})");
-        let (tx, _) = Tx::begin_with(pool, &first, statements.clone())
-            .await
-            .context("opening the request transaction")?;
-        return Ok((Arc::new(tx), Viewer::anonymous()));
-    };
-    let tenant = meta
-        .impersonate
-        .map(TenantId::into_uuid)
-        .unwrap_or(claims.org);
-    let first = format!(
-        "SELECT status, role, is_super_admin, consent_required, portal_scope \
-         FROM app.begin_request('{}'::uuid, '{}'::uuid, '{}'::uuid, {client}, {idle_minutes}, {})",
-        claims.sub,
-        tenant,
-        claims.sid,
-        meta.impersonate.is_some()
-    );
+    let who = claims.map(|claims| SessionOf {
+        user: claims.sub.into(),
+        tenant: meta
+            .impersonate
+            .map(TenantId::into_uuid)
+            .unwrap_or(claims.org)
+            .into(),
+        session: claims.sid.into(),
+        impersonate: meta.impersonate.is_some(),
+    });
+    let first = context_statement(meta, who, idle_minutes);
     let (tx, rows) = Tx::begin_with(pool, &first, statements.clone())
         .await
-        .context("opening the request transaction")?;
+        .map_err(refusal_of)?;
+    let Some(who) = who else {
+        return Ok((Arc::new(tx), Viewer::anonymous()));
+    };
     let row = rows
         .into_iter()
         .next()
         .context("app.begin_request returned no row")?;
-    let viewer = viewer_of(
-        &row,
-        claims.sub.into(),
-        tenant.into(),
-        claims.sid.into(),
-        meta,
-    )?;
+    let viewer = viewer_of(&row, who)?;
     Ok((Arc::new(tx), viewer))
 }
 
-/// Sets the full context for a session, inside `tx`. Used by [`open`], and
-/// by login and clinic switching once they have a session.
-pub async fn begin_request(
+/// Turns an anonymous request into the session a login just opened: the
+/// same statement as [`open`], in the request's transaction (the one
+/// change of context `app.begin_request` allows).
+pub async fn enter_session(
     tx: &Tx,
-    user: UserId,
-    tenant: TenantId,
-    session: SessionId,
     meta: &RequestMeta,
+    who: SessionOf,
     idle_minutes: u32,
 ) -> Result<Viewer, GuardError> {
-    let row = tx
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT status, role, is_super_admin, consent_required, portal_scope \
-             FROM app.begin_request($1, $2, $3, $4, $5::inet, $6, $7, $8)",
-            [
-                user.into_uuid().into(),
-                tenant.into_uuid().into(),
-                session.into_uuid().into(),
-                meta.request_id.clone().into(),
-                meta.ip.map(|ip| ip.to_string()).into(),
-                meta.user_agent.clone().into(),
-                (idle_minutes as i32).into(),
-                meta.impersonate.is_some().into(),
-            ],
-        ))
+    let rows = tx
+        .simple_query(&context_statement(meta, Some(who), idle_minutes))
         .await
-        .context("setting the request context")?
+        .map_err(refusal_of)?;
+    let row = rows
+        .into_iter()
+        .next()
         .context("app.begin_request returned no row")?;
-    viewer_of(&row, user, tenant, session, meta)
+    viewer_of(&row, who)
 }
 
-/// The caller as `app.begin_request` described them, or why it refused.
-fn viewer_of(
-    row: &QueryResult,
-    user: UserId,
-    tenant: TenantId,
-    session: SessionId,
-    meta: &RequestMeta,
-) -> Result<Viewer, GuardError> {
-    let status: String = row.try_get("", "status").context("status")?;
-    if status != "OK" {
-        return Err(GuardError::Unauthenticated(status));
-    }
+/// The caller as `app.begin_request` described them.
+fn viewer_of(row: &QueryResult, who: SessionOf) -> Result<Viewer, GuardError> {
     let role: Option<String> = row.try_get("", "role").context("role")?;
     let role = role
         .as_deref()
@@ -196,11 +206,11 @@ fn viewer_of(
     });
     Ok(Viewer {
         actor: Some(Actor {
-            user,
-            tenant,
+            user: who.user,
+            tenant: who.tenant,
             role,
-            session,
-            impersonating: meta.impersonate.is_some(),
+            session: who.session,
+            impersonating: who.impersonate,
             portal,
         }),
         is_super_admin: row
@@ -210,19 +220,6 @@ fn viewer_of(
             .try_get("", "consent_required")
             .context("consent_required")?,
     })
-}
-
-/// After a password has been verified: the transaction acts as that user
-/// (no clinic yet), so the session can be opened under RLS.
-pub async fn enter_as_user(tx: &Tx, user: UserId) -> anyhow::Result<()> {
-    tx.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT app.begin_login($1)",
-        [user.into_uuid().into()],
-    ))
-    .await
-    .context("setting the login context")?;
-    Ok(())
 }
 
 /// Commits the request's transaction, or says why its work was not (or

@@ -330,7 +330,11 @@ async fn run(
     };
     let meta = RequestMeta {
         request_id: id.to_owned(),
-        ip: Some(addr.ip()),
+        ip: Some(crate::client::address(
+            addr,
+            headers,
+            &state.trusted_proxies,
+        )),
         user_agent: headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -343,6 +347,15 @@ async fn run(
     let is_mutation = prepared
         .iter()
         .any(|p| p.as_ref().is_ok_and(|p| p.is_mutation));
+    // Who the request acts as is set once; an operation that changes it
+    // runs alone, so nothing else of the request is done or audited under
+    // the wrong context.
+    let alone = prepared.len() == 1 && prepared.iter().flatten().all(|p| p.root_fields == 1);
+    if !alone && prepared.iter().flatten().any(|p| p.changes_context) {
+        return Err(Refusal::bad_input(
+            "login, switchOrganization and logout must each be the only operation of their request",
+        ));
+    }
 
     let (tx, viewer) = guard::open(
         &state.db,

@@ -7,6 +7,7 @@
 //! PostgreSQL used when no database is configured).
 
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod db;
@@ -17,7 +18,6 @@ pub mod guard;
 pub mod handler;
 pub mod health;
 pub mod metrics;
-pub mod ratelimit;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -22,15 +23,15 @@ use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use crate::db;
 use crate::graphql::limits::OperationLimits;
 use crate::graphql::persisted::PersistedQueries;
 use crate::graphql::prepare::Preparation;
 use crate::graphql::{self, CaregateSchema};
 use crate::metrics::Metrics;
-use crate::ratelimit::LoginLimiter;
 use crate::tokens::Tokens;
 use crate::{graphiql, handler, health};
 
@@ -45,11 +46,14 @@ pub struct AppState {
     pub statements: Counter,
     /// The readiness probe's own connection.
     pub readiness: PgPool,
+    /// Statements that commit outside the request's transaction.
+    pub side: DatabaseConnection,
+    /// Proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     pub schema: CaregateSchema,
     /// Persisted queries, parsed-document cache and operation limits.
     pub preparation: Arc<Preparation>,
     pub tokens: Arc<Tokens>,
-    pub login_limiter: Arc<LoginLimiter>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -74,6 +78,10 @@ impl Server {
             opts.clone(),
             Duration::from_millis(config.readiness_timeout_ms),
         );
+        let side = db::side_pool(
+            opts.clone(),
+            Duration::from_millis(config.db_acquire_timeout_ms),
+        );
         let db = db::connect_runtime(
             opts,
             config.db_pool_size,
@@ -81,6 +89,22 @@ impl Server {
             statements.clone(),
         )
         .await?;
+        // The catalog as the isolation model needs it: refuse to serve a
+        // production deployment that breaks it; say so in development.
+        let findings = service::integrity::security(&db)
+            .await
+            .context("checking the catalog's security")?;
+        for f in &findings {
+            tracing::warn!(rule = f.rule, detail = %f.detail, "security check failed");
+        }
+        if config.environment == Environment::Production && !findings.is_empty() {
+            anyhow::bail!(
+                "refusing to serve: {} security check(s) failed, first: {}: {} (`caregate check` lists them)",
+                findings.len(),
+                findings[0].rule,
+                findings[0].detail
+            );
+        }
         let manifest = match &config.persisted_queries_file {
             Some(path) => PersistedQueries::load_manifest(path)?,
             None => Default::default(),
@@ -98,16 +122,15 @@ impl Server {
         ));
         let schema = graphql::build(&config);
         let tokens = Arc::new(Tokens::from_config(&config)?);
+        let trusted_proxies = config.trusted_proxies()?;
         let state = AppState {
-            login_limiter: Arc::new(LoginLimiter::new(
-                config.login_attempts_per_email,
-                config.login_attempts_per_ip,
-            )),
             metrics: Arc::new(Metrics::new(statements.clone())),
             config: Arc::new(config),
             db,
             statements,
             readiness,
+            side,
+            trusted_proxies: Arc::new(trusted_proxies),
             schema,
             preparation,
             tokens,
@@ -121,21 +144,44 @@ impl Server {
 
     pub fn router(state: AppState) -> Router {
         let config = state.config.clone();
+        let page = if config.graphiql_enabled() {
+            get(graphiql_page)
+        } else {
+            get(graphiql_disabled)
+        };
         let graphql_routes = Router::new()
-            .route("/graphql", get(graphiql_page).post(handler::graphql))
+            .route("/graphql", page.post(handler::graphql))
             // The GraphQL extractor streams the body itself, so the limit is
             // a layer around the route (413 before anything is read) rather
             // than axum's extractor-level default.
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
             .layer(DefaultBodyLimit::max(config.max_body_bytes));
-        Router::new()
+        let mut router = Router::new()
             .merge(graphql_routes)
-            .merge(graphiql::routes())
             .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
-            .route("/metrics", get(metrics))
+            .route("/readyz", get(health::readyz));
+        if config.graphiql_enabled() {
+            router = router.merge(graphiql::routes());
+        }
+        // Metrics on the API's own address only in development and when no
+        // address of their own is configured.
+        if config.metrics_listen_addr.is_none() && config.environment == Environment::Development {
+            router = router.route("/metrics", get(metrics));
+        }
+        router
             .layer(cors(&config))
             .layer(CatchPanicLayer::new())
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .with_state(state)
+    }
+
+    /// The metrics endpoint alone, for METRICS_LISTEN_ADDR.
+    fn metrics_router(state: AppState) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
             .with_state(state)
     }
 
@@ -153,6 +199,18 @@ impl Server {
     ) -> anyhow::Result<()> {
         let config = self.state.config.clone();
         let router = Self::router(self.state.clone());
+        if let Some(addr) = config.metrics_listen_addr {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?;
+            tracing::info!(%addr, "serving /metrics");
+            let metrics = Self::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, metrics).await {
+                    tracing::error!(error = %err, "the metrics listener stopped");
+                }
+            });
+        }
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
@@ -204,7 +262,17 @@ impl Server {
 }
 
 async fn graphiql_page() -> impl IntoResponse {
-    graphiql::page("/graphql")
+    (graphiql::security_headers(), graphiql::page("/graphql"))
+}
+
+async fn graphiql_disabled() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "errors": [{
+            "message": "GraphiQL is not enabled on this server (GRAPHIQL=true enables it); send queries with POST",
+            "extensions": { "code": "NOT_FOUND" },
+        }] })),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -66,6 +66,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0008_isolation",
     "0009_request_context",
     "0010_idempotency",
+    "0011_hardening",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

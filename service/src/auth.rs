@@ -3,24 +3,171 @@
 use std::net::IpAddr;
 
 use anyhow::Context;
-use entity::user_session;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set,
-    Statement,
-};
+use entity::{organization, user_session};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use serde_json::json;
 
 use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::audit::record_event;
-use crate::domain::{Email, SessionId, TenantId, UserId, new_id};
+use crate::domain::{Email, SessionId, TenantId, UserId};
 use crate::error::{ServiceError, ServiceResult};
 use crate::password;
 
-/// Checks an email and password. Unknown emails cost the same time as
-/// wrong passwords (argon2 runs against a dummy hash), so timing does not
-/// tell which emails are registered.
-pub async fn verify_credentials(
+/// Failed logins allowed per 15-minute window.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptLimits {
+    pub per_email: u32,
+    pub per_ip: u32,
+}
+
+/// Where a session was opened from.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// A login to check.
+pub struct Credentials<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    /// The clinic to act in (default: the user's first).
+    pub organization: Option<TenantId>,
+}
+
+/// The session a login opened (its id is the token's `sid`).
+#[derive(Debug, Clone)]
+pub struct OpenedSession {
+    pub user: UserId,
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub expires_at: chrono::DateTime<chrono::FixedOffset>,
+    /// A super admin acting in `tenant` (every request must name it again).
+    pub impersonate: bool,
+}
+
+/// Checks credentials and opens a session.
+///
+/// Each attempt is first reserved against the limits per email and per
+/// client address, in PostgreSQL (so every replica shares the count, and
+/// concurrent guesses cannot outrun it), in a statement of its own on
+/// `counters` (so logins from one address never queue on its counter
+/// row); a successful login gives its attempt back. Beyond the limits:
+/// RATE_LIMITED, with the password not even checked, and nothing written to
+/// the audit trail (the log has it) — so a flood of refused logins cannot
+/// flood the trail. Wrong credentials, or a clinic the user has no access
+/// to, are audited as ACCESS_DENIED with the email tried. Unknown emails
+/// cost the same time as wrong passwords (argon2 runs against a dummy
+/// hash). A super admin who names no clinic is told to name one.
+pub async fn login(
+    tx: &Tx,
+    counters: &impl ConnectionTrait,
+    limits: AttemptLimits,
+    credentials: Credentials<'_>,
+    ttl: chrono::Duration,
+    client: &Client,
+) -> ServiceResult<OpenedSession> {
+    let email = credentials.email;
+    let ip = client.ip.map(|ip| ip.to_string());
+    let allowed = counters
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT app.reserve_login_attempt($1, $2, $3, $4) AS allowed",
+            [
+                email.into(),
+                ip.clone().into(),
+                (limits.per_email as i32).into(),
+                (limits.per_ip as i32).into(),
+            ],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "reserving a login attempt"))?
+        .map(|row| row.try_get::<bool>("", "allowed"))
+        .transpose()
+        .map_err(|e| ServiceError::from_db(e, "reading a login reservation"))?
+        .unwrap_or(false);
+    if !allowed {
+        tracing::warn!(
+            email,
+            ip = ip.as_deref(),
+            "login refused: too many attempts"
+        );
+        return Err(ServiceError::RateLimited);
+    }
+
+    let Some(user) = verify_credentials(tx, email, credentials.password).await? else {
+        record_denied(tx, email, "bad credentials").await?;
+        return Err(ServiceError::BadCredentials);
+    };
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT status, session_id, organization_id, expires_at, impersonate \
+             FROM app.open_session($1, $2, $3, $4::inet, $5)",
+            [
+                user.into_uuid().into(),
+                credentials.organization.map(TenantId::into_uuid).into(),
+                (ttl.num_minutes() as i32).into(),
+                ip.clone().into(),
+                client
+                    .user_agent
+                    .as_ref()
+                    .map(|ua| ua.chars().take(1000).collect::<String>())
+                    .into(),
+            ],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "opening a session"))?
+        .context("app.open_session returned no row")?;
+    let status: String = row.try_get("", "status").context("status")?;
+    match status.as_str() {
+        "OK" => {}
+        "ORGANIZATION_REQUIRED" => {
+            refund(counters, email, ip.as_deref()).await?;
+            return Err(ServiceError::invalid(
+                "organizationId",
+                "a super admin acts in one clinic at a time: name it with organizationId",
+            ));
+        }
+        _ => {
+            record_denied(tx, email, "no access to the clinic").await?;
+            return Err(ServiceError::BadCredentials);
+        }
+    }
+    refund(counters, email, ip.as_deref()).await?;
+    let session: uuid::Uuid = row.try_get("", "session_id").context("session_id")?;
+    let tenant: uuid::Uuid = row
+        .try_get("", "organization_id")
+        .context("organization_id")?;
+    Ok(OpenedSession {
+        user,
+        tenant: tenant.into(),
+        session: session.into(),
+        expires_at: row.try_get("", "expires_at").context("expires_at")?,
+        impersonate: row.try_get("", "impersonate").context("impersonate")?,
+    })
+}
+
+/// Gives a reserved login attempt back.
+async fn refund(
+    counters: &impl ConnectionTrait,
+    email: &str,
+    ip: Option<&str>,
+) -> ServiceResult<()> {
+    counters
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT app.refund_login_attempt($1, $2)",
+            [email.into(), ip.map(str::to_owned).into()],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "refunding a login attempt"))?;
+    Ok(())
+}
+
+/// Checks an email and password: the user, when they match.
+async fn verify_credentials(
     tx: &Tx,
     email: &str,
     password_attempt: &str,
@@ -49,7 +196,7 @@ pub async fn verify_credentials(
 }
 
 /// Records a refused login (with the email tried), for the audit trail.
-pub async fn record_denied(tx: &Tx, email: &str, reason: &str) -> ServiceResult<()> {
+async fn record_denied(tx: &Tx, email: &str, reason: &str) -> ServiceResult<()> {
     record_event(
         tx,
         "ACCESS_DENIED",
@@ -83,40 +230,6 @@ pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(Tenant
     Ok(out)
 }
 
-/// Where a session was opened from.
-#[derive(Debug, Clone, Default)]
-pub struct Client {
-    pub ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-}
-
-/// Opens a session (one row per login; its id is the token's `sid`).
-pub async fn open_session(
-    tx: &Tx,
-    user: UserId,
-    tenant: TenantId,
-    ttl: chrono::Duration,
-    client: &Client,
-) -> ServiceResult<user_session::Model> {
-    let now = chrono::Utc::now().fixed_offset();
-    let session = user_session::ActiveModel {
-        id: Set(new_id()),
-        user_id: Set(user.into_uuid()),
-        organization_id: Set(Some(tenant.into_uuid())),
-        expires_at: Set(now + ttl),
-        ip: Set(client.ip.map(|ip| ip.to_string())),
-        user_agent: Set(client
-            .user_agent
-            .as_ref()
-            .map(|ua| ua.chars().take(1000).collect())),
-        ..Default::default()
-    };
-    session
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "opening a session"))
-}
-
 /// The actor's own session.
 pub async fn session(tx: &Tx, id: SessionId) -> ServiceResult<user_session::Model> {
     user_session::Entity::find_by_id(id.into_uuid())
@@ -126,18 +239,38 @@ pub async fn session(tx: &Tx, id: SessionId) -> ServiceResult<user_session::Mode
         .ok_or(ServiceError::Unauthenticated("session not found"))
 }
 
-/// Moves the actor's session to another clinic, if they may act there;
-/// returns their role in it.
+/// Where a session moved.
+pub struct Switched {
+    /// The caller's role in the clinic.
+    pub role: Role,
+    pub session: user_session::Model,
+    pub organization: organization::Model,
+}
+
+/// Moves the actor's session to another clinic, if they may act there
+/// (NOT_FOUND otherwise). The request's context stays the old clinic's:
+/// the new clinic is read through `app.reachable_organization`, and the
+/// next request, with the new token, acts there.
 pub async fn switch_organization(
     tx: &Tx,
     actor: &Actor,
     target: TenantId,
-) -> ServiceResult<(Role, user_session::Model)> {
+) -> ServiceResult<Switched> {
     let role = organizations_of_current_user(tx)
         .await?
         .into_iter()
         .find(|(t, _)| *t == target)
         .map(|(_, role)| role)
+        .ok_or(ServiceError::NotFound)?;
+    let organization = organization::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT * FROM app.reachable_organization($1)",
+            [target.into_uuid().into()],
+        ))
+        .one(tx)
+        .await
+        .map_err(|e| ServiceError::from_db(e, "reading the clinic switched to"))?
         .ok_or(ServiceError::NotFound)?;
     user_session::Entity::update_many()
         .col_expr(
@@ -148,7 +281,11 @@ pub async fn switch_organization(
         .exec(tx)
         .await
         .map_err(|e| ServiceError::from_db(e, "switching a session's clinic"))?;
-    Ok((role, session(tx, actor.session).await?))
+    Ok(Switched {
+        role,
+        session: session(tx, actor.session).await?,
+        organization,
+    })
 }
 
 /// Ends the actor's session: its token stops working at once.

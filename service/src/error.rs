@@ -102,6 +102,9 @@ pub enum ServiceError {
     Forbidden(ForbiddenReason),
     #[error("unauthenticated: {0}")]
     Unauthenticated(&'static str),
+    /// Wrong email or password (the two are never told apart).
+    #[error("invalid email or password")]
+    BadCredentials,
     #[error("too many attempts")]
     RateLimited,
     #[error(transparent)]
@@ -157,6 +160,11 @@ fn constraint_name(err: &DbErr) -> Option<String> {
 /// The SQLSTATE of a database error, when the database raised one.
 pub fn sqlstate(err: &DbErr) -> Option<String> {
     database_error(err).and_then(|e| e.code().map(|c| c.into_owned()))
+}
+
+/// The message of a database error, when the database raised one.
+pub fn db_message(err: &DbErr) -> Option<String> {
+    database_error(err).map(|e| e.message().to_owned())
 }
 
 fn database_error(err: &DbErr) -> Option<&(dyn sea_orm::sqlx::error::DatabaseError + 'static)> {

@@ -84,7 +84,57 @@ const CHECKS: &[Check] = &[
     },
 ];
 
-/// Runs every check whose table exists; returns the violations found.
+/// What the isolation model relies on in the catalog (each query returns
+/// one `detail` per finding). The runtime role is `caregate_app`.
+const SECURITY_CHECKS: &[(&str, &str)] = &[
+    (
+        "SECURITY DEFINER functions pin search_path with pg_temp last",
+        "SELECT format('%s has no search_path ending in pg_temp', p.oid::regprocedure) AS detail \
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+           AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) AS c \
+                           WHERE c ~ '^search_path=(.*,\\s*)?pg_temp\\s*$' OR c = 'search_path=\"\"')",
+    ),
+    (
+        "SECURITY DEFINER functions are not owned by a superuser",
+        "SELECT format('%s is owned by superuser %s', p.oid::regprocedure, r.rolname) AS detail \
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         JOIN pg_roles r ON r.oid = p.proowner \
+         WHERE p.prosecdef AND r.rolsuper AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+    ),
+    (
+        "the runtime role cannot bypass row-level security",
+        "SELECT format('%s is a superuser or has BYPASSRLS', rolname) AS detail FROM pg_roles \
+         WHERE rolname = 'caregate_app' AND (rolsuper OR rolbypassrls)",
+    ),
+    (
+        "the runtime role cannot create objects",
+        "SELECT 'caregate_app may create temporary objects' AS detail \
+         WHERE has_database_privilege('caregate_app', current_database(), 'TEMPORARY') \
+         UNION ALL \
+         SELECT 'caregate_app may create schemas' \
+         WHERE has_database_privilege('caregate_app', current_database(), 'CREATE') \
+         UNION ALL \
+         SELECT format('caregate_app may create objects in schema %s', nspname) FROM pg_namespace \
+         WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' \
+           AND has_schema_privilege('caregate_app', oid, 'CREATE')",
+    ),
+    (
+        "no request context or quoting defaults on the runtime role or the database",
+        "SELECT format('%s set for %s', c, coalesce(r.rolname, 'every role') \
+                       || coalesce(' in ' || d.datname, '')) AS detail \
+         FROM pg_db_role_setting s \
+         LEFT JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase \
+         CROSS JOIN LATERAL unnest(s.setconfig) AS c \
+         WHERE (s.setdatabase = 0 OR d.datname = current_database()) \
+           AND (s.setrole = 0 OR r.rolname = 'caregate_app') \
+           AND (c LIKE 'app.%' OR c ~* '^standard_conforming_strings=(off|false|0)' \
+                OR c ~* '^row_security=(off|false|0)')",
+    ),
+];
+
+/// Runs every check whose table exists, and the catalog's security checks;
+/// returns the violations found.
 pub async fn check(db: &impl ConnectionTrait) -> anyhow::Result<Vec<Violation>> {
     let mut found = Vec::new();
     for check in CHECKS {
@@ -109,6 +159,26 @@ pub async fn check(db: &impl ConnectionTrait) -> anyhow::Result<Vec<Violation>> 
         for row in rows {
             found.push(Violation {
                 rule: check.rule,
+                detail: row.try_get("", "detail")?,
+            });
+        }
+    }
+    found.extend(security(db).await?);
+    Ok(found)
+}
+
+/// The catalog's security checks alone: what would let the runtime role
+/// escape row-level security or run code with more rights than its own.
+pub async fn security(db: &impl ConnectionTrait) -> anyhow::Result<Vec<Violation>> {
+    let mut found = Vec::new();
+    for (rule, sql) in SECURITY_CHECKS {
+        let rows = db
+            .query_all_raw(Statement::from_string(DbBackend::Postgres, *sql))
+            .await
+            .with_context(|| format!("checking: {rule}"))?;
+        for row in rows {
+            found.push(Violation {
+                rule,
                 detail: row.try_get("", "detail")?,
             });
         }

@@ -92,6 +92,20 @@ impl RequestTx {
         Ok((tx, rows.into_iter().map(QueryResult::from).collect()))
     }
 
+    /// Runs `sql` as a simple query (no parameters, nothing prepared or
+    /// cached) and returns its rows: for statements whose text is unique to
+    /// one request, which would only churn the prepared-statement cache.
+    pub async fn simple_query(&self, sql: &str) -> Result<Vec<QueryResult>, DbErr> {
+        let mut guard = self.conn.lock().await;
+        let conn = guard.as_mut().ok_or_else(closed)?;
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut **conn)
+            .await
+            .map(|rows| rows.into_iter().map(QueryResult::from).collect())
+            .map_err(|e| self.failed(e))
+    }
+
     /// Whether a failed statement has aborted the transaction (so that it
     /// can only roll back).
     pub fn is_aborted(&self) -> bool {

@@ -15,7 +15,7 @@ pub mod types;
 
 use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
 
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use mutation::Mutation;
 use query::Query;
 
@@ -35,6 +35,11 @@ pub fn build(config: &Config) -> CaregateSchema {
         .limit_recursive_depth(config.max_query_depth.max(32));
     if !config.introspection_enabled() {
         b = b.disable_introspection();
+    }
+    // "Did you mean ...?" would tell a prober the schema that introspection
+    // hides.
+    if config.environment == Environment::Production {
+        b = b.disable_suggestions();
     }
     b.finish()
 }

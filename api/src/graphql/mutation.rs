@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, MergedObject, Object};
 use service::appointments::NewAppointment;
-use service::auth::Client;
+use service::auth::{AttemptLimits, Client, Credentials};
 use service::authorizations::NewAuthorization;
 use service::domain::{Email, Mrn, Npi};
 use service::patients::{NewContactMethod, NewPatient, PatientChanges};
@@ -25,7 +25,7 @@ use super::types::patient::{
 use super::types::provider::{CreateProviderInput, Provider};
 use super::types::proxy::{GrantProxyAccessInput, ProxyAssignment};
 use crate::error::{ApiError, GqlResult, IntoGql};
-use crate::guard::{self, GuardError};
+use crate::guard::{self, GuardError, SessionOf};
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
@@ -52,37 +52,39 @@ fn guard_error(err: GuardError) -> async_graphql::Error {
     }
 }
 
-/// Issues a token for the session the transaction now acts in.
+/// A token for `viewer`'s session.
 fn payload(
     scope: &RequestScope,
-    viewer: &guard::Viewer,
+    viewer: Viewer,
+    session: uuid::Uuid,
     expires_at: chrono::DateTime<chrono::FixedOffset>,
 ) -> GqlResult<AuthPayload> {
-    let actor = viewer.actor.as_ref().ok_or_else(ApiError::internal)?;
     let token = scope
         .app
         .tokens
         .issue(
-            actor.user.into_uuid(),
-            actor.tenant.into_uuid(),
-            actor.role.as_str(),
-            actor.session.into_uuid(),
+            viewer.user_id,
+            viewer.organization_id,
+            service::Role::from(viewer.role).as_str(),
+            session,
             expires_at,
         )
         .map_err(|e| ApiError::from(service::ServiceError::Unexpected(e)))?;
     Ok(AuthPayload {
         token,
         expires_at,
-        viewer: Viewer::of(actor, viewer.consent_required),
+        viewer,
     })
 }
 
 #[Object]
 impl AuthMutation {
     /// Exchanges an email and password for a token, in `organizationId` or
-    /// the user's first clinic. Wrong credentials are UNAUTHENTICATED (the
-    /// same for unknown emails); repeated failures per email or per client
-    /// address are RATE_LIMITED. Every refusal is audited.
+    /// the user's first clinic (a super admin must name one). Wrong
+    /// credentials are UNAUTHENTICATED (the same for unknown emails);
+    /// repeated failures per email or per client address are RATE_LIMITED.
+    /// Refusals within the limits are audited. Only as the sole operation of
+    /// its request.
     async fn login(
         &self,
         ctx: &Context<'_>,
@@ -92,86 +94,50 @@ impl AuthMutation {
     ) -> GqlResult<AuthPayload> {
         let scope = ctx.scope()?;
         let tx = scope.tx.as_ref();
-        let limiter = &scope.app.login_limiter;
-        let ip = scope.meta.ip;
-        if limiter.is_limited(&email, ip) {
-            service::auth::record_denied(tx, &email, "rate limited")
-                .await
-                .gql()?;
-            return Err(ApiError::from(service::ServiceError::RateLimited).into());
-        }
-        let Some(user) = service::auth::verify_credentials(tx, &email, &password)
-            .await
-            .gql()?
-        else {
-            limiter.record_failure(&email, ip);
-            service::auth::record_denied(tx, &email, "bad credentials")
-                .await
-                .gql()?;
-            return Err(ApiError::new("UNAUTHENTICATED", "invalid email or password").into());
-        };
-        guard::enter_as_user(tx, user)
-            .await
-            .map_err(|e| ApiError::from(service::ServiceError::Unexpected(e)))?;
-        let reachable = service::auth::organizations_of_current_user(tx)
-            .await
-            .gql()?;
-        let chosen = match organization_id {
-            Some(org) => reachable.into_iter().find(|(t, _)| t.into_uuid() == org),
-            None => reachable.into_iter().next(),
-        };
-        // A super admin belongs to no clinic: they name one, and every
-        // request of the session must name it again (the impersonation
-        // header); each is audited with them as impersonator.
-        let mut meta = scope.meta.clone();
-        let tenant = match (chosen, organization_id) {
-            (Some((tenant, _)), _) => tenant,
-            (None, Some(org)) if service::auth::is_super_admin(tx).await.gql()? => {
-                meta.impersonate = Some(org.into());
-                org.into()
-            }
-            _ => {
-                limiter.record_failure(&email, ip);
-                service::auth::record_denied(tx, &email, "no access to the clinic")
-                    .await
-                    .gql()?;
-                return Err(ApiError::new("UNAUTHENTICATED", "invalid email or password").into());
-            }
-        };
         let config = &scope.app.config;
+        let limits = AttemptLimits {
+            per_email: config.login_attempts_per_email,
+            per_ip: config.login_attempts_per_ip,
+        };
+        let credentials = Credentials {
+            email: &email,
+            password: &password,
+            organization: organization_id.map(Into::into),
+        };
         let client = Client {
-            ip,
+            ip: scope.meta.ip,
             user_agent: scope.meta.user_agent.clone(),
         };
         let ttl = chrono::Duration::minutes(i64::from(config.token_ttl_minutes));
-        let session = service::auth::open_session(tx, user, tenant, ttl, &client)
+        let opened = service::auth::login(tx, &scope.app.side, limits, credentials, ttl, &client)
             .await
             .gql()?;
-        let viewer = guard::begin_request(
-            tx,
-            user,
-            tenant,
-            session.id.into(),
-            &meta,
-            config.session_idle_minutes,
-        )
-        .await
-        .map_err(guard_error)?;
+        let who = SessionOf {
+            user: opened.user,
+            tenant: opened.tenant,
+            session: opened.session,
+            impersonate: opened.impersonate,
+        };
+        let viewer = guard::enter_session(tx, &scope.meta, who, config.session_idle_minutes)
+            .await
+            .map_err(guard_error)?;
         service::audit::record_event(
             tx,
             "LOGIN",
             "user_sessions",
-            Some(session.id),
+            Some(opened.session.into_uuid()),
             serde_json::Value::Null,
         )
         .await
         .gql()?;
-        limiter.clear(&email);
-        payload(scope, &viewer, session.expires_at)
+        let actor = viewer.actor.as_ref().ok_or_else(ApiError::internal)?;
+        let shown = Viewer::of(actor, viewer.consent_required);
+        payload(scope, shown, opened.session.into_uuid(), opened.expires_at)
     }
 
     /// Moves the caller's session to another clinic they belong to and
-    /// returns a token for it (NOT_FOUND when they may not act there).
+    /// returns a token for it (NOT_FOUND when they may not act there). The
+    /// old token stops working. Only as the sole operation of its request.
     async fn switch_organization(
         &self,
         ctx: &Context<'_>,
@@ -179,21 +145,24 @@ impl AuthMutation {
     ) -> GqlResult<AuthPayload> {
         let actor = ctx.actor()?.clone();
         let scope = ctx.scope()?;
-        let tx = scope.tx.as_ref();
-        let (_, session) = service::auth::switch_organization(tx, &actor, organization_id.into())
+        let switched = scope
+            .in_savepoint(async |tx| {
+                service::auth::switch_organization(tx, &actor, organization_id.into()).await
+            })
             .await
             .gql()?;
-        let viewer = guard::begin_request(
-            tx,
-            actor.user,
-            organization_id.into(),
-            actor.session,
-            &scope.meta,
-            scope.app.config.session_idle_minutes,
+        let shown = Viewer::switched(
+            &actor,
+            switched.role,
+            switched.organization,
+            scope.viewer.consent_required,
+        );
+        payload(
+            scope,
+            shown,
+            actor.session.into_uuid(),
+            switched.session.expires_at,
         )
-        .await
-        .map_err(guard_error)?;
-        payload(scope, &viewer, session.expires_at)
     }
 
     /// Ends the caller's session: its token stops working at once.

@@ -9,8 +9,13 @@
 
 use std::sync::Mutex;
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Request, ServerError};
+use std::collections::HashSet;
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet,
+};
+use async_graphql::{Name, Request, ServerError};
 
 use super::cache::WeighedLru;
 use super::inputs;
@@ -36,6 +41,11 @@ pub struct Prepared {
     pub request: Request,
     /// The selected operation is a mutation.
     pub is_mutation: bool,
+    /// The operation's root fields, through fragments (aliases count).
+    pub root_fields: usize,
+    /// It logs in, switches clinic or logs out: it changes who the request
+    /// acts as, so it must be alone in its request.
+    pub changes_context: bool,
     /// The query text and document to cache once the request has run
     /// without error (`None`: already cached, or not worth caching).
     cache_as: Option<(String, ExecutableDocument)>,
@@ -78,12 +88,21 @@ impl Preparation {
             }
         };
         inputs::check_values(&doc, &request.variables)?;
-        let is_mutation = operation_type(&doc, request.operation_name.as_deref())
-            == Some(OperationType::Mutation);
+        let operation = selected(&doc, request.operation_name.as_deref());
+        let is_mutation = operation.is_some_and(|op| op.ty == OperationType::Mutation);
+        let roots = operation
+            .map(|op| root_fields(&doc, &op.selection_set.node))
+            .unwrap_or_default();
+        let changes_context = is_mutation
+            && roots
+                .iter()
+                .any(|name| CONTEXT_CHANGING.contains(&name.as_str()));
         request.set_parsed_query(doc);
         Ok(Prepared {
             request,
             is_mutation,
+            root_fields: roots.len(),
+            changes_context,
             cache_as,
         })
     }
@@ -112,15 +131,49 @@ impl Preparation {
     }
 }
 
-/// The type of the operation a request selects (by name, or the only one).
-fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
-    use async_graphql::parser::types::DocumentOperations;
+/// Mutations that change who the request acts as.
+const CONTEXT_CHANGING: [&str; 3] = ["login", "switchOrganization", "logout"];
+
+/// The operation a request selects (by name, or the only one).
+fn selected<'a>(
+    doc: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
     match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
+            ops.values().next().map(|op| &op.node)
         }
         (DocumentOperations::Multiple(_), None) => None,
     }
+}
+
+/// The names of a selection set's fields, looking through fragments (each
+/// once, so a fragment cycle cannot loop).
+fn root_fields(doc: &ExecutableDocument, set: &SelectionSet) -> Vec<Name> {
+    fn walk(
+        doc: &ExecutableDocument,
+        set: &SelectionSet,
+        seen: &mut HashSet<Name>,
+        out: &mut Vec<Name>,
+    ) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => out.push(f.node.name.node.clone()),
+                Selection::InlineFragment(f) => walk(doc, &f.node.selection_set.node, seen, out),
+                Selection::FragmentSpread(s) => {
+                    let name = &s.node.fragment_name.node;
+                    if let Some(f) = doc.fragments.get(name)
+                        && seen.insert(name.clone())
+                    {
+                        walk(doc, &f.node.selection_set.node, seen, out);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, set, &mut HashSet::new(), &mut out);
+    out
 }

@@ -432,7 +432,7 @@ async fn a_super_admin_reads_a_clinic_only_through_an_audited_impersonation() {
     assert_eq!(error_codes(&res), vec!["UNAUTHENTICATED"], "{res}");
     assert!(res["data"].is_null(), "{res}");
 
-    // A super admin names a clinic to log in at all.
+    // A super admin names a clinic to log in at all, and is told so.
     let res = app
         .graphql(
             None,
@@ -440,7 +440,11 @@ async fn a_super_admin_reads_a_clinic_only_through_an_audited_impersonation() {
             json!({ "e": "support@caregate.example", "p": crate::support::app::DEMO_PASSWORD }),
         )
         .await;
-    assert_eq!(error_codes(&res), vec!["UNAUTHENTICATED"], "{res}");
+    assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{res}");
+    assert_eq!(
+        res["errors"][0]["extensions"]["field"], "organizationId",
+        "{res}"
+    );
     assert!(res["data"].is_null(), "{res}");
 
     // The header gives nothing to someone who is not a super admin.

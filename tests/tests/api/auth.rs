@@ -535,9 +535,10 @@ async fn repeated_failed_logins_are_rate_limited_even_with_the_right_password() 
         "no token when limited: {res}"
     );
 
-    // Every refusal is in the audit trail.
+    // Every checked refusal is in the audit trail; refusals beyond the
+    // limit are only logged, so a flood cannot fill the trail.
     let denied = denials(&app, email).await;
-    assert!(denied.len() >= 4, "{denied:?}");
+    assert_eq!(denied.len(), 3, "{denied:?}");
 
     // The limit is per email: someone else still logs in.
     let other = login(&app, "admin@northside.example", DEMO_PASSWORD, None).await;

@@ -17,3 +17,4 @@ mod limits;
 mod pool;
 mod proxies;
 mod schema;
+mod security;

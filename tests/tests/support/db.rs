@@ -118,6 +118,8 @@ pub struct TestDb {
     pub name: String,
     /// URL as the owner (migrations, fixtures).
     pub owner_url: String,
+    /// Dropped with this value (false: another value owns the database).
+    owned: bool,
 }
 
 impl TestDb {
@@ -132,6 +134,16 @@ impl TestDb {
         Self {
             name: String::new(),
             owner_url: String::new(),
+            owned: false,
+        }
+    }
+
+    /// The same database as `other`, which stays its owner.
+    pub fn borrowed(other: &TestDb) -> Self {
+        Self {
+            name: other.name.clone(),
+            owner_url: other.owner_url.clone(),
+            owned: false,
         }
     }
 
@@ -164,10 +176,20 @@ impl TestDb {
                 Err(e) => panic!("creating a test database: {e}"),
             }
         }
+        // A clone does not inherit its template's database privileges: made
+        // the way the migrations leave a database, nobody may create
+        // temporary objects in it.
+        admin
+            .execute(q(format!(
+                "REVOKE TEMPORARY ON DATABASE {name} FROM PUBLIC"
+            )))
+            .await
+            .expect("revoking TEMPORARY");
         admin.close().await;
         Self {
             owner_url: url_of(admin_url().await, &name),
             name,
+            owned: true,
         }
     }
 
@@ -202,7 +224,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if self.name.is_empty() {
+        if !self.owned {
             return;
         }
         let name = self.name.clone();

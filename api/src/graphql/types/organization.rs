@@ -10,7 +10,23 @@ use super::enums::{Role, SubscriptionStatus};
 use crate::error::{ApiError, GqlResult};
 use crate::graphql::scope::ScopeExt;
 
-pub struct Organization(pub organization::Model);
+/// A clinic. `staff` says whether the caller is staff there, when that is
+/// not the request's own role (a switch answers about the clinic it moved
+/// to).
+pub struct Organization(pub organization::Model, pub Option<bool>);
+
+impl Organization {
+    pub fn of(row: organization::Model) -> Self {
+        Self(row, None)
+    }
+
+    fn staff(&self, ctx: &Context<'_>) -> GqlResult<bool> {
+        match self.1 {
+            Some(staff) => Ok(staff),
+            None => Ok(ctx.actor()?.role.is_staff()),
+        }
+    }
+}
 
 #[Object]
 impl Organization {
@@ -33,11 +49,11 @@ impl Organization {
     }
     /// Active memberships (staff only; null for patients and proxies).
     async fn member_count(&self, ctx: &Context<'_>) -> GqlResult<Option<i32>> {
-        Ok(ctx.actor()?.role.is_staff().then_some(self.0.member_count))
+        Ok(self.staff(ctx)?.then_some(self.0.member_count))
     }
     /// Open and discharged charts (staff only; null for patients and proxies).
     async fn patient_count(&self, ctx: &Context<'_>) -> GqlResult<Option<i32>> {
-        Ok(ctx.actor()?.role.is_staff().then_some(self.0.patient_count))
+        Ok(self.staff(ctx)?.then_some(self.0.patient_count))
     }
 }
 
@@ -73,6 +89,10 @@ pub struct Viewer {
     pub user_id: Uuid,
     #[graphql(skip)]
     pub organization_id: Uuid,
+    /// The clinic, already read (a switch reads it before its context
+    /// exists).
+    #[graphql(skip)]
+    pub organization: Option<organization::Model>,
 }
 
 #[ComplexObject]
@@ -88,7 +108,13 @@ impl Viewer {
     }
 
     async fn organization(&self, ctx: &Context<'_>) -> GqlResult<Organization> {
-        load_organization(ctx, self.organization_id).await
+        match &self.organization {
+            Some(row) => Ok(Organization(
+                row.clone(),
+                Some(service::Role::from(self.role).is_staff()),
+            )),
+            None => load_organization(ctx, self.organization_id).await,
+        }
     }
 }
 
@@ -98,7 +124,7 @@ pub async fn load_organization(ctx: &Context<'_>, id: Uuid) -> GqlResult<Organiz
         .one(scope.tx.as_ref())
         .await
         .map_err(|e| ApiError::from(service::ServiceError::from_db(e, "loading the clinic")))?
-        .map(Organization)
+        .map(Organization::of)
         .ok_or_else(|| ApiError::new("NOT_FOUND", "not found").into())
 }
 
@@ -110,6 +136,24 @@ impl Viewer {
             consent_required,
             user_id: actor.user.into_uuid(),
             organization_id: actor.tenant.into_uuid(),
+            organization: None,
+        }
+    }
+
+    /// The caller after moving their session to `organization`.
+    pub fn switched(
+        actor: &service::Actor,
+        role: service::Role,
+        organization: organization::Model,
+        consent_required: bool,
+    ) -> Self {
+        Self {
+            role: role.into(),
+            impersonating: false,
+            consent_required,
+            user_id: actor.user.into_uuid(),
+            organization_id: organization.id,
+            organization: Some(organization),
         }
     }
 }
