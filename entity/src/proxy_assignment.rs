@@ -28,7 +28,8 @@ pub struct Model {
     pub id: Uuid,
     pub organization_id: Uuid,
     pub patient_id: Uuid,
-    pub proxy_user_id: Uuid,
+    /// NULL while the grant is a pending invitation.
+    pub proxy_user_id: Option<Uuid>,
     pub relationship: ProxyRelationship,
     pub can_view_profile: bool,
     pub can_view_appointments: bool,
@@ -43,6 +44,10 @@ pub struct Model {
     pub revoked_by: Option<Uuid>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+    /// The email the clinic typed when granting (lower-case).
+    pub invited_email: Option<String>,
+    /// When the invited person accepted a pending grant.
+    pub accepted_at: Option<DateTimeWithTimeZone>,
 }
 
 /// `ProxyUser`, `GrantedBy` and `RevokedBy` all point at `users`, so none

@@ -43,6 +43,14 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE CREATE ON SCHEMA public, app FROM caregate_app;
 
 -- 3. The request context.
+
+-- Whether the user holds a pending proxy invitation at the clinic (which
+-- lets them in with an empty scope to accept it). None exist yet; the
+-- invitations migration gives this its body.
+CREATE FUNCTION app.has_pending_invitation(p_user uuid, p_tenant uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$ SELECT false $$;
+REVOKE ALL ON FUNCTION app.has_pending_invitation(uuid, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.has_pending_invitation(uuid, uuid) TO caregate_definer;
 DROP FUNCTION app.begin_request(uuid, uuid, uuid, text, inet, text, integer, boolean);
 DROP FUNCTION app.begin_login(uuid);
 DROP FUNCTION app.begin_anonymous(text, inet, text);
@@ -151,7 +159,8 @@ BEGIN
           AND (a.expires_at IS NULL OR a.expires_at > now())
           AND p.deleted_at IS NULL;
 
-        IF cardinality(own) = 0 AND scope.grants = 0 THEN
+        IF cardinality(own) = 0 AND scope.grants = 0
+           AND NOT app.has_pending_invitation(p_user, p_tenant) THEN
             RAISE EXCEPTION 'NOT_A_MEMBER' USING ERRCODE = 'invalid_authorization_specification';
         END IF;
         m_role := 'PORTAL';

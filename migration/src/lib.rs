@@ -67,6 +67,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0009_request_context",
     "0010_idempotency",
     "0011_hardening",
+    "0012_proxy_invitations",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

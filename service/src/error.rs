@@ -57,7 +57,9 @@ impl ConflictReason {
             "providers_npi_key" => Self::DuplicateNpi,
             "patients_mrn_key" => Self::DuplicateMrn,
             "payer_authorizations_number_key" => Self::DuplicateAuthorization,
-            "proxy_assignments_active_key" => Self::ProxyAlreadyGranted,
+            "proxy_assignments_active_key" | "proxy_assignments_pending_key" => {
+                Self::ProxyAlreadyGranted
+            }
             "user_consents_user_id_document_id_key" => Self::ConsentAlreadySigned,
             _ => return None,
         })

@@ -32,9 +32,16 @@ pub struct NewGrant {
     pub expires_at: Option<DateTime<FixedOffset>>,
 }
 
-/// Grants a user proxy access to a patient (clinic ADMIN or STAFF). The
-/// user must already have a caregate login. One live grant per proxy and
-/// patient (`PROXY_ALREADY_GRANTED`: revoke, then grant anew to change it).
+/// Grants proxy access to a patient by email (clinic ADMIN or STAFF).
+///
+/// Someone already tied to the clinic (a member, a chart holder, an
+/// accepted proxy) gets the grant at once. Anyone else — a caregate user of
+/// another clinic or an email caregate does not know — gets a pending
+/// invitation, answered exactly alike: the clinic sees only the email it
+/// typed, learns nothing of whether or where the person uses caregate, and
+/// the grant reaches the patient only once the person accepts it after
+/// logging in. One live grant (or invitation) per proxy and patient
+/// (`PROXY_ALREADY_GRANTED`: revoke, then grant anew to change it).
 pub async fn grant(
     tx: &Tx,
     actor: &Actor,
@@ -61,14 +68,14 @@ pub async fn grant(
         Some(row) => row.try_get("", "id").context("id")?,
         None => None,
     };
-    let proxy_user = proxy_user
-        .ok_or_else(|| ServiceError::invalid("proxyEmail", "no caregate user has this email"))?;
     let f = input.flags;
     let model = proxy_assignment::ActiveModel {
         id: Set(new_id()),
         organization_id: Set(patient.organization_id),
         patient_id: Set(patient.id),
         proxy_user_id: Set(proxy_user),
+        invited_email: Set(Some(input.proxy_email.as_ref().to_lowercase())),
+        accepted_at: Set(None),
         relationship: Set(input.relationship),
         can_view_profile: Set(f.can_view_profile),
         can_view_appointments: Set(f.can_view_appointments),
@@ -84,6 +91,75 @@ pub async fn grant(
         .insert(tx)
         .await
         .map_err(|e| ServiceError::from_db(e, "granting proxy access"))
+}
+
+/// A pending invitation to the signed-in user.
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    pub id: uuid::Uuid,
+    pub organization_id: uuid::Uuid,
+    pub organization_name: String,
+    pub relationship: ProxyRelationship,
+    pub granted_at: DateTime<FixedOffset>,
+    pub expires_at: Option<DateTime<FixedOffset>>,
+}
+
+/// The signed-in user's pending proxy invitations, at every clinic.
+pub async fn my_invitations(tx: &Tx) -> ServiceResult<Vec<Invitation>> {
+    let rows = tx
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id, organization_id, organization_name, relationship, granted_at, expires_at \
+             FROM app.my_proxy_invitations()",
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "listing proxy invitations"))?;
+    rows.into_iter()
+        .map(|r| {
+            let relationship: String = r.try_get("", "relationship").context("relationship")?;
+            Ok(Invitation {
+                id: r.try_get("", "id").context("id")?,
+                organization_id: r
+                    .try_get("", "organization_id")
+                    .context("organization_id")?,
+                organization_name: r
+                    .try_get("", "organization_name")
+                    .context("organization_name")?,
+                relationship: serde_json::from_value(serde_json::Value::String(relationship))
+                    .context("relationship")?,
+                granted_at: r.try_get("", "granted_at").context("granted_at")?,
+                expires_at: r.try_get("", "expires_at").context("expires_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Accepts a pending invitation to the signed-in user: the grant becomes
+/// theirs, and reaches the patient from their next request in that clinic
+/// (`switchOrganization`). NOT_FOUND when there is no such invitation for
+/// them.
+pub async fn accept_invitation(tx: &Tx, id: uuid::Uuid) -> ServiceResult<Invitation> {
+    let pending = my_invitations(tx)
+        .await?
+        .into_iter()
+        .find(|i| i.id == id)
+        .ok_or(ServiceError::NotFound)?;
+    let accepted = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT app.accept_proxy_invitation($1) AS organization_id",
+            [id.into()],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "accepting a proxy invitation"))?;
+    let clinic: Option<uuid::Uuid> = match accepted {
+        Some(row) => row
+            .try_get("", "organization_id")
+            .context("organization_id")?,
+        None => None,
+    };
+    clinic.ok_or(ServiceError::NotFound)?;
+    Ok(pending)
 }
 
 /// Ends a grant at once (soft: the row keeps who revoked it and when).

@@ -23,7 +23,7 @@ use super::types::patient::{
     ContactMethod, ContactMethodInput, EnrollPatientInput, Patient, UpdatePatientInput,
 };
 use super::types::provider::{CreateProviderInput, Provider};
-use super::types::proxy::{GrantProxyAccessInput, ProxyAssignment};
+use super::types::proxy::{GrantProxyAccessInput, ProxyAssignment, ProxyInvitation};
 use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::guard::{self, GuardError, SessionOf};
 
@@ -405,8 +405,12 @@ pub struct ProxyMutation;
 
 #[Object]
 impl ProxyMutation {
-    /// Lets a user act for a patient within the given permissions (clinic
-    /// ADMIN or STAFF), until `expiresAt` or revocation.
+    /// Lets a person act for a patient within the given permissions (clinic
+    /// ADMIN or STAFF), until `expiresAt` or revocation. Someone already
+    /// tied to the clinic gets it at once; anyone else gets a pending
+    /// invitation (`pending: true`, only the email typed is shown), answered
+    /// the same whether or not the email is a caregate user's, which they
+    /// accept after logging in (`acceptProxyInvitation`).
     async fn grant_proxy_access(
         &self,
         ctx: &Context<'_>,
@@ -443,6 +447,23 @@ impl ProxyMutation {
         })
         .await?;
         Ok(ProxyAssignment(row))
+    }
+
+    /// Accepts a proxy invitation addressed to the caller's email (see
+    /// `myProxyInvitations`); it reaches the patient from the caller's next
+    /// request in that clinic (`switchOrganization` to it). NOT_FOUND when
+    /// there is no such pending invitation for the caller.
+    async fn accept_proxy_invitation(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> GqlResult<ProxyInvitation> {
+        ctx.actor()?;
+        let accepted = in_savepoint(ctx, async |tx| {
+            service::proxies::accept_invitation(tx, id).await
+        })
+        .await?;
+        Ok(ProxyInvitation::from(accepted))
     }
 }
 

@@ -12,6 +12,7 @@ use super::types::consent::{ConsentDocument, UserConsent};
 use super::types::organization::{Organization, Viewer, load_organization};
 use super::types::patient::{self, Patient, PatientConnection, PatientFilter, PatientTotal};
 use super::types::provider::{self, Provider, ProviderConnection, ProviderFilter, ProviderTotal};
+use super::types::proxy::ProxyInvitation;
 use crate::error::{GqlResult, IntoGql};
 
 #[derive(MergedObject, Default)]
@@ -39,6 +40,15 @@ impl ViewerQuery {
     async fn organization(&self, ctx: &Context<'_>) -> GqlResult<Organization> {
         let actor = ctx.actor()?;
         load_organization(ctx, actor.tenant.into_uuid()).await
+    }
+
+    /// Proxy invitations addressed to the caller's email, at any clinic,
+    /// awaiting acceptance (`acceptProxyInvitation`).
+    async fn my_proxy_invitations(&self, ctx: &Context<'_>) -> GqlResult<Vec<ProxyInvitation>> {
+        ctx.actor()?;
+        let scope = ctx.scope()?;
+        let found = service::proxies::my_invitations(&scope.tx).await.gql()?;
+        Ok(found.into_iter().map(ProxyInvitation::from).collect())
     }
 }
 

@@ -14,7 +14,9 @@ const SCHEDULE: &str = "mutation($i: ScheduleAppointmentInput!) { scheduleAppoin
     id status startsAt patient { mrn } provider { name } } }";
 const GRANT: &str = "mutation($i: GrantProxyAccessInput!) { grantProxyAccess(input: $i) {
     id relationship canViewProfile canViewAppointments canScheduleAppointments canViewBilling
-    isActive revokedAt proxyUser { email } } }";
+    isActive pending invitedEmail revokedAt proxyUser { email } } }";
+const ACCEPT: &str =
+    "mutation($id: UUID!) { acceptProxyInvitation(id: $id) { id organizationName } }";
 const REVOKE: &str =
     "mutation($id: UUID!) { revokeProxyAccess(id: $id) { id revokedAt isActive } }";
 const PROXIES: &str = "query($p: UUID!) { patient(id: $p) { proxies {
@@ -384,11 +386,29 @@ async fn each_flag_opens_only_its_own_part_of_the_chart() {
     assert_eq!(grant["canScheduleAppointments"], false);
     assert_eq!(grant["canViewBilling"], false);
     assert_eq!(grant["relationship"], "CAREGIVER");
-    assert_eq!(grant["isActive"], true);
-    assert_eq!(grant["proxyUser"]["email"], email);
+    // Ravi has no tie to the clinic yet: an invitation, showing only the
+    // email typed, until he accepts it.
+    assert_eq!(grant["pending"], true, "{res}");
+    assert_eq!(grant["isActive"], false);
+    assert!(grant["proxyUser"].is_null(), "{res}");
+    assert_eq!(grant["invitedEmail"], email);
     let grant_id = grant["id"].clone();
 
     let proxy = app.login_as(email).await;
+    let res = app
+        .graphql(Some(&proxy), "{ patients { totalCount } }", json!({}))
+        .await;
+    assert_eq!(
+        res["data"]["patients"]["totalCount"], 0,
+        "nothing before accepting: {res}"
+    );
+    let res = app
+        .graphql(Some(&proxy), ACCEPT, json!({ "id": grant_id }))
+        .await;
+    assert_eq!(
+        res["data"]["acceptProxyInvitation"]["organizationName"], "Northside Family Clinic",
+        "{res}"
+    );
     let res = app
         .graphql(
             Some(&proxy),
@@ -837,4 +857,123 @@ async fn a_proxy_sees_the_clinic_but_not_its_counts() {
     let staff = app.login_as("admin@lakeside.example").await;
     let res = app.graphql(Some(&staff), query, json!({})).await;
     assert_eq!(res["data"]["organization"]["patientCount"], 6, "{res}");
+}
+
+/// A grant's answer with what differs between any two grants (ids, times)
+/// taken out.
+fn shape(grant: &Value) -> Value {
+    let mut g = grant.clone();
+    g["id"] = json!("[id]");
+    g["invitedEmail"] = json!("[email]");
+    g
+}
+
+#[tokio::test]
+async fn granting_to_an_unknown_email_and_to_another_clinics_user_answers_alike() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let sofia = patient(&owner, "NS-0002").await;
+    let staff = app.login_as("frontdesk@northside.example").await;
+    let grant = async |email: &str| {
+        app.graphql(
+            Some(&staff),
+            GRANT,
+            json!({ "i": { "patientId": sofia, "proxyEmail": email, "canViewProfile": true } }),
+        )
+        .await
+    };
+    let unknown = grant("nobody-at-all@example.com").await;
+    let elsewhere = grant("admin@lakeside.example").await;
+    let (u, e) = (
+        &unknown["data"]["grantProxyAccess"],
+        &elsewhere["data"]["grantProxyAccess"],
+    );
+    assert!(unknown["errors"].is_null(), "{unknown}");
+    assert_eq!(shape(u), shape(e), "the answers tell the two apart");
+    assert_eq!(u["pending"], true);
+    assert!(
+        e["proxyUser"].is_null(),
+        "no name of someone without a tie: {elsewhere}"
+    );
+    assert_eq!(e["invitedEmail"], "admin@lakeside.example");
+
+    // Nor does the patient's grant list tell them apart.
+    let res = app
+        .graphql(Some(&staff), PROXIES, json!({ "p": sofia }))
+        .await;
+    let text = res.to_string();
+    assert!(!text.contains("Lakeside"), "{res}");
+
+    // The invited person sees the clinic, not the patient, and accepts.
+    let lakeside_admin = app.login_as("admin@lakeside.example").await;
+    let res = app
+        .graphql(
+            Some(&lakeside_admin),
+            "{ myProxyInvitations { id organizationName relationship } }",
+            json!({}),
+        )
+        .await;
+    let invitations = res["data"]["myProxyInvitations"]
+        .as_array()
+        .expect("a list")
+        .clone();
+    assert_eq!(invitations.len(), 1, "{res}");
+    assert_eq!(
+        invitations[0]["organizationName"],
+        "Northside Family Clinic"
+    );
+    assert!(!res.to_string().contains("Sofia"), "{res}");
+
+    // Nobody else can accept it.
+    let other = app.login_as("frontdesk@lakeside.example").await;
+    let res = app
+        .graphql(Some(&other), ACCEPT, json!({ "id": invitations[0]["id"] }))
+        .await;
+    assert_eq!(error_codes(&res), vec!["NOT_FOUND"], "{res}");
+
+    let res = app
+        .graphql(
+            Some(&lakeside_admin),
+            ACCEPT,
+            json!({ "id": invitations[0]["id"] }),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    // Now tied to Northside as Sofia's proxy: switching there shows her.
+    let northside = org(&owner, "northside").await;
+    let res = app
+        .graphql(
+            Some(&lakeside_admin),
+            "mutation($o: UUID!) { switchOrganization(organizationId: $o) { token viewer { role } } }",
+            json!({ "o": northside }),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["switchOrganization"]["viewer"]["role"], "PORTAL",
+        "{res}"
+    );
+    let token = res["data"]["switchOrganization"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .graphql(
+            Some(&token),
+            "query($p: UUID!) { patient(id: $p) { firstName } }",
+            json!({ "p": sofia }),
+        )
+        .await;
+    // The HIPAA notice comes first for a new portal user; the grant itself
+    // reaches her.
+    let reached = res["data"]["patient"]["firstName"] == "Sofia"
+        || error_codes(&res) == vec!["FORBIDDEN"]
+            && first_error(&res)["reason"] == "CONSENT_REQUIRED";
+    assert!(reached, "{res}");
+    let res = app
+        .graphql(Some(&staff), PROXIES, json!({ "p": sofia }))
+        .await;
+    assert!(
+        res.to_string().contains("admin@lakeside.example"),
+        "accepted: the clinic sees who: {res}"
+    );
 }
