@@ -124,13 +124,26 @@ async fn serve(config: Config, owner_url: &str, private: bool) -> anyhow::Result
         .await
         .with_context(|| format!("listening on {}", config.listen_addr))?;
     let (ttl, idle) = (config.token_ttl_minutes, config.session_idle_minutes);
+    let graphiql = config.graphiql_enabled();
+    let metrics = match config.metrics_listen_addr {
+        Some(addr) => Some(addr.to_string()),
+        None => {
+            (config.environment == crate::config::Environment::Development).then_some(String::new())
+        }
+    };
     let server = Server::build(config, owner_url, listener).await?;
     let addr = server.local_addr()?;
     println!("caregate listening on http://{addr}");
-    println!("  GraphiQL:  http://{addr}/graphql");
-    println!(
-        "  health:    http://{addr}/healthz   readiness: http://{addr}/readyz   metrics: http://{addr}/metrics"
-    );
+    if graphiql {
+        println!("  GraphiQL:  http://{addr}/graphql (in a browser)");
+    }
+    println!("  GraphQL:   POST (or GET, for queries) http://{addr}/graphql");
+    println!("  health:    http://{addr}/healthz   readiness: http://{addr}/readyz");
+    match metrics.as_deref() {
+        Some("") => println!("  metrics:   http://{addr}/metrics"),
+        Some(other) => println!("  metrics:   http://{other}/metrics"),
+        None => {}
+    }
     if private {
         print_demo_tokens(owner_url, &server.state.tokens, ttl, idle).await;
     }

@@ -154,6 +154,16 @@ pub struct Config {
     #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub body_read_timeout_ms: u64,
 
+    /// A response the client does not read for this many milliseconds
+    /// (a stalled or deliberately slow reader) closes its connection.
+    #[arg(long, env = "RESPONSE_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub response_write_timeout_ms: u64,
+
+    /// Most client connections open at once; beyond it, new ones wait in
+    /// the listen queue until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
     /// On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish
     /// for at most this many milliseconds, then close every connection (an
     /// unfinished request's transaction is rolled back).
@@ -299,6 +309,8 @@ impl Config {
             ("BODY_READ_TIMEOUT_MS", self.body_read_timeout_ms),
             ("DB_ACQUIRE_TIMEOUT_MS", self.db_acquire_timeout_ms),
             ("READINESS_TIMEOUT_MS", self.readiness_timeout_ms),
+            ("RESPONSE_WRITE_TIMEOUT_MS", self.response_write_timeout_ms),
+            ("MAX_CONNECTIONS", self.max_connections as u64),
         ] {
             anyhow::ensure!(ms > 0, "{name} must be > 0");
         }

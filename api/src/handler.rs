@@ -1,16 +1,18 @@
-//! The GraphQL request handler: verify the token -> open the request's
-//! transaction with its context (the guard) -> put the request's scope and
-//! loaders on the request -> execute -> write the READ audit events ->
-//! commit. Every response carries the request id.
+//! The GraphQL request handler: read the request (`wire`) -> prepare its
+//! operations (persisted documents, limits, input checks) -> verify the
+//! token -> open the request's transaction with its context (the guard) ->
+//! claim its idempotency key -> put the request's scope and loaders on the
+//! request -> execute -> write the READ audit events -> store the answer
+//! for its idempotency key -> commit. Every response carries the request id
+//! and is JSON, in the format the client accepts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response, ServerError};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
-use axum::extract::{ConnectInfo, FromRequest, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use service::domain::TenantId;
 use service::idempotency::{self, Claim, IdempotencyKey};
@@ -23,12 +25,16 @@ use crate::graphql::prepare::Prepared;
 use crate::graphql::scope::RequestScope;
 use crate::guard::{self, GuardError, RequestMeta};
 use crate::server::AppState;
+use crate::wire;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// A super admin names the clinic to act in (an audited impersonation).
 pub const IMPERSONATE_HEADER: &str = "x-caregate-impersonate";
 /// A client's key for retrying a mutation safely.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Requests whose documents are longer than this (in all) are prepared
+/// and run a few at a time.
+const LARGE_DOCUMENT_BYTES: usize = 16 * 1024;
 /// Set on an answer replayed for a retried idempotency key.
 pub const IDEMPOTENT_REPLAY_HEADER: &str = "idempotent-replayed";
 
@@ -56,49 +62,74 @@ fn with_request_id(
     resp
 }
 
+/// `/graphql`, every method: POST runs operations (one, or a batch as an
+/// array); GET runs queries from the query string, or serves GraphiQL to a
+/// browser (`Accept: text/html`) where it is enabled; anything else is 405.
 pub async fn graphql(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
-    let headers = request.headers().clone();
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let id = request_id(&headers);
+    let format = wire::Format::of(&headers);
     let span = tracing::info_span!("request", request_id = %id);
-    // The whole body must arrive within the limit: a client that sends it
-    // a byte at a time does not hold a connection (and a worker) for long.
-    let limit = Duration::from_millis(state.config.body_read_timeout_ms);
-    let shape = Shape::Single;
-    let batch = match tokio::time::timeout(
-        limit,
-        <GraphQLBatchRequest as FromRequest<AppState>>::from_request(request, &state),
-    )
-    .instrument(span.clone())
-    .await
-    {
-        Ok(Ok(batch)) => batch.into_inner(),
-        Ok(Err(rejection)) => {
-            let rejection: async_graphql_axum::rejection::GraphQLRejection = rejection;
-            let _enter = span.enter();
-            tracing::info!(error = %rejection.0, "unreadable request");
-            return Refusal::bad_input(format!("the request cannot be read: {}", rejection.0))
-                .into_response(shape, &id);
+    let method = if parts.method == Method::GET {
+        if wire::wants_html(&headers) && state.config.graphiql_enabled() {
+            return crate::server::graphiql_page().await.into_response();
         }
-        Err(_) => {
-            return Refusal {
-                reason: Some("BODY_TIMEOUT"),
-                ..Refusal::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "BAD_USER_INPUT",
-                    "the request body did not arrive in time",
-                    "rejected",
-                )
+        Via::Get
+    } else if parts.method == Method::POST {
+        Via::Post
+    } else {
+        return Refusal {
+            allow: Some("GET, POST"),
+            ..Refusal::unreadable(wire::Unreadable {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                reason: "METHOD_NOT_ALLOWED",
+                message: "use POST (or GET for queries)".to_owned(),
+            })
+        }
+        .into_response(Shape::Single, format, &id);
+    };
+    let read = match method {
+        Via::Get => wire::read_get(parts.uri.query()),
+        Via::Post => {
+            // The whole body must arrive within the limit: a client that
+            // sends it a byte at a time does not hold a connection (and a
+            // worker) for long.
+            let limit = Duration::from_millis(state.config.body_read_timeout_ms);
+            let reading = wire::read_post(&headers, body, state.config.max_body_bytes);
+            match tokio::time::timeout(limit, reading).await {
+                Ok(read) => read,
+                Err(_) => Err(wire::Unreadable {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    reason: "BODY_TIMEOUT",
+                    message: "the request body did not arrive in time".to_owned(),
+                }),
             }
-            .into_response(shape, &id);
         }
     };
-    handle(state, addr, headers, batch, id)
+    let batch = match read {
+        Ok(batch) => batch,
+        Err(unreadable) => {
+            let _enter = span.enter();
+            tracing::info!(reason = unreadable.reason, message = %unreadable.message, "unreadable request");
+            state.metrics.observe("", "rejected", Duration::ZERO);
+            return Refusal::unreadable(unreadable).into_response(Shape::Single, format, &id);
+        }
+    };
+    handle(state, addr, headers, batch, method, format, id)
         .instrument(span)
         .await
+}
+
+/// How the operations arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Get,
+    Post,
 }
 
 /// Why a request was answered without a result.
@@ -111,6 +142,8 @@ struct Refusal {
     outcome: &'static str,
     /// Seconds after which a retry may succeed (`Retry-After`).
     retry_after: Option<u32>,
+    /// The methods to use instead (`Allow`, with 405).
+    allow: Option<&'static str>,
 }
 
 impl Refusal {
@@ -127,6 +160,14 @@ impl Refusal {
             message: message.into(),
             outcome,
             retry_after: None,
+            allow: None,
+        }
+    }
+
+    fn unreadable(u: wire::Unreadable) -> Self {
+        Self {
+            reason: Some(u.reason),
+            ..Self::new(u.status, "BAD_USER_INPUT", u.message, "rejected")
         }
     }
 
@@ -189,8 +230,14 @@ impl Refusal {
     }
 
     /// The answer: the request's shape (one error per operation of a batch,
-    /// so batching clients keep the code), the request id, `Retry-After`.
-    fn into_response(self, shape: Shape, request_id: &str) -> axum::response::Response {
+    /// so batching clients keep the code), the request id, `Retry-After`,
+    /// `Allow`.
+    fn into_response(
+        self,
+        shape: Shape,
+        format: wire::Format,
+        request_id: &str,
+    ) -> axum::response::Response {
         let error = || {
             let mut e = ApiError::new(self.code, self.message.clone());
             e.reason = self.reason;
@@ -199,16 +246,72 @@ impl Refusal {
             body
         };
         let body = match shape {
-            Shape::Single => BatchResponse::Single(error()),
-            Shape::Batch(n) => BatchResponse::Batch((0..n.max(1)).map(|_| error()).collect()),
+            // An empty batch has no operation to answer for: one error.
+            Shape::Single | Shape::Batch(0) => BatchResponse::Single(error()),
+            Shape::Batch(n) => BatchResponse::Batch((0..n).map(|_| error()).collect()),
         };
-        let mut resp = (self.status, GraphQLResponse::from(body)).into_response();
+        let mut resp = render(self.status, &body, format, true);
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(allow) = self.allow {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         with_request_id(resp, request_id)
     }
+}
+
+/// A response body as JSON in `format`. A request error (nothing ran: the
+/// single response has no data and its errors no path) answered as
+/// `application/graphql-response+json` is a 400 without a `data` entry, as
+/// that media type says; as `application/json` it keeps the status given.
+fn render(
+    status: StatusCode,
+    body: &BatchResponse,
+    format: wire::Format,
+    refused: bool,
+) -> axum::response::Response {
+    let mut value = serde_json::to_value(body).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "serializing a response");
+        serde_json::json!({ "errors": [{ "message": "internal error",
+                                         "extensions": { "code": "INTERNAL" } }] })
+    });
+    let mut status = status;
+    if format == wire::Format::GraphqlResponse {
+        let request_error = |r: &Response| {
+            r.data == async_graphql::Value::Null
+                && !r.errors.is_empty()
+                && r.errors.iter().all(|e| e.path.is_empty())
+        };
+        match body {
+            BatchResponse::Single(r) if request_error(r) => {
+                if let Some(obj) = value.as_object_mut() {
+                    obj.remove("data");
+                }
+                if status.is_success() {
+                    status = StatusCode::BAD_REQUEST;
+                }
+            }
+            BatchResponse::Batch(rs) if refused => {
+                for (r, v) in rs.iter().zip(value.as_array_mut().into_iter().flatten()) {
+                    if request_error(r)
+                        && let Some(obj) = v.as_object_mut()
+                    {
+                        obj.remove("data");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut resp = (status, value.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp
 }
 
 /// Whether the client sent one operation or a batch (an array).
@@ -222,8 +325,9 @@ enum Shape {
 enum Answer {
     /// The responses of its operations, committed.
     Executed(BatchResponse),
-    /// The stored answer of an earlier request with the same idempotency key.
-    Replayed(serde_json::Value),
+    /// The stored answer of an earlier request with the same idempotency key
+    /// (JSON text, as first sent).
+    Replayed(String),
 }
 
 async fn handle(
@@ -231,6 +335,8 @@ async fn handle(
     addr: SocketAddr,
     headers: HeaderMap,
     batch: BatchRequest,
+    via: Via,
+    format: wire::Format,
     id: String,
 ) -> axum::response::Response {
     let started = Instant::now();
@@ -239,22 +345,22 @@ async fn handle(
         BatchRequest::Single(_) => Shape::Single,
         BatchRequest::Batch(items) => Shape::Batch(items.len()),
     };
-    match run(&state, addr, &headers, batch, &id).await {
+    match run(&state, addr, &headers, batch, via, &id).await {
         Ok(Answer::Executed(response)) => {
             let outcome = if response.is_ok() { "ok" } else { "error" };
             state
                 .metrics
                 .observe(&operation, outcome, started.elapsed());
-            with_request_id(GraphQLResponse::from(response).into_response(), &id)
+            with_request_id(render(StatusCode::OK, &response, format, false), &id)
         }
         Ok(Answer::Replayed(body)) => {
             state
                 .metrics
                 .observe(&operation, "replayed", started.elapsed());
-            let mut resp = axum::Json(body).into_response();
+            let mut resp = body.into_response();
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/graphql-response+json"),
+                HeaderValue::from_static(format.content_type()),
             );
             resp.headers_mut()
                 .insert(IDEMPOTENT_REPLAY_HEADER, HeaderValue::from_static("true"));
@@ -264,7 +370,7 @@ async fn handle(
             state
                 .metrics
                 .observe(&operation, r.outcome, started.elapsed());
-            r.into_response(shape, &id)
+            r.into_response(shape, format, &id)
         }
     }
 }
@@ -282,6 +388,7 @@ async fn run(
     addr: SocketAddr,
     headers: &HeaderMap,
     batch: BatchRequest,
+    via: Via,
     id: &str,
 ) -> Result<Answer, Refusal> {
     let size = match &batch {
@@ -304,18 +411,6 @@ async fn run(
         ),
     };
 
-    let claims = match bearer(headers) {
-        Bearer::None => None,
-        Bearer::Token(token) => Some(state.tokens.verify(token).map_err(|err| {
-            tracing::info!(error = %err, "token refused");
-            Refusal::unauthenticated("invalid or expired token")
-        })?),
-        Bearer::Malformed => {
-            return Err(Refusal::unauthenticated(
-                "the Authorization header must be `Bearer <token>`",
-            ));
-        }
-    };
     let impersonate = match headers.get(IMPERSONATE_HEADER) {
         None => None,
         Some(v) => Some(
@@ -342,11 +437,50 @@ async fn run(
         impersonate,
     };
 
+    // Large documents take memory many times their size while parsed and
+    // validated: a few at a time, however many arrive (parsing is CPU-bound,
+    // so this costs no throughput on a machine of few cores).
+    let text_bytes: usize = batch.iter().map(|r| r.query.len()).sum();
+    let _large = if text_bytes > LARGE_DOCUMENT_BYTES {
+        Some(state.large_documents.acquire().await.map_err(|_| {
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "shutting down",
+                "unavailable",
+            )
+        })?)
+    } else {
+        None
+    };
     // Parsing and checking need no connection: a bad document never holds one.
     let (batch, prepared) = prepare(state, batch);
     let is_mutation = prepared
         .iter()
         .any(|p| p.as_ref().is_ok_and(|p| p.is_mutation));
+    // A key makes a request's answer replayable; it is for requests that
+    // change something, and only those (a stored query answer would outlive
+    // the access that allowed it).
+    let all_mutations = prepared.iter().flatten().all(|p| p.is_mutation);
+    if idempotency_key.is_some() && !all_mutations {
+        return Err(Refusal::bad_input(
+            "an Idempotency-Key goes with a request whose operations are all mutations",
+        ));
+    }
+    // GET is for reading: a mutation sent by GET (a link, a prefetch, a
+    // cache) is refused before anything runs.
+    if via == Via::Get && is_mutation {
+        return Err(Refusal {
+            allow: Some("POST"),
+            reason: Some("MUTATION_OVER_GET"),
+            ..Refusal::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "BAD_USER_INPUT",
+                "mutations are sent with POST",
+                "rejected",
+            )
+        });
+    }
     // Who the request acts as is set once; an operation that changes it
     // runs alone, so nothing else of the request is done or audited under
     // the wrong context.
@@ -356,6 +490,27 @@ async fn run(
             "login, switchOrganization and logout must each be the only operation of their request",
         ));
     }
+
+    // A login starts from nobody: a token the client still sends (an old
+    // one, say) plays no part in it.
+    let logs_in = prepared.len() == 1 && prepared.iter().flatten().all(|p| p.logs_in);
+    let claims = match bearer(headers) {
+        _ if logs_in => None,
+        Bearer::None => None,
+        Bearer::Token(token) => Some(state.tokens.verify(token).map_err(|err| {
+            tracing::info!(error = %err, "token refused");
+            Refusal::unauthenticated("invalid or expired token")
+        })?),
+        Bearer::Malformed => {
+            return Err(Refusal::unauthenticated(
+                "the Authorization header must be `Bearer <token>`",
+            ));
+        }
+    };
+    let meta = RequestMeta {
+        impersonate: meta.impersonate.filter(|_| !logs_in),
+        ..meta
+    };
 
     let (tx, viewer) = guard::open(
         &state.db,
@@ -377,12 +532,12 @@ async fn run(
     })?;
 
     // A key matters for requests that change something, by a signed-in user.
-    let idempotency_key = idempotency_key.filter(|_| is_mutation && viewer.actor.is_some());
+    let idempotency_key = idempotency_key.filter(|_| viewer.actor.is_some());
     if let Some(key) = &idempotency_key {
         let ttl = chrono::Duration::hours(i64::from(state.config.idempotency_ttl_hours));
         match idempotency::claim(&tx, key, &request_hash(&prepared), ttl).await {
             Ok(Claim::New) => {}
-            Ok(Claim::Replay(body)) => return Ok(Answer::Replayed(body)),
+            Ok(Claim::Replay { body, reads }) => return replay(tx, body, &reads).await,
             Ok(Claim::Mismatch) => {
                 return Err(Refusal {
                     reason: Some("IDEMPOTENCY_KEY_REUSED"),
@@ -433,11 +588,11 @@ async fn run(
         return Err(Refusal::not_committed());
     }
     if let Some(key) = &idempotency_key {
-        let stored = serde_json::to_value(&response).map_err(|err| {
+        let stored = serde_json::to_string(&response).map_err(|err| {
             tracing::error!(error = %err, "serializing an idempotent response");
             Refusal::not_committed()
         })?;
-        if let Err(err) = idempotency::store(&tx, key, stored).await {
+        if let Err(err) = idempotency::store(&tx, key, stored, &reads).await {
             tracing::error!(error = %err, "storing an idempotent response");
             return Err(Refusal::not_committed());
         }
@@ -450,6 +605,45 @@ async fn run(
         }
         Err(err) => {
             tracing::error!(error = %err, "the request did not commit");
+            Err(Refusal::not_committed())
+        }
+    }
+}
+
+/// Answers a retry with the stored answer of its key — only while the
+/// caller may still see every patient it holds, and recorded as a read of
+/// them, like any answer that shows patient data.
+async fn replay(
+    tx: Arc<service::Tx>,
+    body: String,
+    reads: &[uuid::Uuid],
+) -> Result<Answer, Refusal> {
+    match idempotency::all_visible(&tx, reads).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Refusal {
+                reason: Some("ALREADY_PROCESSED"),
+                ..Refusal::new(
+                    StatusCode::CONFLICT,
+                    "CONFLICT",
+                    "this request was already processed; its answer shows patients you may no longer see",
+                    "rejected",
+                )
+            });
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "checking a replay");
+            return Err(Refusal::not_committed());
+        }
+    }
+    if let Err(err) = service::audit::record_reads(&tx, reads).await {
+        tracing::error!(error = %err, "recording a replay's READ events");
+        return Err(Refusal::not_committed());
+    }
+    match guard::commit(tx).await {
+        Ok(()) => Ok(Answer::Replayed(body)),
+        Err(err) => {
+            tracing::error!(error = %err, "a replay did not commit");
             Err(Refusal::not_committed())
         }
     }

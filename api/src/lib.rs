@@ -22,3 +22,4 @@ pub mod server;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;
+pub mod wire;

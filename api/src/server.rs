@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -22,7 +22,6 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::{Config, Environment};
@@ -53,6 +52,8 @@ pub struct AppState {
     pub schema: CaregateSchema,
     /// Persisted queries, parsed-document cache and operation limits.
     pub preparation: Arc<Preparation>,
+    /// Permits to prepare and run a large document (one per core).
+    pub large_documents: Arc<tokio::sync::Semaphore>,
     pub tokens: Arc<Tokens>,
     pub metrics: Arc<Metrics>,
 }
@@ -133,6 +134,9 @@ impl Server {
             trusted_proxies: Arc::new(trusted_proxies),
             schema,
             preparation,
+            large_documents: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             tokens,
         };
         Ok(Self { state, listener })
@@ -144,20 +148,10 @@ impl Server {
 
     pub fn router(state: AppState) -> Router {
         let config = state.config.clone();
-        let page = if config.graphiql_enabled() {
-            get(graphiql_page)
-        } else {
-            get(graphiql_disabled)
-        };
-        let graphql_routes = Router::new()
-            .route("/graphql", page.post(handler::graphql))
-            // The GraphQL extractor streams the body itself, so the limit is
-            // a layer around the route (413 before anything is read) rather
-            // than axum's extractor-level default.
-            .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
-            .layer(DefaultBodyLimit::max(config.max_body_bytes));
+        // The handler reads the body itself, within MAX_BODY_BYTES, so that
+        // an oversized body (sized or chunked) is a JSON error like any other.
         let mut router = Router::new()
-            .merge(graphql_routes)
+            .route("/graphql", any(handler::graphql))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz));
         if config.graphiql_enabled() {
@@ -169,6 +163,7 @@ impl Server {
             router = router.route("/metrics", get(metrics));
         }
         router
+            .fallback(not_found)
             .layer(cors(&config))
             .layer(CatchPanicLayer::new())
             .layer(SetResponseHeaderLayer::overriding(
@@ -215,8 +210,19 @@ impl Server {
         http.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
         let graceful = GracefulShutdown::new();
+        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let write_timeout = Duration::from_millis(config.response_write_timeout_ms);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            // At most MAX_CONNECTIONS at once: beyond it, accept nothing
+            // (new clients wait in the kernel's queue).
+            let permit = tokio::select! {
+                permit = connections.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(conn) => conn,
@@ -230,6 +236,12 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            // A client that stops reading its response does not hold the
+            // connection: the write fails after the timeout, and hyper
+            // closes it. (Reads are bounded by the header and body timeouts.)
+            let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(write_timeout));
+            let stream = Box::pin(stream);
             let service =
                 router
                     .clone()
@@ -244,6 +256,7 @@ impl Server {
                 if let Err(err) = conn.await {
                     tracing::debug!(error = %err, "connection ended with an error");
                 }
+                drop(permit);
             });
         }
         drop(self.listener);
@@ -261,15 +274,17 @@ impl Server {
     }
 }
 
-async fn graphiql_page() -> impl IntoResponse {
+/// The GraphiQL page with its security headers.
+pub async fn graphiql_page() -> impl IntoResponse {
     (graphiql::security_headers(), graphiql::page("/graphql"))
 }
 
-async fn graphiql_disabled() -> impl IntoResponse {
+/// Anything not routed: a JSON error, like every other refusal.
+async fn not_found() -> impl IntoResponse {
     (
         axum::http::StatusCode::NOT_FOUND,
         axum::Json(serde_json::json!({ "errors": [{
-            "message": "GraphiQL is not enabled on this server (GRAPHIQL=true enables it); send queries with POST",
+            "message": "no such endpoint: GraphQL is served at /graphql",
             "extensions": { "code": "NOT_FOUND" },
         }] })),
     )
@@ -306,8 +321,16 @@ fn cors(config: &Config) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static(handler::REQUEST_ID_HEADER),
             HeaderName::from_static(handler::IMPERSONATE_HEADER),
+            HeaderName::from_static(handler::IDEMPOTENCY_KEY_HEADER),
+            // Apollo Client's client awareness.
+            HeaderName::from_static("apollographql-client-name"),
+            HeaderName::from_static("apollographql-client-version"),
         ])
-        .expose_headers([HeaderName::from_static(handler::REQUEST_ID_HEADER)])
+        .expose_headers([
+            HeaderName::from_static(handler::REQUEST_ID_HEADER),
+            HeaderName::from_static(handler::IDEMPOTENT_REPLAY_HEADER),
+            header::RETRY_AFTER,
+        ])
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

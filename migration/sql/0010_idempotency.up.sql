@@ -15,9 +15,13 @@ CREATE TABLE idempotency_keys (
     -- sha256 of the request's operations and variables: the same key with
     -- another request is refused.
     request_hash text NOT NULL CHECK (request_hash ~ '^[0-9a-f]{64}$'),
-    -- The response as sent to the client (NULL only inside the transaction
-    -- that claimed the key).
-    response jsonb,
+    -- The response as sent to the client, byte for byte (JSON text: key
+    -- order matters in GraphQL), NULL only inside the transaction that
+    -- claimed the key.
+    response text,
+    -- The patients whose data the response holds: a replay is refused when
+    -- the caller may no longer see one of them, and audited as a read.
+    read_patients uuid[] NOT NULL DEFAULT '{}',
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL,
     PRIMARY KEY (organization_id, user_id, key),
@@ -31,11 +35,6 @@ ALTER TABLE idempotency_keys FORCE ROW LEVEL SECURITY;
 CREATE POLICY own_keys ON idempotency_keys
     USING (organization_id = app.current_tenant_id() AND user_id = app.current_user_id())
     WITH CHECK (organization_id = app.current_tenant_id() AND user_id = app.current_user_id());
--- Any request of the clinic may purge the clinic's expired keys, so the
--- table stays bounded by the retention window.
-CREATE POLICY purge_expired ON idempotency_keys FOR DELETE
-    USING (organization_id = app.current_tenant_id() AND expires_at <= now());
-
--- The one table the runtime role deletes from: it holds no clinical or
--- identity data, only cached responses past their retention.
-GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO caregate_app;
+-- Expired keys are purged by app.purge_expired_idempotency_keys (see the
+-- hardening migration): the runtime role deletes nothing.
+GRANT SELECT, INSERT, UPDATE ON idempotency_keys TO caregate_app;

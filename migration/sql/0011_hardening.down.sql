@@ -9,6 +9,8 @@ DROP FUNCTION app.reachable_organization(uuid);
 DROP FUNCTION app.open_session(uuid, uuid, integer, inet, text);
 DROP FUNCTION app.begin_request(text, inet, text, uuid, uuid, uuid, integer, boolean);
 DROP FUNCTION app.has_pending_invitation(uuid, uuid);
+DROP FUNCTION app.purge_expired_idempotency_keys(text);
+REVOKE ALL ON idempotency_keys FROM caregate_definer;
 
 CREATE FUNCTION app.begin_anonymous(p_request_id text, p_ip inet, p_user_agent text)
 RETURNS void

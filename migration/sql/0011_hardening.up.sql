@@ -259,6 +259,22 @@ ALTER FUNCTION app.reachable_organization(uuid) OWNER TO caregate_definer;
 REVOKE ALL ON FUNCTION app.reachable_organization(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.reachable_organization(uuid) TO caregate_app;
 
+-- Any keyed request of a clinic purges a few of the clinic's expired
+-- idempotency keys (whoever's they are), so the table stays bounded by the
+-- retention window; rows another request holds are skipped, not waited for.
+CREATE FUNCTION app.purge_expired_idempotency_keys(p_keep text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM idempotency_keys
+        WHERE organization_id = app.current_tenant_id() AND expires_at <= now() AND key <> p_keep
+        LIMIT 100 FOR UPDATE SKIP LOCKED))
+$$;
+-- (UPDATE: what FOR UPDATE asks of a role.)
+GRANT SELECT, UPDATE, DELETE ON idempotency_keys TO caregate_definer;
+ALTER FUNCTION app.purge_expired_idempotency_keys(text) OWNER TO caregate_definer;
+REVOKE ALL ON FUNCTION app.purge_expired_idempotency_keys(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.purge_expired_idempotency_keys(text) TO caregate_app;
+
 -- 4. Login attempts, per email and per client address, in fixed 15-minute
 -- windows. Unlogged: losing the counts in a crash only forgives attempts.
 CREATE UNLOGGED TABLE login_attempts (

@@ -69,14 +69,22 @@ pub async fn login(
     client: &Client,
 ) -> ServiceResult<OpenedSession> {
     let email = credentials.email;
+    // Counted as verified: the address as login reads it (trimmed, any
+    // case), and a client by its address — by its /64 for IPv6, where one
+    // client commonly holds a whole network.
+    let email_key = match Email::parse(email) {
+        Ok(parsed) => parsed.as_ref().to_lowercase(),
+        Err(_) => email.trim().to_lowercase(),
+    };
+    let ip_key = client.ip.map(limit_key);
     let ip = client.ip.map(|ip| ip.to_string());
     let allowed = counters
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT app.reserve_login_attempt($1, $2, $3, $4) AS allowed",
             [
-                email.into(),
-                ip.clone().into(),
+                email_key.clone().into(),
+                ip_key.clone().into(),
                 (limits.per_email as i32).into(),
                 (limits.per_ip as i32).into(),
             ],
@@ -124,7 +132,7 @@ pub async fn login(
     match status.as_str() {
         "OK" => {}
         "ORGANIZATION_REQUIRED" => {
-            refund(counters, email, ip.as_deref()).await?;
+            refund(counters, &email_key, ip_key.as_deref()).await?;
             return Err(ServiceError::invalid(
                 "organizationId",
                 "a super admin acts in one clinic at a time: name it with organizationId",
@@ -135,7 +143,7 @@ pub async fn login(
             return Err(ServiceError::BadCredentials);
         }
     }
-    refund(counters, email, ip.as_deref()).await?;
+    refund(counters, &email_key, ip_key.as_deref()).await?;
     let session: uuid::Uuid = row.try_get("", "session_id").context("session_id")?;
     let tenant: uuid::Uuid = row
         .try_get("", "organization_id")
@@ -147,6 +155,18 @@ pub async fn login(
         expires_at: row.try_get("", "expires_at").context("expires_at")?,
         impersonate: row.try_get("", "impersonate").context("impersonate")?,
     })
+}
+
+/// The address a client's attempts are counted under: IPv4 as it is, IPv6
+/// by its /64.
+fn limit_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
 /// Gives a reserved login attempt back.
@@ -320,4 +340,18 @@ pub async fn is_super_admin(tx: &Tx) -> ServiceResult<bool> {
         .await
         .map_err(|e| ServiceError::from_db(e, "loading the user"))?;
     Ok(me.is_some_and(|u| u.is_super_admin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limit_key;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a = limit_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = limit_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, limit_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(limit_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7");
+    }
 }

@@ -43,8 +43,12 @@ pub enum Claim {
     /// The key is new (or its earlier use expired): run the request and
     /// [`store`] its response before committing.
     New,
-    /// The key was used for this same request: here is the answer it got.
-    Replay(serde_json::Value),
+    /// The key was used for this same request: here is the answer it got
+    /// (JSON text, as sent) and the patients whose data it holds.
+    Replay {
+        body: String,
+        reads: Vec<uuid::Uuid>,
+    },
     /// The key was used for a different request.
     Mismatch,
 }
@@ -62,15 +66,12 @@ pub async fn claim(
     let claimed = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "WITH purged AS ( \
-                 DELETE FROM idempotency_keys \
-                  WHERE organization_id = app.current_tenant_id() AND expires_at <= now() \
-                    AND key <> $1) \
-             INSERT INTO idempotency_keys (organization_id, user_id, key, request_hash, expires_at) \
-             VALUES (app.current_tenant_id(), app.current_user_id(), $1, $2, \
-                     now() + make_interval(secs => $3)) \
+            "INSERT INTO idempotency_keys (organization_id, user_id, key, request_hash, expires_at) \
+             SELECT app.current_tenant_id(), app.current_user_id(), $1, $2, \
+                    now() + make_interval(secs => $3) \
+             FROM (SELECT app.purge_expired_idempotency_keys($1)) AS purged \
              ON CONFLICT (organization_id, user_id, key) DO UPDATE \
-                SET request_hash = EXCLUDED.request_hash, response = NULL, \
+                SET request_hash = EXCLUDED.request_hash, response = NULL, read_patients = '{}', \
                     created_at = now(), expires_at = EXCLUDED.expires_at \
               WHERE idempotency_keys.expires_at <= now() \
              RETURNING 1 AS claimed",
@@ -88,7 +89,7 @@ pub async fn claim(
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT request_hash, response FROM idempotency_keys \
+            "SELECT request_hash, response, read_patients::text[] AS reads FROM idempotency_keys \
               WHERE organization_id = app.current_tenant_id() \
                 AND user_id = app.current_user_id() AND key = $1",
             [key.as_ref().into()],
@@ -104,32 +105,69 @@ pub async fn claim(
     if hash != request_hash {
         return Ok(Claim::Mismatch);
     }
-    let response: Option<serde_json::Value> = row
+    let response: Option<String> = row
         .try_get("", "response")
         .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?;
+    let reads: Vec<String> = row
+        .try_get("", "reads")
+        .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?;
+    let reads = reads
+        .iter()
+        .map(|id| id.parse())
+        .collect::<Result<Vec<uuid::Uuid>, _>>()
+        .map_err(|e| ServiceError::Unexpected(anyhow::anyhow!("a stored patient id: {e}")))?;
     // A committed claim always holds its response.
-    response.map(Claim::Replay).ok_or_else(|| {
+    let body = response.ok_or_else(|| {
         ServiceError::Unexpected(anyhow::anyhow!("an idempotency key holds no response"))
-    })
+    })?;
+    Ok(Claim::Replay { body, reads })
 }
 
-/// Stores the response of the request that claimed `key`, in its
-/// transaction.
+/// Stores the response of the request that claimed `key` (JSON text) and
+/// the patients whose data it holds, in its transaction.
 pub async fn store(
     tx: &Tx,
     key: &IdempotencyKey,
-    response: serde_json::Value,
+    response: String,
+    reads: &[uuid::Uuid],
 ) -> ServiceResult<()> {
     tx.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "UPDATE idempotency_keys SET response = $2 \
+        "UPDATE idempotency_keys SET response = $2, read_patients = $3::uuid[] \
           WHERE organization_id = app.current_tenant_id() \
             AND user_id = app.current_user_id() AND key = $1",
-        [key.as_ref().into(), response.into()],
+        [
+            key.as_ref().into(),
+            response.into(),
+            crate::sql::uuid_array(reads.iter().copied()),
+        ],
     ))
     .await
     .map_err(|e| ServiceError::from_db(e, "storing an idempotent response"))?;
     Ok(())
+}
+
+/// Whether the caller may still see every one of `patients` (row-level
+/// security decides): a stored answer is replayed only then.
+pub async fn all_visible(tx: &Tx, patients: &[uuid::Uuid]) -> ServiceResult<bool> {
+    if patients.is_empty() {
+        return Ok(true);
+    }
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM patients WHERE id = ANY ($1::uuid[])",
+            [crate::sql::uuid_array(patients.iter().copied())],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "checking a replay's patients"))?;
+    let n: i64 = match row {
+        Some(row) => row
+            .try_get("", "n")
+            .map_err(|e| ServiceError::from_db(e, "checking a replay's patients"))?,
+        None => 0,
+    };
+    Ok(n as usize == patients.len())
 }
 
 #[cfg(test)]

@@ -96,6 +96,31 @@ pub fn check_values(doc: &ExecutableDocument, variables: &Variables) -> Result<(
     Ok(())
 }
 
+/// Refuses a NUL in the operation's name or anywhere in its extensions
+/// (they are echoed in errors and kept with idempotent answers).
+pub fn check_request(
+    operation_name: Option<&str>,
+    extensions: &async_graphql::Extensions,
+) -> Result<(), ServerError> {
+    let named = |field: &str, why: &str| {
+        let mut err =
+            ApiError::new("BAD_USER_INPUT", format!("{field}: {why}")).into_server_error();
+        if let Some(ext) = err.extensions.as_mut() {
+            ext.set("field", field);
+        }
+        err
+    };
+    if let Some(name) = operation_name {
+        check_string(name).map_err(|why| named("operationName", why))?;
+    }
+    for (key, value) in extensions.iter() {
+        check_string(key)
+            .and_then(|()| check_const(value))
+            .map_err(|why| named("extensions", why))?;
+    }
+    Ok(())
+}
+
 fn refusal(name: &Name, why: &str) -> ServerError {
     let mut err = ApiError::new("BAD_USER_INPUT", format!("{name}: {why}")).into_server_error();
     if let Some(ext) = err.extensions.as_mut() {
@@ -165,12 +190,34 @@ fn check_const(value: &ConstValue) -> Result<(), &'static str> {
     }
 }
 
-fn check_string(s: &str) -> Result<(), &'static str> {
+/// What PostgreSQL can hold of a string: no NUL; and a date or date-time
+/// written in it lies in the years 1 to 9999 (RFC 3339 has four-digit
+/// years; chrono also reads signed, longer ones that PostgreSQL refuses).
+pub fn check_string(s: &str) -> Result<(), &'static str> {
     if s.contains('\0') {
         Err("must not contain a NUL character")
+    } else if out_of_range_date(s) {
+        Err("is a date or time outside the years 1 to 9999")
     } else {
         Ok(())
     }
+}
+
+fn out_of_range_date(s: &str) -> bool {
+    use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
+    let looks_like_date = (10..=64).contains(&s.len())
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'+' || b == b'-')
+        && s.bytes().filter(|b| *b == b'-').count() >= 2;
+    if !looks_like_date {
+        return false;
+    }
+    let year = DateTime::parse_from_rfc3339(s)
+        .map(|d| d.year())
+        .or_else(|_| s.parse::<DateTime<FixedOffset>>().map(|d| d.year()))
+        .or_else(|_| s.parse::<NaiveDate>().map(|d| d.year()));
+    year.is_ok_and(|y| !(1..=9999).contains(&y))
 }
 
 fn check_number(n: &async_graphql::Number) -> Result<(), &'static str> {
@@ -245,6 +292,27 @@ mod tests {
             field_of(check_values(&doc, &Variables::default()).unwrap_err()),
             "after"
         );
+    }
+
+    #[test]
+    fn dates_outside_the_years_postgresql_holds_are_refused() {
+        for bad in [
+            "-4714-11-23T00:00:00Z",
+            "+262142-11-23T00:00:00Z",
+            "0000-01-01",
+            "-0001-01-01",
+        ] {
+            assert!(check_string(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "2026-11-27T10:00:00+01:00",
+            "0001-01-01",
+            "9999-12-31",
+            "jon smi",
+            "a-b-c",
+        ] {
+            assert!(check_string(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Prepared {
     /// It logs in, switches clinic or logs out: it changes who the request
     /// acts as, so it must be alone in its request.
     pub changes_context: bool,
+    /// Its one root field is `login`.
+    pub logs_in: bool,
     /// The query text and document to cache once the request has run
     /// without error (`None`: already cached, or not worth caching).
     cache_as: Option<(String, ExecutableDocument)>,
@@ -88,6 +90,7 @@ impl Preparation {
             }
         };
         inputs::check_values(&doc, &request.variables)?;
+        inputs::check_request(request.operation_name.as_deref(), &request.extensions)?;
         let operation = selected(&doc, request.operation_name.as_deref());
         let is_mutation = operation.is_some_and(|op| op.ty == OperationType::Mutation);
         let roots = operation
@@ -97,12 +100,14 @@ impl Preparation {
             && roots
                 .iter()
                 .any(|name| CONTEXT_CHANGING.contains(&name.as_str()));
+        let logs_in = is_mutation && roots.len() == 1 && roots[0].as_str() == "login";
         request.set_parsed_query(doc);
         Ok(Prepared {
             request,
             is_mutation,
             root_fields: roots.len(),
             changes_context,
+            logs_in,
             cache_as,
         })
     }
@@ -140,7 +145,13 @@ fn selected<'a>(
     name: Option<&str>,
 ) -> Option<&'a OperationDefinition> {
     match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Single(op), None) => Some(&op.node),
+        // A name must match (an anonymous operation has none).
+        (DocumentOperations::Single(op), Some(name)) => doc
+            .operations
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
+            .map(|_| &op.node),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
             ops.values().next().map(|op| &op.node)

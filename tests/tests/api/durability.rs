@@ -299,3 +299,118 @@ async fn a_retry_after_an_ambiguous_failure_acts_once() {
         "the retry did not act again"
     );
 }
+
+#[tokio::test]
+async fn a_key_goes_only_with_mutations_and_a_nul_in_the_operation_name_is_refused() {
+    let app = spawn_app().await;
+    let token = app.login_as("admin@northside.example").await;
+    let owner = app.db.owner().await;
+    let p = patient(&owner, "NS-0003").await;
+    let mixed = json!([
+        { "query": ADD_CONTACT, "variables": { "p": p, "v": "mixed@example.com" } },
+        { "query": "query($p: UUID!) { patient(id: $p) { firstName } }", "variables": { "p": p } },
+    ]);
+    let (status, _, res) = post_with_key(&app, &token, "mixed", &mixed).await;
+    assert_eq!(status, 400, "{res}");
+    assert_eq!(contact_values(&owner, p, "mixed@example.com").await, 0);
+
+    let named = json!({ "query": ADD_CONTACT, "operationName": "x\u{0}y",
+                        "variables": { "p": p, "v": "named@example.com" } });
+    let (status, _, res) = post_with_key(&app, &token, "named", &named).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(contact_values(&owner, p, "named@example.com").await, 0);
+    assert_eq!(error_codes(&res), ["BAD_USER_INPUT"], "{res}");
+    assert_eq!(first_error(&res)["field"], "operationName", "{res}");
+}
+
+#[tokio::test]
+async fn a_replay_shows_patients_only_to_whom_may_still_see_them_and_is_audited() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let org = crate::database::fixtures::org(&owner, "northside").await;
+    let priya = patient(&owner, "NS-0005").await;
+    let nguyen = crate::database::fixtures::provider(&owner, org, "1456789019").await;
+    let staff = app.login_as("frontdesk@northside.example").await;
+    // Jonathan (a chart holder at Northside) may book for Priya.
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($p: UUID!) { grantProxyAccess(input: { patientId: $p,
+                proxyEmail: \"jonathan.smith@example.com\", canViewProfile: true,
+                canViewAppointments: true, canScheduleAppointments: true }) { id isActive } }",
+            json!({ "p": priya }),
+        )
+        .await;
+    assert_eq!(res["data"]["grantProxyAccess"]["isActive"], true, "{res}");
+    let grant = res["data"]["grantProxyAccess"]["id"].clone();
+    let jonathan = app.login_in("jonathan.smith@example.com", Some(org)).await;
+    let day = (chrono::Utc::now() + chrono::Duration::days(9)).date_naive();
+    let start = day.and_hms_opt(15, 0, 0).unwrap().and_utc();
+    let book = json!({
+        "query": "mutation($i: ScheduleAppointmentInput!) { scheduleAppointment(input: $i) { id patient { firstName lastName } } }",
+        "variables": { "i": { "patientId": priya, "providerId": nguyen,
+            "startsAt": start.to_rfc3339(), "endsAt": (start + chrono::Duration::minutes(30)).to_rfc3339() } },
+    });
+    let (status, _, first) = post_with_key(&app, &jonathan, "book-1", &book).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["data"]["scheduleAppointment"]["patient"]["firstName"], "Priya",
+        "{first}"
+    );
+
+    let reads = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM audit_events WHERE action = 'READ' AND resource_id = $1",
+        )
+        .bind(priya)
+        .fetch_one(&owner)
+        .await
+        .unwrap()
+    };
+    let before = reads().await;
+    let (status, replayed, _) = post_with_key(&app, &jonathan, "book-1", &book).await;
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+    assert_eq!(
+        reads().await,
+        before + 1,
+        "a replay is a read, and audited as one"
+    );
+
+    app.graphql(
+        Some(&staff),
+        "mutation($id: UUID!) { revokeProxyAccess(id: $id) { id } }",
+        json!({ "id": grant }),
+    )
+    .await;
+    let (status, replayed, res) = post_with_key(&app, &jonathan, "book-1", &book).await;
+    assert_eq!(status, 409, "{res}");
+    assert_eq!(replayed, None);
+    assert_eq!(first_error(&res)["reason"], "ALREADY_PROCESSED", "{res}");
+    assert!(!res.to_string().contains("Priya"), "{res}");
+}
+
+#[tokio::test]
+async fn dates_postgresql_cannot_hold_are_bad_input_not_a_failed_request() {
+    let app = spawn_app().await;
+    let token = app.login_as("admin@northside.example").await;
+    let res = app
+        .graphql(
+            Some(&token),
+            "{ appointments(filter: { from: \"-4714-11-23T00:00:00Z\" }) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_codes(&res), ["BAD_USER_INPUT"], "{res}");
+    use base64::Engine;
+    let key = json!({ "at": "-4714-11-23T00:00:00Z", "id": uuid::Uuid::nil() });
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_string());
+    let res = app
+        .graphql(
+            Some(&token),
+            "query($c: String) { appointments(first: 2, after: $c) { totalCount } }",
+            json!({ "c": cursor }),
+        )
+        .await;
+    assert_eq!(error_codes(&res), ["BAD_USER_INPUT"], "{res}");
+    assert_eq!(first_error(&res)["field"], "after", "{res}");
+}

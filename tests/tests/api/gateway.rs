@@ -8,7 +8,13 @@ use crate::support::app::{spawn_app, spawn_app_with};
 #[tokio::test]
 async fn graphiql_page_and_assets_are_served_without_external_urls() {
     let app = spawn_app().await;
-    let page = app.client.get(app.url("/graphql")).send().await.unwrap();
+    let page = app
+        .client
+        .get(app.url("/graphql"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     assert!(
         page.headers()["content-type"]

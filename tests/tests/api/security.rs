@@ -303,7 +303,17 @@ async fn production_gives_no_schema_hints_no_graphiql_and_no_metrics_on_the_api_
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), 404);
+    assert_eq!(
+        page.status(),
+        400,
+        "no page: a GET is a query, and this one names none"
+    );
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     let asset = app
         .client
         .get(app.url("/graphiql/graphiql.min.js"))
@@ -381,4 +391,56 @@ async fn a_refused_session_leaves_no_context_behind() {
         .await;
     assert_eq!(status, 401, "{res}");
     assert_eq!(first_error(&res)["code"], "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn the_login_limit_counts_an_email_however_it_is_padded() {
+    let app = spawn_app_with(|c| c.login_attempts_per_email = 3).await;
+    for variant in [
+        "frontdesk@northside.example",
+        " frontdesk@northside.example",
+        "FrontDesk@Northside.Example\t",
+        "\u{3000}frontdesk@northside.example",
+    ] {
+        login_with(&app, &[], variant, "wrong").await;
+    }
+    let res = login_with(
+        &app,
+        &[],
+        "\u{2003}frontdesk@northside.example\u{2003}",
+        DEMO_PASSWORD,
+    )
+    .await;
+    assert_eq!(error_codes(&res), ["RATE_LIMITED"], "{res}");
+}
+
+#[tokio::test]
+async fn logging_in_with_an_old_token_still_attached_works() {
+    let app = spawn_app().await;
+    let old = app.login_as("admin@northside.example").await;
+    let res: Value = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&old)
+        .json(&json!({ "query": LOGIN, "variables": { "e": "frontdesk@northside.example", "p": DEMO_PASSWORD } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(res["data"]["login"]["token"].is_string(), "{res}");
+    // Even an expired or forged one.
+    let res: Value = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth("not-a-token")
+        .json(&json!({ "query": LOGIN, "variables": { "e": "frontdesk@northside.example", "p": DEMO_PASSWORD } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(res["data"]["login"]["token"].is_string(), "{res}");
 }

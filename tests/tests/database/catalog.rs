@@ -99,11 +99,9 @@ async fn runtime_role_may_only_read_the_audit_trail_and_never_hard_delete() {
     .unwrap();
     assert_eq!(audit, (true, false, false, false));
 
-    // Idempotency keys hold no clinical or identity data: expired ones are
-    // purged (their policy lets only expired rows be deleted).
     let deletable: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'idempotency_keys' \
+         WHERE n.nspname = 'public' AND c.relkind = 'r' \
            AND (has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))",
     )
     .fetch_all(&runtime)

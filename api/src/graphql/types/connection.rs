@@ -28,11 +28,12 @@ pub fn page_request<K: Serialize + DeserializeOwned>(
     PageRequest::new(first, after).map_err(|e| ApiError::from(e).into())
 }
 
-/// No string in the key holds a NUL character.
+/// Every string in the key is one PostgreSQL can hold (no NUL, no date
+/// outside the years 1 to 9999).
 fn storable<K: Serialize>(key: &K) -> bool {
     fn walk(v: &serde_json::Value) -> bool {
         match v {
-            serde_json::Value::String(s) => !s.contains('\0'),
+            serde_json::Value::String(s) => crate::graphql::inputs::check_string(s).is_ok(),
             serde_json::Value::Array(items) => items.iter().all(walk),
             serde_json::Value::Object(fields) => fields.values().all(walk),
             _ => true,
