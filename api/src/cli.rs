@@ -47,6 +47,9 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Stop the private PostgreSQL cluster under --data-dir (the zero-setup
+    /// run leaves it running so the next start is quick).
+    StopDb,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,9 +80,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         print!("{}", crate::graphql::sdl());
         return Ok(0);
     }
+    if let Some(Command::StopDb) = cli.command {
+        let data_dir = cli.config.data_dir.clone();
+        return tokio::task::spawn_blocking(move || crate::cluster::stop(&data_dir))
+            .await
+            .context("stopping the private PostgreSQL")?
+            .map(|stopped| {
+                if stopped {
+                    println!("the private PostgreSQL under {} is stopped", cli.config.data_dir.display());
+                } else {
+                    println!("no private PostgreSQL is running under {}", cli.config.data_dir.display());
+                }
+                0
+            });
+    }
     let (owner_url, private) = startup::owner_url(&cli.config).await?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Schema => Ok(0),
+        Command::Schema | Command::StopDb => Ok(0),
         Command::Token { email, org } => {
             let owner = db::connect_owner(&owner_url).await?;
             let tokens = Tokens::from_config(&cli.config)?;
@@ -159,6 +176,12 @@ async fn mint(
     ttl: u32,
 ) -> anyhow::Result<String> {
     let s = service::demo::dev_session(owner, email, org, ttl).await?;
+    if s.impersonate {
+        eprintln!(
+            "a super admin's token: send `x-caregate-impersonate: {}` with it on every request",
+            s.organization
+        );
+    }
     tokens.issue(s.user, s.organization, &s.role, s.session, s.expires_at)
 }
 
@@ -166,22 +189,39 @@ async fn print_demo_tokens(owner_url: &str, tokens: &Tokens, ttl: u32, idle: u32
     let Ok(owner) = db::connect_owner(owner_url).await else {
         return;
     };
+    let clinics = service::demo::clinics(&owner).await.unwrap_or_default();
+    println!();
+    println!("Demo clinics (for login's organizationId, switchOrganization, impersonation):");
+    for (slug, id, name) in &clinics {
+        println!("  {slug:10} {id}  {name}");
+    }
     println!();
     println!(
-        "Demo logins (password \"{}\"), and ready-to-paste tokens for GraphiQL's headers",
+        "Demo logins (password \"{}\"), and ready-to-paste headers for GraphiQL",
         service::demo::DEMO_PASSWORD
     );
     println!(
-        "(a token stops working after {idle} idle minutes; `caregate token --email ...` mints another):"
+        "(a token stops working after {idle} idle minutes, or when its session switches clinic \
+         or logs out; `caregate token --email ... --org ...` mints another):"
     );
     for (email, org, what) in service::demo::DEMO_LOGINS {
-        match mint(&owner, tokens, email, Some(org), ttl).await {
-            Ok(token) => {
-                println!();
-                println!("  {email} — {what}");
-                println!("  {{\"Authorization\": \"Bearer {token}\"}}");
-            }
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "minting a demo token"),
+        match service::demo::dev_session(&owner, email, Some(org), ttl).await {
+            Ok(s) => match tokens.issue(s.user, s.organization, &s.role, s.session, s.expires_at) {
+                Ok(token) => {
+                    println!();
+                    println!("  {email} — {what} [{} in {org}]", s.role);
+                    if s.impersonate {
+                        println!(
+                            "  {{\"Authorization\": \"Bearer {token}\", \"x-caregate-impersonate\": \"{}\"}}",
+                            s.organization
+                        );
+                    } else {
+                        println!("  {{\"Authorization\": \"Bearer {token}\"}}");
+                    }
+                }
+                Err(err) => tracing::warn!(error = format!("{err:#}"), "signing a demo token"),
+            },
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "opening a demo session"),
         }
     }
     println!();

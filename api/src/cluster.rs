@@ -36,11 +36,35 @@ impl PrivateCluster {
         let mut stop = Command::new(bin.join("pg_ctl"));
         stop.args(["stop", "-w", "-m", "fast", "-D"])
             .arg(&self.data_dir);
-        if !run(&mut stop, &unprivileged_user()?).context("pg_ctl stop")? {
-            bail!("the private PostgreSQL did not stop");
+        if let Err(stderr) = run(&mut stop, &unprivileged_user()?).context("pg_ctl stop")? {
+            bail!("the private PostgreSQL did not stop: {}", stderr.trim());
         }
         Ok(())
     }
+}
+
+/// Stops the private cluster under `root` if it runs; whether it did.
+pub fn stop(root: &Path) -> anyhow::Result<bool> {
+    let Ok(root) = root.canonicalize() else {
+        return Ok(false);
+    };
+    let pgdata = root.join("pgdata");
+    if !pgdata.join("PG_VERSION").exists() {
+        return Ok(false);
+    }
+    let bin = find_binaries()?;
+    let run_as = unprivileged_user()?;
+    let mut status = Command::new(bin.join("pg_ctl"));
+    status.arg("status").arg("-D").arg(&pgdata);
+    if run(&mut status, &run_as)?.is_err() {
+        return Ok(false);
+    }
+    PrivateCluster {
+        port: 0,
+        data_dir: pgdata,
+    }
+    .stop()?;
+    Ok(true)
 }
 
 /// The owner of the cluster's files when caregate runs as root.
@@ -75,7 +99,19 @@ pub fn ensure(root: &Path) -> anyhow::Result<PrivateCluster> {
             "--auth=trust",
             "--no-sync",
         ]);
-        run(&mut initdb, &run_as).context("initdb")?;
+        if let Err(stderr) = run(&mut initdb, &run_as).context("initdb")? {
+            let hint = if run_as.is_some() {
+                format!(
+                    "\nRunning as root, the cluster belongs to the `postgres` user, which must be \
+                     able to enter every directory above {}. Run caregate from a directory it can \
+                     reach, or set CAREGATE_DATA_DIR (or --data-dir) to one, e.g. /var/lib/caregate.",
+                    root.display()
+                )
+            } else {
+                String::new()
+            };
+            bail!("initdb failed: {}{hint}", stderr.trim());
+        }
     }
 
     let port_file = root.join("port");
@@ -93,7 +129,7 @@ pub fn ensure(root: &Path) -> anyhow::Result<PrivateCluster> {
 
     let mut status = Command::new(bin.join("pg_ctl"));
     status.arg("status").arg("-D").arg(&pgdata);
-    if !run(&mut status, &run_as).is_ok_and(|ok| ok) {
+    if !run(&mut status, &run_as).is_ok_and(|r| r.is_ok()) {
         let log = root.join("postgres.log");
         let mut start = Command::new(bin.join("pg_ctl"));
         start
@@ -107,9 +143,15 @@ pub fn ensure(root: &Path) -> anyhow::Result<PrivateCluster> {
             .arg(format!(
                 "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
             ));
-        if !run(&mut start, &run_as).context("pg_ctl start")? {
+        if let Err(stderr) = run(&mut start, &run_as).context("pg_ctl start")? {
+            let detail = std::fs::read_to_string(&log)
+                .ok()
+                .and_then(|l| l.lines().last().map(str::to_owned))
+                .unwrap_or_default();
             bail!(
-                "the private PostgreSQL did not start; see {}",
+                "the private PostgreSQL did not start: {} {}\n(its log: {})",
+                stderr.trim(),
+                detail,
                 log.display()
             );
         }
@@ -120,9 +162,9 @@ pub fn ensure(root: &Path) -> anyhow::Result<PrivateCluster> {
     })
 }
 
-/// Runs a command (as the unprivileged user when there is one); `Ok(false)`
-/// when it ran and failed.
-fn run(cmd: &mut Command, run_as: &Option<RunAs>) -> anyhow::Result<bool> {
+/// Runs a command (as the unprivileged user when there is one);
+/// `Ok(Err(stderr))` when it ran and failed.
+fn run(cmd: &mut Command, run_as: &Option<RunAs>) -> anyhow::Result<Result<(), String>> {
     if let Some(user) = run_as {
         cmd.uid(user.uid).gid(user.gid);
         // The postgres user may not be able to enter the caller's directory.
@@ -131,14 +173,12 @@ fn run(cmd: &mut Command, run_as: &Option<RunAs>) -> anyhow::Result<bool> {
     let out = cmd
         .output()
         .with_context(|| format!("running {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        tracing::debug!(
-            stderr = %String::from_utf8_lossy(&out.stderr),
-            "{:?} failed",
-            cmd.get_program()
-        );
+    if out.status.success() {
+        return Ok(Ok(()));
     }
-    Ok(out.status.success())
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    tracing::debug!(stderr = %stderr, "{:?} failed", cmd.get_program());
+    Ok(Err(stderr))
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -17,6 +17,11 @@ pub const DEMO_LOGINS: &[(&str, &str, &str)] = &[
         "northside",
         "STAFF at Northside",
     ),
+    (
+        "dr.okafor@northside.example",
+        "northside",
+        "PROVIDER at Northside",
+    ),
     ("admin@lakeside.example", "lakeside", "ADMIN at Lakeside"),
     (
         "frontdesk@lakeside.example",
@@ -37,6 +42,11 @@ pub const DEMO_LOGINS: &[(&str, &str, &str)] = &[
         "ingrid.andersson@example.com",
         "lakeside",
         "parent (proxy) of Noah Andersson: may also book",
+    ),
+    (
+        "support@caregate.example",
+        "northside",
+        "super admin, impersonating Northside (send the header below on every request)",
     ),
 ];
 
@@ -80,6 +90,29 @@ pub struct DevSession {
     pub role: String,
     pub session: uuid::Uuid,
     pub expires_at: chrono::DateTime<chrono::FixedOffset>,
+    /// A super admin's session in a clinic they do not belong to: every
+    /// request must send `x-caregate-impersonate: <organization>`.
+    pub impersonate: bool,
+}
+
+/// The demo clinics: (slug, id, name).
+pub async fn clinics(db: &DatabaseConnection) -> anyhow::Result<Vec<(String, uuid::Uuid, String)>> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT slug, id, name FROM organizations WHERE deleted_at IS NULL ORDER BY slug DESC",
+        ))
+        .await
+        .context("listing the clinics")?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("", "slug")?,
+                r.try_get("", "id")?,
+                r.try_get("", "name")?,
+            ))
+        })
+        .collect()
 }
 
 /// Opens a session for `email` in the clinic `org` (slug or id; default:
@@ -91,15 +124,24 @@ pub async fn dev_session(
     org: Option<&str>,
     ttl_minutes: u32,
 ) -> anyhow::Result<DevSession> {
+    // The user's own clinics first; a super admin may also name any clinic
+    // (an impersonation, as at login).
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT u.id AS user_id, r.organization_id, r.role \
-             FROM users u CROSS JOIN LATERAL app.organizations_of(u.id) WITH ORDINALITY AS r \
-             JOIN organizations o ON o.id = r.organization_id \
-             WHERE lower(u.email) = lower($1) AND u.deleted_at IS NULL \
-               AND ($2::text IS NULL OR o.slug = $2 OR o.id::text = $2) \
-             ORDER BY r.ordinality LIMIT 1",
+            "SELECT user_id, organization_id, role, impersonate FROM ( \
+               SELECT u.id AS user_id, r.organization_id, r.role, false AS impersonate, \
+                      r.ordinality AS rank \
+               FROM users u CROSS JOIN LATERAL app.organizations_of(u.id) WITH ORDINALITY AS r \
+               JOIN organizations o ON o.id = r.organization_id \
+               WHERE lower(u.email) = lower($1) AND u.deleted_at IS NULL \
+                 AND ($2::text IS NULL OR o.slug = $2 OR o.id::text = $2) \
+               UNION ALL \
+               SELECT u.id, o.id, 'ADMIN', true, 1000000 \
+               FROM users u JOIN organizations o ON o.slug = $2 OR o.id::text = $2 \
+               WHERE lower(u.email) = lower($1) AND u.deleted_at IS NULL AND u.is_super_admin \
+                 AND o.deleted_at IS NULL) AS found \
+             ORDER BY rank LIMIT 1",
             [email.into(), org.map(str::to_owned).into()],
         ))
         .await
@@ -108,6 +150,7 @@ pub async fn dev_session(
     let user: uuid::Uuid = row.try_get("", "user_id")?;
     let organization: uuid::Uuid = row.try_get("", "organization_id")?;
     let role: String = row.try_get("", "role")?;
+    let impersonate: bool = row.try_get("", "impersonate")?;
     let session = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -129,5 +172,6 @@ pub async fn dev_session(
         role,
         session: session.try_get("", "id")?,
         expires_at: session.try_get("", "expires_at")?,
+        impersonate,
     })
 }
