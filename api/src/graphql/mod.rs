@@ -13,16 +13,40 @@ pub mod scalars;
 pub mod scope;
 pub mod types;
 
-use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 
 use crate::config::{Config, Environment};
 use mutation::Mutation;
 use query::Query;
+use types::{appointment, audit, patient, provider};
 
 pub type CaregateSchema = Schema<Query, Mutation, EmptySubscription>;
 
+/// The schema's types, with descriptions for the ones async-graphql
+/// generates (connections) or documents generically (its scalars): the
+/// schema is the clients' documentation, and every element of it says what
+/// it is.
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .override_output_type_description::<chrono::DateTime<chrono::FixedOffset>>(
+            scalars::DATE_TIME_DESCRIPTION,
+        )
+        .override_output_type_description::<uuid::Uuid>(scalars::UUID_DESCRIPTION)
+        .override_output_type_description::<async_graphql::Json<serde_json::Value>>(
+            scalars::JSON_DESCRIPTION,
+        )
+        .override_output_type_description::<patient::PatientConnection<patient::PatientTotal>>(
+            patient::CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<provider::ProviderConnection>(
+            provider::CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<appointment::AppointmentConnection>(
+            appointment::CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<audit::AuditEventConnection>(
+            audit::CONNECTION_DESCRIPTION,
+        )
 }
 
 /// The schema with the limits and switches of `config`. Nothing
@@ -47,5 +71,11 @@ pub fn build(config: &Config) -> CaregateSchema {
 /// The schema's SDL, as `caregate schema` prints it and `schema.graphql`
 /// holds it.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    sdl_of(&builder().finish())
+}
+
+/// The SDL of `schema`, with all that introspection shows: the scalars'
+/// `@specifiedBy` URLs too (async-graphql leaves them out by default).
+pub fn sdl_of(schema: &CaregateSchema) -> String {
+    schema.sdl_with_options(SDLExportOptions::new().include_specified_by())
 }

@@ -27,6 +27,13 @@ use super::types::proxy::{GrantProxyAccessInput, ProxyAssignment, ProxyInvitatio
 use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::guard::{self, GuardError, SessionOf};
 
+/// Changes, in the caller's active clinic. Every mutation but `login` needs
+/// a token (`Authorization: Bearer <token>`); without a valid one it is
+/// UNAUTHENTICATED. A mutation that fails changes nothing; the mutations
+/// before it in the same request stand. "(staff)" marks a mutation patients
+/// and proxies may not use (FORBIDDEN, reason ROLE); a mutation on patient
+/// data is refused (FORBIDDEN, reason CONSENT_REQUIRED) until the caller has
+/// signed the HIPAA notice in force.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     AuthMutation,
@@ -88,8 +95,10 @@ impl AuthMutation {
     async fn login(
         &self,
         ctx: &Context<'_>,
-        email: String,
-        password: String,
+        #[graphql(desc = "The user's email (any case).")] email: String,
+        #[graphql(desc = "The user's password.")] password: String,
+        #[graphql(desc = "The clinic to act in (`Organization.id`); the user's first \
+                          clinic when omitted. Required of a super admin.")]
         organization_id: Option<Uuid>,
     ) -> GqlResult<AuthPayload> {
         let scope = ctx.scope()?;
@@ -141,6 +150,8 @@ impl AuthMutation {
     async fn switch_organization(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The clinic to act in next (`Organization.id`, or \
+                          `ProxyInvitation.organizationId`).")]
         organization_id: Uuid,
     ) -> GqlResult<AuthPayload> {
         let actor = ctx.actor()?.clone();
@@ -188,7 +199,7 @@ impl ProviderMutation {
     async fn create_provider(
         &self,
         ctx: &Context<'_>,
-        input: CreateProviderInput,
+        #[graphql(desc = "The provider to add.")] input: CreateProviderInput,
     ) -> GqlResult<Provider> {
         let actor = ctx.actor()?;
         let new = NewProvider {
@@ -215,7 +226,7 @@ impl PatientMutation {
     async fn enroll_patient(
         &self,
         ctx: &Context<'_>,
-        input: EnrollPatientInput,
+        #[graphql(desc = "The chart to open.")] input: EnrollPatientInput,
     ) -> GqlResult<Patient> {
         let actor = ctx.clinical_actor()?;
         let new = NewPatient {
@@ -232,12 +243,13 @@ impl PatientMutation {
         Ok(Patient::returned(ctx, vec![row])?.remove(0))
     }
 
-    /// Changes a chart (staff); only the fields given change.
+    /// Changes a chart (staff); only the fields given change. NOT_FOUND when
+    /// there is no such chart.
     async fn update_patient(
         &self,
         ctx: &Context<'_>,
-        id: Uuid,
-        input: UpdatePatientInput,
+        #[graphql(desc = "The chart's id.")] id: Uuid,
+        #[graphql(desc = "The fields to change.")] input: UpdatePatientInput,
     ) -> GqlResult<Patient> {
         let actor = ctx.clinical_actor()?;
         let changes = PatientChanges {
@@ -254,8 +266,14 @@ impl PatientMutation {
         Ok(Patient::returned(ctx, vec![row])?.remove(0))
     }
 
-    /// Closes a chart (staff).
-    async fn discharge_patient(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<Patient> {
+    /// Closes a chart (staff): status DISCHARGED, with the time. A chart
+    /// already discharged is CONFLICT ALREADY_DISCHARGED; NOT_FOUND when
+    /// there is no such chart.
+    async fn discharge_patient(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The chart's id.")] id: Uuid,
+    ) -> GqlResult<Patient> {
         let actor = ctx.clinical_actor()?;
         let row = in_savepoint(ctx, async |tx| {
             service::patients::discharge(tx, actor, id.into()).await
@@ -269,8 +287,8 @@ impl PatientMutation {
     async fn add_contact_method(
         &self,
         ctx: &Context<'_>,
-        patient_id: Uuid,
-        input: ContactMethodInput,
+        #[graphql(desc = "The patient's chart.")] patient_id: Uuid,
+        #[graphql(desc = "The phone number or email address to add.")] input: ContactMethodInput,
     ) -> GqlResult<ContactMethod> {
         let actor = ctx.clinical_actor()?;
         let new = NewContactMethod {
@@ -298,7 +316,11 @@ impl CareTeamMutation {
     async fn assign_primary_provider(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The patient's chart: not discharged (else BAD_USER_INPUT \
+                          on `patientId`).")]
         patient_id: Uuid,
+        #[graphql(desc = "The new primary: an active provider (else BAD_USER_INPUT on \
+                          `providerId`).")]
         provider_id: Uuid,
     ) -> GqlResult<CareTeamAssignment> {
         let actor = ctx.clinical_actor()?;
@@ -316,9 +338,13 @@ impl CareTeamMutation {
     async fn add_care_team_member(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The patient's chart: not discharged (else BAD_USER_INPUT \
+                          on `patientId`).")]
         patient_id: Uuid,
+        #[graphql(desc = "The provider to add: an active one (else BAD_USER_INPUT on \
+                          `providerId`).")]
         provider_id: Uuid,
-        role: CareTeamRole,
+        #[graphql(desc = "The provider's role on the team.")] role: CareTeamRole,
     ) -> GqlResult<CareTeamAssignment> {
         let actor = ctx.clinical_actor()?;
         let row = in_savepoint(ctx, async |tx| {
@@ -336,11 +362,12 @@ impl CareTeamMutation {
     }
 
     /// Takes a provider off a team (soft: the assignment keeps who removed
-    /// it and when).
+    /// it and when). An assignment already removed is CONFLICT
+    /// ALREADY_REMOVED.
     async fn remove_care_team_member(
         &self,
         ctx: &Context<'_>,
-        assignment_id: Uuid,
+        #[graphql(desc = "The assignment to end (`CareTeamAssignment.id`).")] assignment_id: Uuid,
     ) -> GqlResult<CareTeamAssignment> {
         let actor = ctx.clinical_actor()?;
         let row = in_savepoint(ctx, async |tx| {
@@ -361,7 +388,7 @@ impl ScheduleMutation {
     async fn schedule_appointment(
         &self,
         ctx: &Context<'_>,
-        input: ScheduleAppointmentInput,
+        #[graphql(desc = "The appointment to book.")] input: ScheduleAppointmentInput,
     ) -> GqlResult<Appointment> {
         let actor = ctx.clinical_actor()?;
         let new = NewAppointment {
@@ -382,12 +409,17 @@ impl ScheduleMutation {
 
     /// Moves an appointment along SCHEDULED -> CONFIRMED -> CHECKED_IN ->
     /// COMPLETED, or to CANCELLED (with a reason) / NO_SHOW from SCHEDULED or
-    /// CONFIRMED; any other move is BAD_USER_INPUT on `to`.
+    /// CONFIRMED; any other move is BAD_USER_INPUT on `to`. A proxy may only
+    /// cancel, for a patient they may schedule for (otherwise FORBIDDEN,
+    /// reason PROXY_SCOPE).
     async fn transition_appointment(
         &self,
         ctx: &Context<'_>,
-        id: Uuid,
-        to: AppointmentStatus,
+        #[graphql(desc = "The appointment's id.")] id: Uuid,
+        #[graphql(desc = "The status to move to.")] to: AppointmentStatus,
+        #[graphql(desc = "Why it is cancelled (up to 1000 characters): required with \
+                          `to: CANCELLED` (else BAD_USER_INPUT on `reason`), ignored \
+                          otherwise.")]
         reason: Option<String>,
     ) -> GqlResult<Appointment> {
         let actor = ctx.clinical_actor()?;
@@ -414,6 +446,7 @@ impl ProxyMutation {
     async fn grant_proxy_access(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Who, for which patient, with which permissions.")]
         input: GrantProxyAccessInput,
     ) -> GqlResult<ProxyAssignment> {
         let actor = ctx.clinical_actor()?;
@@ -439,8 +472,13 @@ impl ProxyMutation {
         Ok(ProxyAssignment(row))
     }
 
-    /// Ends a grant at once (clinic ADMIN or STAFF).
-    async fn revoke_proxy_access(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<ProxyAssignment> {
+    /// Ends a grant at once (clinic ADMIN or STAFF); the grant is kept, with
+    /// `revokedAt`. A grant already revoked is CONFLICT ALREADY_REVOKED.
+    async fn revoke_proxy_access(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The grant's id (`ProxyAssignment.id`).")] id: Uuid,
+    ) -> GqlResult<ProxyAssignment> {
         let actor = ctx.clinical_actor()?;
         let row = in_savepoint(ctx, async |tx| {
             service::proxies::revoke(tx, actor, id.into()).await
@@ -456,7 +494,7 @@ impl ProxyMutation {
     async fn accept_proxy_invitation(
         &self,
         ctx: &Context<'_>,
-        id: Uuid,
+        #[graphql(desc = "The invitation's id (`ProxyInvitation.id`).")] id: Uuid,
     ) -> GqlResult<ProxyInvitation> {
         ctx.actor()?;
         let accepted = in_savepoint(ctx, async |tx| {
@@ -472,11 +510,13 @@ pub struct BillingMutation;
 
 #[Object]
 impl BillingMutation {
-    /// Records a payer's authorization for a patient (staff).
+    /// Records a payer's authorization for a patient (staff), with no units
+    /// used. An authorization number the payer already has at the clinic is
+    /// CONFLICT DUPLICATE_AUTHORIZATION.
     async fn create_authorization(
         &self,
         ctx: &Context<'_>,
-        input: CreateAuthorizationInput,
+        #[graphql(desc = "The authorization to record.")] input: CreateAuthorizationInput,
     ) -> GqlResult<PayerAuthorization> {
         let actor = ctx.clinical_actor()?;
         let new = NewAuthorization {
@@ -495,14 +535,15 @@ impl BillingMutation {
         Ok(PayerAuthorization(row))
     }
 
-    /// Reserves units, atomically: more than remain is CONFLICT
+    /// Reserves units (staff), atomically: more than remain is CONFLICT
     /// UNITS_EXHAUSTED and nothing is reserved; outside the validity dates
-    /// is CONFLICT AUTHORIZATION_NOT_VALID_TODAY.
+    /// (today in the clinic's time zone) is CONFLICT
+    /// AUTHORIZATION_NOT_VALID_TODAY.
     async fn reserve_authorization_units(
         &self,
         ctx: &Context<'_>,
-        authorization_id: Uuid,
-        units: i32,
+        #[graphql(desc = "The authorization (`PayerAuthorization.id`).")] authorization_id: Uuid,
+        #[graphql(desc = "How many units to reserve: a positive number.")] units: i32,
     ) -> GqlResult<PayerAuthorization> {
         let actor = ctx.clinical_actor()?;
         let row = in_savepoint(ctx, async |tx| {
@@ -512,11 +553,14 @@ impl BillingMutation {
         Ok(PayerAuthorization(row))
     }
 
-    /// Gives units back; never below zero (CONFLICT UNITS_NOT_RESERVED).
+    /// Gives units back (staff); never below zero (CONFLICT
+    /// UNITS_NOT_RESERVED).
     async fn release_authorization_units(
         &self,
         ctx: &Context<'_>,
-        authorization_id: Uuid,
+        #[graphql(desc = "The authorization (`PayerAuthorization.id`).")] authorization_id: Uuid,
+        #[graphql(desc = "How many units to give back: a positive number, at most \
+                          `usedUnits`.")]
         units: i32,
     ) -> GqlResult<PayerAuthorization> {
         let actor = ctx.clinical_actor()?;
@@ -534,8 +578,16 @@ pub struct ConsentMutation;
 #[Object]
 impl ConsentMutation {
     /// Signs the version in force of a document, with the server's time and
-    /// the client's address and user agent.
-    async fn sign_consent(&self, ctx: &Context<'_>, document_id: Uuid) -> GqlResult<UserConsent> {
+    /// the client's address and user agent. Signing a version twice is
+    /// CONFLICT CONSENT_ALREADY_SIGNED; a version no longer in force is
+    /// BAD_USER_INPUT on `documentId`.
+    async fn sign_consent(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The version to sign (`ConsentDocument.id` from \
+                          `consentDocuments`).")]
+        document_id: Uuid,
+    ) -> GqlResult<UserConsent> {
         let actor = ctx.actor()?;
         let scope = ctx.scope()?;
         let client = Client {

@@ -15,6 +15,11 @@ use super::types::provider::{self, Provider, ProviderConnection, ProviderFilter,
 use super::types::proxy::ProxyInvitation;
 use crate::error::{GqlResult, IntoGql};
 
+/// What a signed-in caller may read, in their active clinic. Every field
+/// needs a token (`Authorization: Bearer <token>` from `login`); without a
+/// valid one it is UNAUTHENTICATED. Patient data is refused (FORBIDDEN,
+/// reason CONSENT_REQUIRED) until the caller has signed the HIPAA notice in
+/// force (`Viewer.consentRequired`).
 #[derive(MergedObject, Default)]
 pub struct Query(
     ViewerQuery,
@@ -63,8 +68,15 @@ impl PatientQuery {
     async fn patients(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
         first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
         after: Option<String>,
+        #[graphql(desc = "Which patients to list (by name, MRN, provider, status); all \
+                          the caller may see when omitted.")]
         filter: Option<PatientFilter>,
     ) -> GqlResult<PatientConnection<PatientTotal>> {
         ctx.clinical_actor()?;
@@ -79,7 +91,11 @@ impl PatientQuery {
 
     /// One patient; null when it does not exist or is not visible to the
     /// caller (the two are never told apart).
-    async fn patient(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<Option<Patient>> {
+    async fn patient(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The chart's id.")] id: Uuid,
+    ) -> GqlResult<Option<Patient>> {
         ctx.clinical_actor()?;
         let scope = ctx.scope()?;
         let row = service::patients::get(&scope.tx, id.into()).await.gql()?;
@@ -100,8 +116,14 @@ impl ProviderQuery {
     async fn providers(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
         first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
         after: Option<String>,
+        #[graphql(desc = "Which providers; all of them, active or not, when omitted.")]
         filter: Option<ProviderFilter>,
     ) -> GqlResult<ProviderConnection> {
         ctx.actor()?;
@@ -115,7 +137,11 @@ impl ProviderQuery {
     }
 
     /// One provider; null when not visible.
-    async fn provider(&self, ctx: &Context<'_>, id: Uuid) -> GqlResult<Option<Provider>> {
+    async fn provider(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The provider's id.")] id: Uuid,
+    ) -> GqlResult<Option<Provider>> {
         ctx.actor()?;
         let scope = ctx.scope()?;
         Ok(service::providers::get(&scope.tx, id.into())
@@ -136,8 +162,15 @@ impl ScheduleQuery {
     async fn appointments(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
         first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
         after: Option<String>,
+        #[graphql(desc = "Which appointments; all of them, past ones included, when \
+                          omitted.")]
         filter: Option<AppointmentFilter>,
     ) -> GqlResult<AppointmentConnection> {
         ctx.clinical_actor()?;
@@ -161,8 +194,15 @@ impl ComplianceQuery {
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
         first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
         after: Option<String>,
+        #[graphql(desc = "Which events to list (by row, user, action, time); all of \
+                          the clinic's when omitted.")]
         filter: Option<AuditEventFilter>,
     ) -> GqlResult<AuditEventConnection> {
         let actor = ctx.actor()?;

@@ -17,34 +17,44 @@ use crate::graphql::scope::ScopeExt;
 
 pub struct Appointment(pub appointment::Model);
 
+/// A visit of a patient with a provider, at a set time. Staff see the
+/// clinic's appointments; a proxy sees those of the patients whose
+/// appointments they may view.
 #[Object]
 impl Appointment {
+    /// The appointment's id.
     async fn id(&self) -> Uuid {
         self.0.id
     }
-    /// An instant (returned in UTC with its offset); show it in the
-    /// clinic's `Organization.timezone`.
+    /// When the appointment starts: an instant (returned in UTC with its
+    /// offset); show it in the clinic's `Organization.timezone`.
     async fn starts_at(&self) -> DateTime<FixedOffset> {
         self.0.starts_at
     }
+    /// When the appointment ends (after `startsAt`, at most 24 hours later).
     async fn ends_at(&self) -> DateTime<FixedOffset> {
         self.0.ends_at
     }
+    /// How the visit takes place.
     #[graphql(name = "type")]
     async fn kind(&self) -> AppointmentType {
         self.0.r#type.into()
     }
+    /// Why the patient is coming, as given when booking (up to 1000
+    /// characters); null when none was given.
     async fn reason(&self) -> Option<&str> {
         self.0.reason.as_deref()
     }
+    /// Where the appointment is in its life (see `transitionAppointment`).
     async fn status(&self) -> AppointmentStatus {
         self.0.status.into()
     }
+    /// Why it was cancelled; set only when `status` is CANCELLED.
     async fn cancel_reason(&self) -> Option<&str> {
         self.0.cancel_reason.as_deref()
     }
-    /// Null when the caller may see the appointment but not the chart (a
-    /// proxy without profile access).
+    /// The patient. Null when the caller may see the appointment but not
+    /// the chart (a proxy without profile access).
     async fn patient(&self, ctx: &Context<'_>) -> GqlResult<Option<Patient>> {
         let row = ctx
             .loaders()?
@@ -54,6 +64,8 @@ impl Appointment {
             .gql()?;
         Ok(Patient::returned(ctx, row.into_iter().collect())?.pop())
     }
+    /// The provider the patient sees; null when the provider's record was
+    /// deleted.
     async fn provider(&self, ctx: &Context<'_>) -> GqlResult<Option<Provider>> {
         let row = ctx
             .loaders()?
@@ -65,6 +77,8 @@ impl Appointment {
     }
 }
 
+/// Which appointments to list; every field given narrows the list (all of
+/// them must match).
 #[derive(InputObject, Default)]
 pub struct AppointmentFilter {
     /// Appointments still running at or after this instant.
@@ -73,8 +87,11 @@ pub struct AppointmentFilter {
     pub to: Option<DateTime<FixedOffset>>,
     /// Appointments starting on this day in the clinic's time zone.
     pub on: Option<Date>,
+    /// Only this provider's appointments.
     pub provider_id: Option<Uuid>,
+    /// Only this patient's appointments.
     pub patient_id: Option<Uuid>,
+    /// Only appointments in this status.
     pub status: Option<AppointmentStatus>,
 }
 
@@ -115,6 +132,12 @@ impl AppointmentTotal {
 
 pub type AppointmentConnection = Connection<OpaqueCursor<TimeKey>, Appointment, AppointmentTotal>;
 
+/// The description of `AppointmentConnection` (async-graphql generates the
+/// type; `graphql::builder` gives it this).
+pub const CONNECTION_DESCRIPTION: &str = "\
+    A page of appointments, by start time (earliest first). Ask for the next\n\
+    page with `after: pageInfo.endCursor` while `pageInfo.hasNextPage`.";
+
 pub fn connection(
     ctx: &Context<'_>,
     page: Page<appointment::Model>,
@@ -132,13 +155,24 @@ pub fn connection(
     Ok(conn)
 }
 
+/// An appointment to book.
 #[derive(InputObject)]
 pub struct ScheduleAppointmentInput {
+    /// The patient: actively enrolled (not discharged), else BAD_USER_INPUT
+    /// on `patientId`.
     pub patient_id: Uuid,
+    /// The provider: active, of the same clinic, else BAD_USER_INPUT on
+    /// `providerId`.
     pub provider_id: Uuid,
+    /// The start: not in the past (a few minutes of clock skew are allowed),
+    /// else BAD_USER_INPUT on `startsAt`.
     pub starts_at: DateTime<FixedOffset>,
+    /// The end: after `startsAt` and at most 24 hours after it, else
+    /// BAD_USER_INPUT on `endsAt`.
     pub ends_at: DateTime<FixedOffset>,
+    /// How the visit takes place; IN_PERSON when omitted.
     #[graphql(name = "type", default_with = "AppointmentType::InPerson")]
     pub kind: AppointmentType,
+    /// Why the patient is coming (up to 1000 characters); blank means none.
     pub reason: Option<String>,
 }

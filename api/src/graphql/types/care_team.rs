@@ -13,14 +13,19 @@ use crate::graphql::scope::ScopeExt;
 
 pub struct CareTeamAssignment(pub care_team_assignment::Model);
 
+/// A provider on a patient's care team, in a role. Removing a provider
+/// keeps the assignment, with `removedAt` set.
 #[Object]
 impl CareTeamAssignment {
+    /// The assignment's id (for `removeCareTeamMember`).
     async fn id(&self) -> Uuid {
         self.0.id
     }
+    /// The provider's role on the team.
     async fn role(&self) -> CareTeamRole {
         self.0.role.into()
     }
+    /// When the provider joined the team.
     async fn assigned_at(&self) -> DateTime<FixedOffset> {
         self.0.assigned_at
     }
@@ -28,6 +33,7 @@ impl CareTeamAssignment {
     async fn removed_at(&self) -> Option<DateTime<FixedOffset>> {
         self.0.removed_at
     }
+    /// The patient; null when not visible to the caller.
     async fn patient(&self, ctx: &Context<'_>) -> GqlResult<Option<Patient>> {
         let row = ctx
             .loaders()?
@@ -37,6 +43,7 @@ impl CareTeamAssignment {
             .gql()?;
         Ok(Patient::returned(ctx, row.into_iter().collect())?.pop())
     }
+    /// The provider; null when the provider's record was deleted.
     async fn provider(&self, ctx: &Context<'_>) -> GqlResult<Option<Provider>> {
         let row = ctx
             .loaders()?

@@ -2,45 +2,73 @@
 
 use async_graphql::Enum;
 
+/// A patient's sex as recorded for legal and insurance purposes.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::patient::LegalSex")]
 pub enum LegalSex {
+    /// Female.
     Female,
+    /// Male.
     Male,
+    /// Recorded as neither female nor male.
     Other,
+    /// Not known or not recorded.
     Unknown,
 }
 
+/// Whether a patient's chart is open.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::patient::PatientStatus")]
 pub enum PatientStatus {
+    /// Enrolled: appointments can be booked and providers added to the care
+    /// team.
     Active,
+    /// Closed by `dischargePatient` (see `dischargedAt`). The chart is kept
+    /// and can still be read, but no appointment can be booked for it and no
+    /// provider added to its care team.
     Discharged,
 }
 
+/// A provider's role on a patient's care team.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::care_team_assignment::CareTeamRole")]
 pub enum CareTeamRole {
+    /// The provider mainly responsible for the patient: at most one at a
+    /// time (`Patient.primaryProvider`; change it with
+    /// `assignPrimaryProvider`).
     Primary,
+    /// A specialist treating the patient; a replaced primary stays on the
+    /// team as one.
     Specialist,
+    /// A provider consulted about the patient.
     Consultant,
 }
 
+/// What kind of address a contact method is.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::contact_method::ContactMethodType")]
 pub enum ContactMethodType {
+    /// A mobile phone number.
     Mobile,
+    /// A home phone number.
     Home,
+    /// A work phone number.
     Work,
+    /// An email address (never safe for voicemail).
     Email,
 }
 
+/// Where the clinic's caregate subscription stands.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::organization::SubscriptionStatus")]
 pub enum SubscriptionStatus {
+    /// A trial.
     Trial,
+    /// Paid and current.
     Active,
+    /// A payment is overdue.
     PastDue,
+    /// Ended.
     Cancelled,
 }
 
@@ -49,56 +77,101 @@ pub enum SubscriptionStatus {
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "service::Role")]
 pub enum Role {
+    /// Runs the clinic: all STAFF may do, and adds providers and reads the
+    /// audit trail.
     Admin,
+    /// A clinician: works with charts, care teams, appointments and
+    /// authorizations, but does not grant or revoke proxy access.
     Provider,
+    /// Clinic staff: works with charts, care teams, appointments,
+    /// authorizations and proxy grants.
     Staff,
+    /// A patient, or a proxy acting for patients: sees only the charts they
+    /// hold or were granted, within the grant's permissions. Of the
+    /// clinic's data they change nothing but appointments they may
+    /// schedule (booking, cancelling).
     Portal,
 }
 
+/// Where an appointment is in its life: SCHEDULED -> CONFIRMED ->
+/// CHECKED_IN -> COMPLETED, or CANCELLED / NO_SHOW from SCHEDULED or
+/// CONFIRMED (see `transitionAppointment`).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::appointment::AppointmentStatus")]
 pub enum AppointmentStatus {
+    /// Booked; every appointment starts here.
     Scheduled,
+    /// The patient confirmed they will come.
     Confirmed,
+    /// The patient has arrived.
     CheckedIn,
+    /// The visit took place. Final.
     Completed,
+    /// Called off, with a reason (`cancelReason`). Final.
     Cancelled,
+    /// The patient did not come. Final.
     NoShow,
 }
 
+/// How an appointment takes place.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::appointment::AppointmentType")]
 pub enum AppointmentType {
+    /// At the clinic (the default when booking).
     InPerson,
+    /// By video.
     Telehealth,
+    /// By telephone.
     Phone,
 }
 
+/// How a proxy is related to the patient they act for (recorded with the
+/// grant; what the proxy may do is set by the grant's permissions, not by
+/// this).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::proxy_assignment::ProxyRelationship")]
 pub enum ProxyRelationship {
+    /// A parent.
     Parent,
+    /// A legal guardian (the default when granting).
     Guardian,
+    /// A caregiver.
     Caregiver,
+    /// Any other relationship.
     Other,
 }
 
+/// Which legal document a consent document is.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::consent_document::ConsentKind")]
 pub enum ConsentKind {
+    /// The terms of service.
     Tos,
+    /// The HIPAA Notice of Privacy Practices. Until its version in force is
+    /// signed, patient data is refused (FORBIDDEN, reason CONSENT_REQUIRED).
     HipaaNotice,
+    /// The privacy policy.
     PrivacyPolicy,
 }
 
+/// What an audit event records.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "entity::audit_event::AuditAction")]
 pub enum AuditAction {
+    /// A row was created.
     Create,
+    /// A patient's data was returned to the caller: one event per patient
+    /// per request.
     Read,
+    /// A row was changed.
     Update,
+    /// A row was deleted (a soft delete counts as one).
     Delete,
+    /// A session was opened.
     Login,
+    /// A session was ended.
     Logout,
+    /// A login was refused: wrong credentials, or a clinic the user may not
+    /// act in.
     AccessDenied,
 }

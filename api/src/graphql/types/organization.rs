@@ -10,9 +10,8 @@ use super::enums::{Role, SubscriptionStatus};
 use crate::error::{ApiError, GqlResult};
 use crate::graphql::scope::ScopeExt;
 
-/// A clinic. `staff` says whether the caller is staff there, when that is
-/// not the request's own role (a switch answers about the clinic it moved
-/// to).
+/// A clinic. `.1` says whether the caller is staff there, when that is not
+/// the request's own role (a switch answers about the clinic it moved to).
 pub struct Organization(pub organization::Model, pub Option<bool>);
 
 impl Organization {
@@ -28,14 +27,21 @@ impl Organization {
     }
 }
 
+/// A clinic: the tenant all of its patients, providers and appointments
+/// belong to. A caller acts in one clinic at a time and sees nothing of the
+/// others.
 #[Object]
 impl Organization {
+    /// The clinic's id (what `login` and `switchOrganization` take).
     async fn id(&self) -> Uuid {
         self.0.id
     }
+    /// The clinic's name, to show.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// A short unique handle for the clinic: 2 to 63 lower-case letters,
+    /// digits and dashes, starting with a letter or digit (fit for a URL).
     async fn slug(&self) -> &str {
         &self.0.slug
     }
@@ -44,6 +50,7 @@ impl Organization {
     async fn timezone(&self) -> &str {
         &self.0.timezone
     }
+    /// Where the clinic's caregate subscription stands.
     async fn subscription_status(&self) -> SubscriptionStatus {
         self.0.subscription_status.into()
     }
@@ -59,17 +66,23 @@ impl Organization {
 
 pub struct User(pub user::Model);
 
+/// The signed-in user (a person, across all the clinics they belong to).
 #[Object]
 impl User {
+    /// The user's id.
     async fn id(&self) -> Uuid {
         self.0.id
     }
+    /// The email they log in with (unique, compared case-insensitively).
     async fn email(&self) -> &str {
         &self.0.email
     }
+    /// The name to show for them.
     async fn display_name(&self) -> &str {
         &self.0.display_name
     }
+    /// The user's own IANA time zone (e.g. `Europe/Paris`), when they set
+    /// one; null otherwise (use the clinic's `Organization.timezone`).
     async fn timezone(&self) -> Option<&str> {
         self.0.timezone.as_deref()
     }
@@ -79,6 +92,7 @@ impl User {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct Viewer {
+    /// The caller's role in the active clinic: what they may see and do.
     pub role: Role,
     /// A super admin acting in this clinic through an audited impersonation.
     pub impersonating: bool,
@@ -97,6 +111,7 @@ pub struct Viewer {
 
 #[ComplexObject]
 impl Viewer {
+    /// The signed-in user.
     async fn user(&self, ctx: &Context<'_>) -> GqlResult<User> {
         let scope = ctx.scope()?;
         user::Entity::find_by_id(self.user_id)
@@ -107,6 +122,7 @@ impl Viewer {
             .ok_or_else(|| ApiError::unauthenticated().into())
     }
 
+    /// The active clinic (after `switchOrganization`, the one moved to).
     async fn organization(&self, ctx: &Context<'_>) -> GqlResult<Organization> {
         match &self.organization {
             Some(row) => Ok(Organization(
@@ -165,5 +181,6 @@ pub struct AuthPayload {
     pub token: String,
     /// When the session ends (it also ends after SESSION_IDLE_MINUTES unused).
     pub expires_at: DateTime<FixedOffset>,
+    /// Who the token acts as: user, clinic and role.
     pub viewer: Viewer,
 }

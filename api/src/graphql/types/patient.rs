@@ -39,20 +39,30 @@ impl Patient {
     }
 }
 
+/// A patient's chart at the active clinic (the same person at another
+/// clinic has a separate chart there, never seen from here). Staff see the
+/// clinic's charts; a patient their own; a proxy those they were granted
+/// profile access to. Every chart returned is recorded in the audit trail
+/// (a READ event).
 #[Object]
 impl Patient {
+    /// The chart's id.
     async fn id(&self) -> Uuid {
         self.0.id
     }
+    /// Given name.
     async fn first_name(&self) -> &str {
         &self.0.first_name
     }
+    /// Family name.
     async fn last_name(&self) -> &str {
         &self.0.last_name
     }
+    /// Date of birth.
     async fn date_of_birth(&self) -> Date {
         Date(self.0.date_of_birth)
     }
+    /// Sex as recorded for legal and insurance purposes.
     async fn legal_sex(&self) -> LegalSex {
         self.0.legal_sex.into()
     }
@@ -60,12 +70,15 @@ impl Patient {
     async fn mrn(&self) -> &str {
         &self.0.medical_record_number
     }
+    /// Whether the chart is open or discharged.
     async fn status(&self) -> PatientStatus {
         self.0.status.into()
     }
+    /// When the chart was opened (`enrollPatient`).
     async fn enrolled_at(&self) -> DateTime<FixedOffset> {
         self.0.enrolled_at
     }
+    /// When the chart was closed (`dischargePatient`); null while ACTIVE.
     async fn discharged_at(&self) -> Option<DateTime<FixedOffset>> {
         self.0.discharged_at
     }
@@ -101,8 +114,15 @@ impl Patient {
     async fn appointments(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
         first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
         after: Option<String>,
+        #[graphql(desc = "Only appointments ending after this instant (still running \
+                          or upcoming then). Omit for all, past ones included.")]
         from: Option<DateTime<FixedOffset>>,
     ) -> GqlResult<AppointmentConnection> {
         ctx.clinical_actor()?
@@ -180,18 +200,23 @@ impl Patient {
 
 pub struct ContactMethod(pub contact_method::Model);
 
+/// A way to reach a patient: a phone number or an email address.
 #[Object]
 impl ContactMethod {
+    /// The contact method's id.
     async fn id(&self) -> Uuid {
         self.0.id
     }
+    /// Phone (which one) or email.
     #[graphql(name = "type")]
     async fn kind(&self) -> ContactMethodType {
         self.0.r#type.into()
     }
+    /// The phone number or email address, as entered.
     async fn value(&self) -> &str {
         &self.0.value
     }
+    /// The patient's preferred way to be reached; at most one per patient.
     async fn is_primary(&self) -> bool {
         self.0.is_primary
     }
@@ -201,13 +226,18 @@ impl ContactMethod {
     }
 }
 
+/// Which patients to list; every field given narrows the list (all of them
+/// must match).
 #[derive(InputObject, Default)]
 pub struct PatientFilter {
     /// Words matched against the name: "jon smi" finds Jonathan Smith.
     pub search: Option<String>,
+    /// Only the chart with this medical record number (exact; a malformed
+    /// MRN is BAD_USER_INPUT on `mrn`).
     pub mrn: Option<String>,
     /// Only patients with this provider on their active care team.
     pub provider_id: Option<Uuid>,
+    /// Only charts in this status.
     pub status: Option<PatientStatus>,
 }
 
@@ -233,6 +263,7 @@ pub enum PatientTotal {
 
 #[Object]
 impl PatientTotal {
+    /// How many patients the list has, across all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
         match self {
             Self::Filtered(filter) => {
@@ -253,6 +284,12 @@ impl PatientTotal {
 }
 
 pub type PatientConnection<Extra> = Connection<OpaqueCursor<NameKey>, Patient, Extra>;
+
+/// The description of `PatientConnection` (async-graphql generates the type;
+/// `graphql::builder` gives it this).
+pub const CONNECTION_DESCRIPTION: &str = "\
+    A page of patients, by name (last, then first). Ask for the next page\n\
+    with `after: pageInfo.endCursor` while `pageInfo.hasNextPage`.";
 
 /// Loads what the query asks of a whole page of patients — care teams and
 /// their providers, contact methods, authorizations — one statement per
@@ -315,32 +352,57 @@ pub async fn connection<Extra: async_graphql::ObjectType>(
     Ok(conn)
 }
 
+/// A chart to open. Text is trimmed; a value that breaks a rule below is
+/// BAD_USER_INPUT on its field.
 #[derive(InputObject)]
 pub struct EnrollPatientInput {
+    /// Medical record number: 1 to 32 letters, digits or dashes, unique
+    /// within the clinic (CONFLICT DUPLICATE_MRN).
     pub mrn: String,
+    /// Given name: 1 to 100 characters.
     pub first_name: String,
+    /// Family name: 1 to 100 characters.
     pub last_name: String,
+    /// Date of birth: not in the future, and not before 1880-01-01.
     pub date_of_birth: Date,
+    /// Sex as recorded for legal and insurance purposes.
     pub legal_sex: LegalSex,
 }
 
+/// Changes to a chart: only the fields given change (null or omitted
+/// leaves a field as it is), under the rules of `EnrollPatientInput`.
 #[derive(InputObject)]
 pub struct UpdatePatientInput {
+    /// New medical record number (1 to 32 letters, digits or dashes, unique
+    /// within the clinic: CONFLICT DUPLICATE_MRN).
     pub mrn: Option<String>,
+    /// New given name (1 to 100 characters).
     pub first_name: Option<String>,
+    /// New family name (1 to 100 characters).
     pub last_name: Option<String>,
+    /// Corrected date of birth (not in the future, not before 1880-01-01).
     pub date_of_birth: Option<Date>,
+    /// Corrected legal sex.
     pub legal_sex: Option<LegalSex>,
 }
 
+/// A way to reach a patient, to add. A value that breaks a rule below is
+/// BAD_USER_INPUT on its field.
 #[derive(InputObject)]
 pub struct ContactMethodInput {
+    /// Phone (which one) or email.
     #[graphql(name = "type")]
     pub kind: ContactMethodType,
+    /// For EMAIL an email address; otherwise a phone number of 7 to 15
+    /// digits, which may also hold spaces and `+ - ( ) . x`. At most 320
+    /// characters.
     pub value: String,
+    /// Make it the patient's preferred way to be reached (the previous
+    /// primary, if any, stops being primary).
     #[graphql(default = false)]
     pub is_primary: bool,
     /// Leave PHI on voicemail at this number only where the patient agreed.
+    /// An email address has no voicemail: true with EMAIL is BAD_USER_INPUT.
     #[graphql(default = false)]
     pub is_safe_for_voicemail: bool,
 }

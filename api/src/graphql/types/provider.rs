@@ -18,11 +18,15 @@ use crate::graphql::scope::ScopeExt;
 
 pub struct Provider(pub provider::Model);
 
+/// A clinician of the active clinic. Every signed-in caller of the clinic
+/// may see its providers.
 #[Object]
 impl Provider {
+    /// The provider's id.
     async fn id(&self) -> Uuid {
         self.0.id
     }
+    /// The name to show (e.g. "Dr. Amara Okafor").
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -30,9 +34,13 @@ impl Provider {
     async fn npi(&self) -> &str {
         &self.0.npi
     }
+    /// DEA registration number (two letters and seven digits), for
+    /// providers who prescribe controlled substances; null when none.
     async fn dea_number(&self) -> Option<&str> {
         self.0.dea_number.as_deref()
     }
+    /// The provider's specialty as the clinic wrote it (e.g. "Family Medicine");
+    /// null when none.
     async fn specialty(&self) -> Option<&str> {
         self.0.specialty.as_deref()
     }
@@ -46,17 +54,27 @@ impl Provider {
             _ => Vec::new(),
         }
     }
+    /// Whether the provider practises at the clinic now: only active
+    /// providers can be booked or added to care teams.
     async fn is_active(&self) -> bool {
         self.0.is_active
     }
 
     /// The provider's appointments by start time, from `from` on when given.
+    /// Staff only (FORBIDDEN, reason ROLE, for patients and proxies).
     #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
     async fn appointments(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
         first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
         after: Option<String>,
+        #[graphql(desc = "Only appointments ending after this instant (still running \
+                          or upcoming then). Omit for all, past ones included.")]
         from: Option<chrono::DateTime<chrono::FixedOffset>>,
     ) -> GqlResult<AppointmentConnection> {
         ctx.clinical_actor()?.require_staff().gql()?;
@@ -72,12 +90,18 @@ impl Provider {
         appointment::connection(ctx, result, AppointmentTotal(None))
     }
 
-    /// Patients with this provider on their active care team, by name.
+    /// Patients with this provider on their active care team, by name (a
+    /// patient or proxy: only the ones they may see).
     #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
     async fn patients(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
         first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
         after: Option<String>,
     ) -> GqlResult<PatientConnection<PatientTotal>> {
         ctx.clinical_actor()?;
@@ -95,11 +119,15 @@ impl Provider {
     }
 }
 
+/// Which providers to list; every field given narrows the list (all of
+/// them must match).
 #[derive(InputObject, Default)]
 pub struct ProviderFilter {
     /// Words matched against the name.
     pub search: Option<String>,
+    /// Only providers of this specialty (the whole name, in any case).
     pub specialty: Option<String>,
+    /// Only active (true) or only inactive (false) providers.
     pub is_active: Option<bool>,
 }
 
@@ -117,6 +145,7 @@ pub struct ProviderTotal(pub Filter);
 
 #[Object]
 impl ProviderTotal {
+    /// How many providers match the filter, across all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
         let scope = ctx.scope()?;
         Ok(service::providers::count(&scope.tx, &self.0).await.gql()? as i64)
@@ -124,6 +153,12 @@ impl ProviderTotal {
 }
 
 pub type ProviderConnection = Connection<OpaqueCursor<NameKey>, Provider, ProviderTotal>;
+
+/// The description of `ProviderConnection` (async-graphql generates the
+/// type; `graphql::builder` gives it this).
+pub const CONNECTION_DESCRIPTION: &str = "\
+    A page of providers, by name. Ask for the next page with `after:\n\
+    pageInfo.endCursor` while `pageInfo.hasNextPage`.";
 
 pub fn connection(
     page: service::pagination::Page<provider::Model>,
@@ -139,12 +174,22 @@ pub fn connection(
     conn
 }
 
+/// A provider to add. Text is trimmed; a value that breaks a rule below is
+/// BAD_USER_INPUT on its field.
 #[derive(InputObject)]
 pub struct CreateProviderInput {
+    /// The name to show: 1 to 200 characters.
     pub name: String,
+    /// National Provider Identifier: 10 digits, the last a Luhn check digit;
+    /// unique among the clinic's active providers (CONFLICT DUPLICATE_NPI).
     pub npi: String,
+    /// DEA registration number: two capital letters (the second may be `9`)
+    /// and seven digits. Omit or leave blank when none.
     pub dea_number: Option<String>,
+    /// Specialty (up to 200 characters). Omit or leave blank when none.
     pub specialty: Option<String>,
+    /// Two-letter codes (capitals, e.g. `NY`) of the states the provider is
+    /// licensed in; none when omitted.
     #[graphql(default)]
     pub state_licenses: Vec<String>,
 }
