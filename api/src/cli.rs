@@ -87,9 +87,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             .context("stopping the private PostgreSQL")?
             .map(|stopped| {
                 if stopped {
-                    println!("the private PostgreSQL under {} is stopped", cli.config.data_dir.display());
+                    println!(
+                        "the private PostgreSQL under {} is stopped",
+                        cli.config.data_dir.display()
+                    );
                 } else {
-                    println!("no private PostgreSQL is running under {}", cli.config.data_dir.display());
+                    println!(
+                        "no private PostgreSQL is running under {}",
+                        cli.config.data_dir.display()
+                    );
                 }
                 0
             });

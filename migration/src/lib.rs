@@ -68,6 +68,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0010_idempotency",
     "0011_hardening",
     "0012_proxy_invitations",
+    "0013_user_clinics",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

@@ -21,6 +21,41 @@ pub struct AttemptLimits {
     pub per_ip: u32,
 }
 
+/// A clinic the user may act in, as a clinic switcher shows it.
+#[derive(Debug, Clone)]
+pub struct Clinic {
+    pub id: TenantId,
+    pub name: String,
+    pub role: Role,
+}
+
+/// The clinics the current user may act in (staff memberships first), with
+/// their names and the user's role in each.
+pub async fn clinics_of_current_user(tx: &Tx) -> ServiceResult<Vec<Clinic>> {
+    let rows = tx
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT organization_id, name, role FROM app.user_clinics()",
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "listing a user's clinics"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: uuid::Uuid = row
+            .try_get("", "organization_id")
+            .context("organization_id")?;
+        let role: String = row.try_get("", "role").context("role")?;
+        if let Some(role) = Role::parse(&role) {
+            out.push(Clinic {
+                id: id.into(),
+                name: row.try_get("", "name").context("name")?,
+                role,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Where a session was opened from.
 #[derive(Debug, Clone, Default)]
 pub struct Client {

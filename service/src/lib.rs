@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod integrity;
+pub mod nodes;
 pub mod pagination;
 pub mod password;
 pub mod patients;

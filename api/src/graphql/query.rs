@@ -1,6 +1,6 @@
 //! The query root.
 
-use async_graphql::{Context, MergedObject, Object};
+use async_graphql::{Context, ID, MergedObject, Object};
 use service::pagination::{NameKey, TimeKey};
 use uuid::Uuid;
 
@@ -9,6 +9,7 @@ use super::types::appointment::{self, AppointmentConnection, AppointmentFilter, 
 use super::types::audit::{self, AuditEventConnection, AuditEventFilter, AuditTotal};
 use super::types::connection::page_request;
 use super::types::consent::{ConsentDocument, UserConsent};
+use super::types::node::{self, Node};
 use super::types::organization::{Organization, Viewer, load_organization};
 use super::types::patient::{self, Patient, PatientConnection, PatientFilter, PatientTotal};
 use super::types::provider::{self, Provider, ProviderConnection, ProviderFilter, ProviderTotal};
@@ -39,6 +40,34 @@ impl ViewerQuery {
         let scope = ctx.scope()?;
         let actor = ctx.actor()?;
         Ok(Viewer::of(actor, scope.viewer.consent_required))
+    }
+
+    /// The object with this id, of any type (Relay's global object
+    /// identification); null when it does not exist or the caller may not
+    /// see it — another clinic's object looks exactly like a missing one.
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The object's id (its UUID).")] id: ID,
+    ) -> GqlResult<Option<Node>> {
+        Ok(node::load(ctx, &[id]).await?.pop().flatten())
+    }
+
+    /// The objects with these ids, in the same order (null for each that
+    /// does not exist or may not be seen). At most 100 ids.
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Object ids (UUIDs), at most 100.")] ids: Vec<ID>,
+    ) -> GqlResult<Vec<Option<Node>>> {
+        if ids.len() > node::MAX_NODES {
+            return Err(crate::error::ApiError::bad_input(
+                "ids",
+                format!("at most {} ids", node::MAX_NODES),
+            )
+            .into());
+        }
+        node::load(ctx, &ids).await
     }
 
     /// The active clinic.

@@ -565,3 +565,40 @@ async fn refused_logins_are_audited_with_the_email() {
     app.login_as("admin@lakeside.example").await;
     assert!(denials(&app, "admin@lakeside.example").await.is_empty());
 }
+
+#[tokio::test]
+async fn me_lists_the_clinics_a_user_may_switch_to_with_the_role_in_each() {
+    let app = spawn_app().await;
+    let token = app.login_as("jonathan.smith@example.com").await;
+    let res = app
+        .graphql(
+            Some(&token),
+            "{ me { organizations { id name role } } }",
+            json!({}),
+        )
+        .await;
+    let clinics = res["data"]["me"]["organizations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{res}"))
+        .clone();
+    let names: Vec<&str> = clinics.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(clinics.len(), 2, "{res}");
+    assert!(
+        names.contains(&"Northside Family Clinic")
+            && names.contains(&"Lakeside Pediatrics & Family Medicine"),
+        "{res}"
+    );
+    assert!(clinics.iter().all(|c| c["role"] == "PORTAL"), "{res}");
+    // An id from the list is what switchOrganization takes.
+    let other = clinics
+        .iter()
+        .find(|c| c["name"] == "Lakeside Pediatrics & Family Medicine")
+        .unwrap();
+    let res = app
+        .graphql(Some(&token), SWITCH, json!({ "o": other["id"] }))
+        .await;
+    assert!(
+        res["data"]["switchOrganization"]["token"].is_string(),
+        "{res}"
+    );
+}

@@ -51,7 +51,15 @@ async fn the_graphql_over_http_audit_finds_no_must_failure_and_at_most_two_shoul
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
     assert!(results.len() > 50, "the audit ran {} checks", results.len());
-    let level = |r: &Value| r["name"].as_str().unwrap_or("").split(' ').next().unwrap_or("").to_owned();
+    let level = |r: &Value| {
+        r["name"]
+            .as_str()
+            .unwrap_or("")
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
     let failed = |lvl: &str| -> Vec<String> {
         results
             .iter()
@@ -69,4 +77,23 @@ async fn the_graphql_over_http_audit_finds_no_must_failure_and_at_most_two_shoul
     );
     assert!(musts.is_empty(), "MUST failures: {musts:#?}");
     assert!(shoulds.len() <= 2, "SHOULD warnings: {shoulds:#?}");
+}
+
+#[test]
+fn relay_compiles_refetchable_fragments_and_connections_against_the_schema() {
+    let dir = client_tools().join("relay");
+    let out = Command::new("../node_modules/.bin/relay-compiler")
+        .current_dir(&dir)
+        .output()
+        .expect("running relay-compiler");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "relay-compiler failed:\n{text}");
+    let refetch =
+        std::fs::read_to_string(dir.join("src/__generated__/PatientCardRefetchQuery.graphql.ts"))
+            .expect("the refetch query of the @refetchable fragment");
+    assert!(refetch.contains("node(id: $id)"), "{refetch}");
 }

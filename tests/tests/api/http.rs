@@ -55,7 +55,10 @@ async fn queries_run_over_get_and_mutations_are_refused_with_allow_post() {
     let resp = get(
         &app,
         &[
-            ("query", "query($f: Int) { patients(first: $f) { totalCount } }"),
+            (
+                "query",
+                "query($f: Int) { patients(first: $f) { totalCount } }",
+            ),
             ("variables", "{\"f\": 1}"),
         ],
     )
@@ -72,13 +75,23 @@ async fn queries_run_over_get_and_mutations_are_refused_with_allow_post() {
         .send()
         .await
         .unwrap();
-    let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+    let allow = resp
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().to_owned());
     let (status, _, id, body) = answer(resp).await;
     assert_eq!(status, 405, "{body}");
     assert_eq!(allow.as_deref(), Some("POST"));
-    assert_refusal(&body, id.as_deref(), "MUTATION_OVER_GET", "mutation over GET");
+    assert_refusal(
+        &body,
+        id.as_deref(),
+        "MUTATION_OVER_GET",
+        "mutation over GET",
+    );
     // The token still works: nothing ran.
-    let res = app.graphql(Some(&token), "{ me { role } }", json!({})).await;
+    let res = app
+        .graphql(Some(&token), "{ me { role } }", json!({}))
+        .await;
     assert_eq!(res["data"]["me"]["role"], "ADMIN", "{res}");
 }
 
@@ -88,9 +101,13 @@ async fn automatic_persisted_queries_work_over_get() {
     let query = "{ __typename }";
     let hash = caregate::graphql::persisted::sha256_hex(query);
     let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } }).to_string();
-    let (status, _, _, body) = answer(get(&app, &[("extensions", &ext)]).send().await.unwrap()).await;
+    let (status, _, _, body) =
+        answer(get(&app, &[("extensions", &ext)]).send().await.unwrap()).await;
     assert_eq!(status, 200);
-    assert_eq!(body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+        "{body}"
+    );
     let (_, _, _, body) = answer(
         get(&app, &[("query", query), ("extensions", &ext)])
             .send()
@@ -145,20 +162,73 @@ async fn requests_that_cannot_be_read_get_json_errors_with_a_code_and_the_reques
         }
         req.send()
     };
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("malformed JSON", Some("application/json"), b"{\"query\": ".to_vec(), 400, "INVALID_JSON"),
-        ("invalid UTF-8", Some("application/json"), b"{\"query\": \"\xff\xfe\"}".to_vec(), 400, "INVALID_JSON"),
-        ("empty body", Some("application/json"), Vec::new(), 400, "INVALID_JSON"),
-        ("no document", Some("application/json"), b"{\"qeury\": \"{ a }\"}".to_vec(), 400, "MISSING_QUERY"),
-        ("plain text", Some("text/plain"), b"{\"query\": \"{ __typename }\"}".to_vec(), 415, "UNSUPPORTED_MEDIA_TYPE"),
-        ("no content type", None, b"{\"query\": \"{ __typename }\"}".to_vec(), 415, "UNSUPPORTED_MEDIA_TYPE"),
-        ("form", Some("application/x-www-form-urlencoded"), b"query=%7B__typename%7D".to_vec(), 415, "UNSUPPORTED_MEDIA_TYPE"),
-        ("oversized", Some("application/json"), format!("{{\"query\": \"{}\"}}", "a".repeat(4096)).into_bytes(), 413, "BODY_TOO_LARGE"),
+    /// What is sent (content type, body) and the status and reason expected.
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            Some("application/json"),
+            b"{\"query\": ".to_vec(),
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            "invalid UTF-8",
+            Some("application/json"),
+            b"{\"query\": \"\xff\xfe\"}".to_vec(),
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            "empty body",
+            Some("application/json"),
+            Vec::new(),
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            "no document",
+            Some("application/json"),
+            b"{\"qeury\": \"{ a }\"}".to_vec(),
+            400,
+            "MISSING_QUERY",
+        ),
+        (
+            "plain text",
+            Some("text/plain"),
+            b"{\"query\": \"{ __typename }\"}".to_vec(),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            "no content type",
+            None,
+            b"{\"query\": \"{ __typename }\"}".to_vec(),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            "form",
+            Some("application/x-www-form-urlencoded"),
+            b"query=%7B__typename%7D".to_vec(),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            "oversized",
+            Some("application/json"),
+            format!("{{\"query\": \"{}\"}}", "a".repeat(4096)).into_bytes(),
+            413,
+            "BODY_TOO_LARGE",
+        ),
     ];
     for (what, ct, body, status, reason) in cases {
         let (got, content_type, id, body) = answer(raw(ct, body).await.unwrap()).await;
         assert_eq!(got, status, "{what}: {body}");
-        assert!(content_type.starts_with("application/json"), "{what}: {content_type}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{what}: {content_type}"
+        );
         assert_refusal(&body, id.as_deref(), reason, what);
     }
 
@@ -184,16 +254,27 @@ async fn requests_that_cannot_be_read_get_json_errors_with_a_code_and_the_reques
         let _ = stream.read_to_string(&mut answer).await;
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
         assert!(answer.contains("BODY_TOO_LARGE"), "{answer}");
-        assert!(answer.to_ascii_lowercase().contains("x-request-id"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("x-request-id"),
+            "{answer}"
+        );
     }
 
     // Other methods and other paths: JSON too.
     let resp = app.client.put(app.url("/graphql")).send().await.unwrap();
-    let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+    let allow = resp
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().to_owned());
     let (status, _, id, body) = answer(resp).await;
     assert_eq!((status, allow.as_deref()), (405, Some("GET, POST")));
     assert_refusal(&body, id.as_deref(), "METHOD_NOT_ALLOWED", "PUT");
-    let resp = app.client.get(app.url("/nothing-here")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/nothing-here"))
+        .send()
+        .await
+        .unwrap();
     let (status, _, _, body) = answer(resp).await;
     assert_eq!(status, 404);
     assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND");
@@ -219,7 +300,11 @@ async fn browsers_may_send_apollo_client_awareness_and_idempotency_headers() {
         .to_str()
         .unwrap()
         .to_ascii_lowercase();
-    for h in ["apollographql-client-name", "apollographql-client-version", "idempotency-key"] {
+    for h in [
+        "apollographql-client-name",
+        "apollographql-client-version",
+        "idempotency-key",
+    ] {
         assert!(allowed.contains(h), "{h} not in {allowed}");
     }
 }
@@ -248,8 +333,17 @@ async fn persisted_documents_are_named_by_doc_id_document_id_or_id() {
     )
     .unwrap();
     for (manifest, ids) in [
-        (relay, vec![("doc_id", md5.clone()), ("documentId", format!("md5:{md5}"))]),
-        (apollo, vec![("id", sha.clone()), ("documentId", format!("sha256:{sha}"))]),
+        (
+            relay,
+            vec![
+                ("doc_id", md5.clone()),
+                ("documentId", format!("md5:{md5}")),
+            ],
+        ),
+        (
+            apollo,
+            vec![("id", sha.clone()), ("documentId", format!("sha256:{sha}"))],
+        ),
     ] {
         let app = spawn_app_with(|c| {
             c.persisted_queries_file = Some(manifest.clone());
@@ -257,10 +351,13 @@ async fn persisted_documents_are_named_by_doc_id_document_id_or_id() {
         })
         .await;
         // Logging in is not in the manifest: a token minted as `caregate token` does.
-        let owner = caregate::db::connect_owner(&app.db.owner_url).await.unwrap();
-        let s = service::demo::dev_session(&owner, "admin@northside.example", Some("northside"), 60)
+        let owner = caregate::db::connect_owner(&app.db.owner_url)
             .await
             .unwrap();
+        let s =
+            service::demo::dev_session(&owner, "admin@northside.example", Some("northside"), 60)
+                .await
+                .unwrap();
         let token = app
             .state
             .tokens
@@ -272,9 +369,15 @@ async fn persisted_documents_are_named_by_doc_id_document_id_or_id() {
             assert_eq!(body["data"]["me"]["role"], "ADMIN", "{param}: {body}");
         }
         let (_, body) = app
-            .post(Some(&token), &json!({ "query": "{ me { role user { email } } }" }))
+            .post(
+                Some(&token),
+                &json!({ "query": "{ me { role user { email } } }" }),
+            )
             .await;
-        assert_eq!(body["errors"][0]["extensions"]["reason"], "PERSISTED_QUERY_REQUIRED", "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["reason"], "PERSISTED_QUERY_REQUIRED",
+            "{body}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

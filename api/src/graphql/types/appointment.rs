@@ -1,7 +1,7 @@
 //! Appointments.
 
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
-use async_graphql::{Context, InputObject, Object};
+use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, FixedOffset};
 use entity::appointment;
 use service::appointments::AppointmentFilter as Filter;
@@ -22,9 +22,10 @@ pub struct Appointment(pub appointment::Model);
 /// appointments they may view.
 #[Object]
 impl Appointment {
-    /// The appointment's id.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The appointment's id. A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// When the appointment starts: an instant (returned in UTC with its
     /// offset); show it in the clinic's `Organization.timezone`.

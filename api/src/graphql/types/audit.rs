@@ -1,7 +1,7 @@
 //! The audit trail.
 
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
-use async_graphql::{Context, InputObject, Json, Object};
+use async_graphql::{Context, ID, InputObject, Json, Object};
 use chrono::{DateTime, FixedOffset};
 use entity::audit_event;
 use service::audit::AuditFilter as Filter;
@@ -20,9 +20,10 @@ pub struct AuditEvent(pub audit_event::Model);
 /// change or delete an entry. Only clinic ADMINs see the trail.
 #[Object]
 impl AuditEvent {
-    /// The event's id.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The event's id. A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// When it happened (the database's clock).
     async fn occurred_at(&self) -> DateTime<FixedOffset> {

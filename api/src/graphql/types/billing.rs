@@ -1,6 +1,6 @@
 //! Payer authorizations.
 
-use async_graphql::{Context, InputObject, Object};
+use async_graphql::{Context, ID, InputObject, Object};
 use entity::payer_authorization;
 use uuid::Uuid;
 
@@ -17,9 +17,10 @@ pub struct PayerAuthorization(pub payer_authorization::Model);
 /// a proxy, those of patients whose billing they may view.
 #[Object]
 impl PayerAuthorization {
-    /// The authorization's id.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The authorization's id. A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// The payer (insurer) that granted it.
     async fn payer_name(&self) -> &str {

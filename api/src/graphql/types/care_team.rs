@@ -1,9 +1,8 @@
 //! Care team assignments.
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, FixedOffset};
 use entity::care_team_assignment;
-use uuid::Uuid;
 
 use super::enums::CareTeamRole;
 use super::patient::Patient;
@@ -17,9 +16,10 @@ pub struct CareTeamAssignment(pub care_team_assignment::Model);
 /// keeps the assignment, with `removedAt` set.
 #[Object]
 impl CareTeamAssignment {
-    /// The assignment's id (for `removeCareTeamMember`).
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The assignment's id (for `removeCareTeamMember`). A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// The provider's role on the team.
     async fn role(&self) -> CareTeamRole {

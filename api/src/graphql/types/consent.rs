@@ -1,6 +1,6 @@
 //! Consent documents and signatures.
 
-use async_graphql::Object;
+use async_graphql::{ID, Object};
 use chrono::{DateTime, FixedOffset};
 use entity::{consent_document, user_consent};
 use uuid::Uuid;
@@ -14,9 +14,10 @@ pub struct ConsentDocument(pub consent_document::Model);
 /// version, so a new version needs a new signature.
 #[Object]
 impl ConsentDocument {
-    /// The id of this version (what `signConsent` takes).
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The id of this version (what `signConsent` takes). A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// Which document it is.
     async fn kind(&self) -> ConsentKind {
@@ -47,9 +48,10 @@ pub struct UserConsent(pub user_consent::Model);
 /// sees only their own.
 #[Object]
 impl UserConsent {
-    /// The signature's id.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The signature's id. A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// The `ConsentDocument.id` of the version signed.
     async fn document_id(&self) -> Uuid {

@@ -8,6 +8,7 @@ pub mod care_team;
 pub mod connection;
 pub mod consent;
 pub mod enums;
+pub mod node;
 pub mod organization;
 pub mod patient;
 pub mod provider;

@@ -1,6 +1,6 @@
 //! The active clinic, the caller, and what a login returns.
 
-use async_graphql::{ComplexObject, Context, Object, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 use entity::{organization, user};
 use sea_orm::EntityTrait;
@@ -32,9 +32,10 @@ impl Organization {
 /// others.
 #[Object]
 impl Organization {
-    /// The clinic's id (what `login` and `switchOrganization` take).
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The clinic's id (what `login` and `switchOrganization` take). A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// The clinic's name, to show.
     async fn name(&self) -> &str {
@@ -69,9 +70,10 @@ pub struct User(pub user::Model);
 /// The signed-in user (a person, across all the clinics they belong to).
 #[Object]
 impl User {
-    /// The user's id.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The user's id. A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// The email they log in with (unique, compared case-insensitively).
     async fn email(&self) -> &str {
@@ -109,8 +111,37 @@ pub struct Viewer {
     pub organization: Option<organization::Model>,
 }
 
+/// A clinic the caller may act in, and their role there.
+#[derive(SimpleObject)]
+pub struct ViewerClinic {
+    /// The clinic's id (what `switchOrganization` and `login` take).
+    pub id: Uuid,
+    /// The clinic's name.
+    pub name: String,
+    /// The caller's role there.
+    pub role: Role,
+}
+
 #[ComplexObject]
 impl Viewer {
+    /// Every clinic the caller may act in (staff memberships first, then
+    /// clinics where they hold a chart or a proxy grant), with their role in
+    /// each — what a clinic switcher shows.
+    async fn organizations(&self, ctx: &Context<'_>) -> GqlResult<Vec<ViewerClinic>> {
+        let scope = ctx.scope()?;
+        let clinics = service::auth::clinics_of_current_user(&scope.tx)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(clinics
+            .into_iter()
+            .map(|c| ViewerClinic {
+                id: c.id.into_uuid(),
+                name: c.name,
+                role: c.role.into(),
+            })
+            .collect())
+    }
+
     /// The signed-in user.
     async fn user(&self, ctx: &Context<'_>) -> GqlResult<User> {
         let scope = ctx.scope()?;

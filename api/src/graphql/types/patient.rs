@@ -1,7 +1,7 @@
 //! Patients and their contact methods.
 
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
-use async_graphql::{Context, InputObject, Lookahead, Object};
+use async_graphql::{Context, ID, InputObject, Lookahead, Object};
 use chrono::{DateTime, FixedOffset};
 use entity::{contact_method, patient};
 use service::domain::{Mrn, PatientId};
@@ -46,9 +46,10 @@ impl Patient {
 /// (a READ event).
 #[Object]
 impl Patient {
-    /// The chart's id.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The chart's id. A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// Given name.
     async fn first_name(&self) -> &str {
@@ -203,9 +204,10 @@ pub struct ContactMethod(pub contact_method::Model);
 /// A way to reach a patient: a phone number or an email address.
 #[Object]
 impl ContactMethod {
-    /// The contact method's id.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The contact method's id. A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// Phone (which one) or email.
     #[graphql(name = "type")]

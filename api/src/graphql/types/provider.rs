@@ -1,12 +1,11 @@
 //! Providers.
 
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
-use async_graphql::{Context, InputObject, Object};
+use async_graphql::{Context, ID, InputObject, Object};
 use entity::provider;
 use service::domain::ProviderId;
 use service::pagination::NameKey;
 use service::providers::ProviderFilter as Filter;
-use uuid::Uuid;
 
 use service::appointments::Owner;
 
@@ -22,9 +21,10 @@ pub struct Provider(pub provider::Model);
 /// may see its providers.
 #[Object]
 impl Provider {
-    /// The provider's id.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The provider's id. A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// The name to show (e.g. "Dr. Amara Okafor").
     async fn name(&self) -> &str {

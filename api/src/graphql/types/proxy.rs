@@ -1,6 +1,6 @@
 //! Proxy (guardian) grants.
 
-use async_graphql::{Context, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 use entity::proxy_assignment;
 use uuid::Uuid;
@@ -29,9 +29,10 @@ pub struct ProxyAssignment(pub proxy_assignment::Model);
 /// staff see the grants.
 #[Object]
 impl ProxyAssignment {
-    /// The grant's id (for `revokeProxyAccess`).
-    async fn id(&self) -> Uuid {
-        self.0.id
+    /// The grant's id (for `revokeProxyAccess`). A Relay node id: the object's UUID, which every argument taking a
+    /// UUID accepts.
+    pub async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
     }
     /// How the proxy is related to the patient.
     async fn relationship(&self) -> ProxyRelationship {

@@ -1,0 +1,1 @@
+DROP FUNCTION app.user_clinics();

@@ -1,0 +1,136 @@
+//! Objects by id alone, whatever their type (Relay's `node(id:)`).
+//!
+//! Every id is a ULID, unique across all tables, so an id names one object.
+//! Everything here runs under the request's row-level security: an object
+//! of another clinic, or one the caller may not see, is not found — exactly
+//! like an id that names nothing.
+
+use std::collections::HashMap;
+
+use entity::{
+    appointment, audit_event, care_team_assignment, consent_document, contact_method, organization,
+    payer_authorization, proxy_assignment, user, user_consent,
+};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use uuid::Uuid;
+
+use crate::Tx;
+use crate::error::{ServiceError, ServiceResult};
+use crate::sql::uuid_array;
+
+/// The kinds of object an id may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Patient,
+    ContactMethod,
+    Provider,
+    Appointment,
+    CareTeamAssignment,
+    PayerAuthorization,
+    ProxyAssignment,
+    AuditEvent,
+    ConsentDocument,
+    UserConsent,
+    Organization,
+    User,
+}
+
+impl Kind {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "patients" => Self::Patient,
+            "contact_methods" => Self::ContactMethod,
+            "providers" => Self::Provider,
+            "appointments" => Self::Appointment,
+            "care_team_assignments" => Self::CareTeamAssignment,
+            "payer_authorizations" => Self::PayerAuthorization,
+            "proxy_assignments" => Self::ProxyAssignment,
+            "audit_events" => Self::AuditEvent,
+            "consent_documents" => Self::ConsentDocument,
+            "user_consents" => Self::UserConsent,
+            "organizations" => Self::Organization,
+            "users" => Self::User,
+            _ => return None,
+        })
+    }
+}
+
+/// Which visible object each id names, in one statement.
+pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    const TABLES: [&str; 12] = [
+        "patients",
+        "contact_methods",
+        "providers",
+        "appointments",
+        "care_team_assignments",
+        "payer_authorizations",
+        "proxy_assignments",
+        "audit_events",
+        "consent_documents",
+        "user_consents",
+        "organizations",
+        "users",
+    ];
+    // Table names are this constant list, never input.
+    let sql = TABLES
+        .iter()
+        .map(|t| format!("SELECT id, '{t}' AS kind FROM {t} WHERE id = ANY ($1::uuid[])"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let rows = tx
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [uuid_array(ids.iter().copied())],
+        ))
+        .await
+        .map_err(|e| ServiceError::from_db(e, "looking up objects by id"))?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: Uuid = row
+            .try_get("", "id")
+            .map_err(|e| ServiceError::from_db(e, "reading an object's id"))?;
+        let kind: String = row
+            .try_get("", "kind")
+            .map_err(|e| ServiceError::from_db(e, "reading an object's kind"))?;
+        if let Some(kind) = Kind::parse(&kind) {
+            out.insert(id, kind);
+        }
+    }
+    Ok(out)
+}
+
+macro_rules! by_ids {
+    ($name:ident, $entity:ident, $what:literal) => {
+        /// The visible rows among `ids`.
+        pub async fn $name(tx: &Tx, ids: &[Uuid]) -> ServiceResult<Vec<$entity::Model>> {
+            $entity::Entity::find()
+                .filter($entity::Column::Id.is_in(ids.iter().copied()))
+                .all(tx)
+                .await
+                .map_err(|e| ServiceError::from_db(e, $what))
+        }
+    };
+}
+
+by_ids!(contact_methods, contact_method, "loading contact methods");
+by_ids!(appointments, appointment, "loading appointments");
+by_ids!(care_team, care_team_assignment, "loading care team rows");
+by_ids!(
+    authorizations,
+    payer_authorization,
+    "loading authorizations"
+);
+by_ids!(proxies, proxy_assignment, "loading proxy grants");
+by_ids!(audit_events, audit_event, "loading audit events");
+by_ids!(
+    consent_documents,
+    consent_document,
+    "loading consent documents"
+);
+by_ids!(user_consents, user_consent, "loading consents");
+by_ids!(organizations, organization, "loading clinics");
+by_ids!(users, user, "loading users");
