@@ -440,7 +440,7 @@ async fn run(
     // Large documents take memory many times their size while parsed and
     // validated: a few at a time, however many arrive (parsing is CPU-bound,
     // so this costs no throughput on a machine of few cores).
-    let text_bytes: usize = batch.iter().map(|r| r.query.len()).sum();
+    let text_bytes: usize = batch.iter().map(|r| state.preparation.text_len(r)).sum();
     let _large = if text_bytes > LARGE_DOCUMENT_BYTES {
         Some(state.large_documents.acquire().await.map_err(|_| {
             Refusal::new(

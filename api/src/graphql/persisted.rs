@@ -219,6 +219,31 @@ impl PersistedQueries {
         Ok(())
     }
 
+    /// The length of the document a request will run: its text, or the
+    /// persisted document it names (0 when it names none known).
+    pub fn text_len(&self, request: &Request) -> usize {
+        if !request.query.is_empty() {
+            return request.query.len();
+        }
+        let id = string_of(request.extensions.get(DOCUMENT_ID_EXTENSION)).or_else(|| match request
+            .extensions
+            .get("persistedQuery")
+        {
+            Some(async_graphql::Value::Object(o)) => string_of(o.get("sha256Hash")),
+            _ => None,
+        });
+        id.map(|id| id.to_ascii_lowercase())
+            .and_then(|id| {
+                let id = id
+                    .strip_prefix("sha256:")
+                    .or_else(|| id.strip_prefix("md5:"))
+                    .unwrap_or(&id)
+                    .to_owned();
+                self.lookup(&id)
+            })
+            .map_or(0, |text| text.len())
+    }
+
     /// A text that is itself in the manifest (under either hash).
     fn known_text(&self, text: &str) -> bool {
         self.manifest.contains_key(&sha256_hex(text)) || self.manifest.contains_key(&md5_hex(text))

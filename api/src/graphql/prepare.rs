@@ -130,6 +130,12 @@ impl Preparation {
         response
     }
 
+    /// The length of the document `request` will run (persisted ones
+    /// included).
+    pub fn text_len(&self, request: &Request) -> usize {
+        self.persisted.text_len(request)
+    }
+
     /// Bytes the document cache counts as held.
     pub fn cached_bytes(&self) -> usize {
         self.documents.lock().map(|d| d.bytes()).unwrap_or(0)
