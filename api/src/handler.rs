@@ -250,7 +250,7 @@ impl Refusal {
             Shape::Single | Shape::Batch(0) => BatchResponse::Single(error()),
             Shape::Batch(n) => BatchResponse::Batch((0..n).map(|_| error()).collect()),
         };
-        let mut resp = render(self.status, &body, format, true);
+        let mut resp = render(self.status, &body, format);
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -263,55 +263,70 @@ impl Refusal {
     }
 }
 
-/// A response body as JSON in `format`. A request error (nothing ran: the
-/// single response has no data and its errors no path) answered as
-/// `application/graphql-response+json` is a 400 without a `data` entry, as
-/// that media type says; as `application/json` it keeps the status given.
+/// A response body as JSON in `format`. A request error (nothing ran: no
+/// data, and errors without a path) answered as
+/// `application/graphql-response+json` has no `data` entry (and a single
+/// one is a 400), as that media type says; as `application/json` it keeps
+/// the status given.
 fn render(
     status: StatusCode,
     body: &BatchResponse,
     format: wire::Format,
-    refused: bool,
 ) -> axum::response::Response {
-    let mut value = serde_json::to_value(body).unwrap_or_else(|err| {
-        tracing::error!(error = %err, "serializing a response");
-        serde_json::json!({ "errors": [{ "message": "internal error",
-                                         "extensions": { "code": "INTERNAL" } }] })
-    });
-    let mut status = status;
-    if format == wire::Format::GraphqlResponse {
-        let request_error = |r: &Response| {
-            r.data == async_graphql::Value::Null
-                && !r.errors.is_empty()
-                && r.errors.iter().all(|e| e.path.is_empty())
-        };
-        match body {
-            BatchResponse::Single(r) if request_error(r) => {
-                if let Some(obj) = value.as_object_mut() {
-                    obj.remove("data");
-                }
-                if status.is_success() {
-                    status = StatusCode::BAD_REQUEST;
-                }
-            }
-            BatchResponse::Batch(rs) if refused => {
-                for (r, v) in rs.iter().zip(value.as_array_mut().into_iter().flatten()) {
-                    if request_error(r)
-                        && let Some(obj) = v.as_object_mut()
-                    {
-                        obj.remove("data");
-                    }
-                }
-            }
-            _ => {}
+    let request_error = |r: &Response| {
+        format == wire::Format::GraphqlResponse
+            && r.data == async_graphql::Value::Null
+            && !r.errors.is_empty()
+            && r.errors.iter().all(|e| e.path.is_empty())
+    };
+    // Serialized from async-graphql's own values, which keep the order of
+    // the selection (a `serde_json::Value` would sort the keys).
+    let text = match body {
+        BatchResponse::Single(r) => response_json(r, request_error(r)),
+        BatchResponse::Batch(rs) => {
+            let items: Vec<String> = rs
+                .iter()
+                .map(|r| response_json(r, request_error(r)))
+                .collect();
+            format!("[{}]", items.join(","))
         }
-    }
-    let mut resp = (status, value.to_string()).into_response();
+    };
+    let status = match body {
+        BatchResponse::Single(r) if request_error(r) && status.is_success() => {
+            StatusCode::BAD_REQUEST
+        }
+        _ => status,
+    };
+    let mut resp = (status, text).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
     resp
+}
+
+/// One response as JSON, without its `data` entry for a request error in
+/// `application/graphql-response+json`.
+fn response_json(r: &Response, without_data: bool) -> String {
+    /// A response whose operation never ran: errors and extensions only.
+    #[derive(serde::Serialize)]
+    struct RequestError<'a> {
+        errors: &'a [ServerError],
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+    }
+    let text = if without_data {
+        serde_json::to_string(&RequestError {
+            errors: &r.errors,
+            extensions: &r.extensions,
+        })
+    } else {
+        serde_json::to_string(r)
+    };
+    text.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "serializing a response");
+        r#"{"errors":[{"message":"internal error","extensions":{"code":"INTERNAL"}}]}"#.to_owned()
+    })
 }
 
 /// Whether the client sent one operation or a batch (an array).
@@ -351,7 +366,7 @@ async fn handle(
             state
                 .metrics
                 .observe(&operation, outcome, started.elapsed());
-            with_request_id(render(StatusCode::OK, &response, format, false), &id)
+            with_request_id(render(StatusCode::OK, &response, format), &id)
         }
         Ok(Answer::Replayed(body)) => {
             state
@@ -467,6 +482,14 @@ async fn run(
             "an Idempotency-Key goes with a request whose operations are all mutations",
         ));
     }
+    // Not for who acts (an answer holding a new token is not kept), and not
+    // claimed when nothing could run (the corrected retry may use it).
+    if idempotency_key.is_some() && prepared.iter().flatten().any(|p| p.changes_context) {
+        return Err(Refusal::bad_input(
+            "an Idempotency-Key is not for login, switchOrganization or logout",
+        ));
+    }
+    let idempotency_key = idempotency_key.filter(|_| prepared.iter().flatten().next().is_some());
     // GET is for reading: a mutation sent by GET (a link, a prefetch, a
     // cache) is refused before anything runs.
     if via == Via::Get && is_mutation {

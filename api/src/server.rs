@@ -279,13 +279,16 @@ pub async fn graphiql_page() -> impl IntoResponse {
     (graphiql::security_headers(), graphiql::page("/graphql"))
 }
 
-/// Anything not routed: a JSON error, like every other refusal.
+/// Anything not routed: a JSON error with a request id, like every other
+/// refusal.
 async fn not_found() -> impl IntoResponse {
+    let id = ulid::Ulid::generate().to_string();
     (
         axum::http::StatusCode::NOT_FOUND,
+        [(handler::REQUEST_ID_HEADER, id.clone())],
         axum::Json(serde_json::json!({ "errors": [{
             "message": "no such endpoint: GraphQL is served at /graphql",
-            "extensions": { "code": "NOT_FOUND" },
+            "extensions": { "code": "NOT_FOUND", "requestId": id },
         }] })),
     )
 }

@@ -30,25 +30,34 @@ impl Format {
     /// `application/json`) selects it; `*/*`, no `Accept` or anything else
     /// is answered as `application/json`.
     pub fn of(headers: &HeaderMap) -> Self {
-        let accept = headers
+        // (media type, q) in the order given; q=0 means "not this".
+        let accepted: Vec<(String, f32)> = headers
             .get_all(header::ACCEPT)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(|t| {
-                t.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
+            .map(|item| {
+                let mut parts = item.split(';').map(str::trim);
+                let media = parts.next().unwrap_or("").to_ascii_lowercase();
+                let q = parts
+                    .find_map(|p| p.strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (media, q)
             })
-            .collect::<Vec<_>>();
-        let position = |t: &str| accept.iter().position(|a| a == t);
+            .collect();
+        let rank = |t: &str| {
+            accepted
+                .iter()
+                .enumerate()
+                .find(|(_, (m, q))| m == t && *q > 0.0)
+                .map(|(i, (_, q))| (*q, std::cmp::Reverse(i)))
+        };
         match (
-            position("application/graphql-response+json"),
-            position("application/json"),
+            rank("application/graphql-response+json"),
+            rank("application/json"),
         ) {
-            (Some(g), Some(j)) if g < j => Self::GraphqlResponse,
+            (Some(g), Some(j)) if g > j => Self::GraphqlResponse,
             (Some(_), None) => Self::GraphqlResponse,
             _ => Self::Json,
         }
@@ -337,6 +346,20 @@ mod tests {
                 "application/json, application/graphql-response+json"
             )])),
             Format::Json
+        );
+        assert_eq!(
+            Format::of(&headers(&[(
+                "accept",
+                "application/graphql-response+json;q=0"
+            )])),
+            Format::Json
+        );
+        assert_eq!(
+            Format::of(&headers(&[(
+                "accept",
+                "application/json;q=0.1, application/graphql-response+json;q=1"
+            )])),
+            Format::GraphqlResponse
         );
     }
 

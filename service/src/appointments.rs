@@ -348,7 +348,11 @@ pub async fn transition(
     if !can_transition(current.status, to) {
         return Err(ServiceError::invalid(
             "to",
-            format!("cannot go from {:?} to {:?}", current.status, to).to_uppercase(),
+            format!(
+                "cannot go from {} to {}",
+                status_name(current.status),
+                status_name(to)
+            ),
         ));
     }
     let reason = reason
@@ -365,6 +369,12 @@ pub async fn transition(
         .update(tx)
         .await
         .map_err(|e| ServiceError::from_db(e, "changing an appointment's status"))
+}
+
+/// A status as the schema and the database spell it (`CHECKED_IN`).
+fn status_name(status: AppointmentStatus) -> String {
+    use sea_orm::ActiveEnum;
+    status.to_value()
 }
 
 #[cfg(test)]

@@ -60,24 +60,40 @@ pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> 
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    const TABLES: [&str; 12] = [
-        "patients",
-        "contact_methods",
-        "providers",
-        "appointments",
-        "care_team_assignments",
-        "payer_authorizations",
-        "proxy_assignments",
-        "audit_events",
-        "consent_documents",
-        "user_consents",
-        "organizations",
-        "users",
+    // Each table with what makes a row live: not soft-deleted, and, for
+    // what belongs to a chart, a chart that is not soft-deleted either —
+    // the same rows every other path shows. (Table names and conditions
+    // are this constant list, never input.)
+    const LIVE_PATIENT: &str = "EXISTS (SELECT 1 FROM patients p \
+         WHERE p.organization_id = t.organization_id AND p.id = t.patient_id AND p.deleted_at IS NULL)";
+    let tables: [(&str, String); 12] = [
+        ("patients", "t.deleted_at IS NULL".to_owned()),
+        (
+            "contact_methods",
+            format!("t.deleted_at IS NULL AND {LIVE_PATIENT}"),
+        ),
+        ("providers", "t.deleted_at IS NULL".to_owned()),
+        (
+            "appointments",
+            format!("t.deleted_at IS NULL AND {LIVE_PATIENT}"),
+        ),
+        ("care_team_assignments", LIVE_PATIENT.to_owned()),
+        (
+            "payer_authorizations",
+            format!("t.deleted_at IS NULL AND {LIVE_PATIENT}"),
+        ),
+        ("proxy_assignments", LIVE_PATIENT.to_owned()),
+        ("audit_events", "true".to_owned()),
+        ("consent_documents", "true".to_owned()),
+        ("user_consents", "true".to_owned()),
+        ("organizations", "t.deleted_at IS NULL".to_owned()),
+        ("users", "t.deleted_at IS NULL".to_owned()),
     ];
-    // Table names are this constant list, never input.
-    let sql = TABLES
+    let sql = tables
         .iter()
-        .map(|t| format!("SELECT id, '{t}' AS kind FROM {t} WHERE id = ANY ($1::uuid[])"))
+        .map(|(table, live)| {
+            format!("SELECT t.id, '{table}' AS kind FROM {table} t WHERE t.id = ANY ($1::uuid[]) AND {live}")
+        })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     let rows = tx

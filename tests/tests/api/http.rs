@@ -381,3 +381,32 @@ async fn persisted_documents_are_named_by_doc_id_document_id_or_id() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn answers_keep_the_order_of_the_selection() {
+    // (The root's order is async-graphql's: it answers the parts of a merged
+    // root object one after another.)
+    let app = spawn_app().await;
+    let token = app.login_as("admin@northside.example").await;
+    for accept in ["application/json", "application/graphql-response+json"] {
+        let text = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&token)
+            .header("accept", accept)
+            .json(
+                &json!({ "query": "{ organization { timezone name id } me { role } __typename }" }),
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let at = |k: &str| text.find(k).unwrap_or_else(|| panic!("{k} in {text}"));
+        assert!(
+            at("\"timezone\"") < at("\"name\"") && at("\"name\"") < at("\"id\""),
+            "{text}"
+        );
+    }
+}

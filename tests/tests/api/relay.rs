@@ -109,3 +109,40 @@ async fn node_respects_roles_within_the_clinic_and_audits_patient_reads() {
         "a patient read through node is audited"
     );
 }
+
+#[tokio::test]
+async fn node_hides_what_every_other_path_hides_and_answers_repeated_ids() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let p = patient(&owner, "NS-0001").await;
+    let care: Uuid = sea_orm::sqlx::query_scalar(
+        "SELECT id FROM care_team_assignments WHERE patient_id = $1 LIMIT 1",
+    )
+    .bind(p)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    let token = app.login_as("admin@northside.example").await;
+    let q = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }";
+    let res = app
+        .graphql(Some(&token), q, json!({ "ids": [care, care, p] }))
+        .await;
+    let found = res["data"]["nodes"].as_array().expect("a list").clone();
+    assert_eq!(found[0]["__typename"], "CareTeamAssignment", "{res}");
+    assert_eq!(
+        found[1], found[0],
+        "an id asked twice is answered twice: {res}"
+    );
+    assert_eq!(found[2]["__typename"], "Patient", "{res}");
+
+    // A discharged-and-deleted chart: gone from node, with everything of it.
+    sea_orm::sqlx::query("UPDATE patients SET deleted_at = now() WHERE id = $1")
+        .bind(p)
+        .execute(&owner)
+        .await
+        .unwrap();
+    let res = app
+        .graphql(Some(&token), q, json!({ "ids": [care, p] }))
+        .await;
+    assert_eq!(res["data"]["nodes"], json!([null, null]), "{res}");
+}

@@ -27,7 +27,9 @@ impl Ctx {
     }
 
     /// Opens a transaction on the runtime pool with this context set
-    /// transaction-locally, exactly as `app.begin_request` leaves it.
+    /// transaction-locally, the way `app.begin_request` sets it (tenant,
+    /// user, role, request id, and the portal patients under every
+    /// purpose), without a session behind it: for testing the policies.
     pub async fn begin(&self, pool: &PgPool) -> Transaction<'static, Postgres> {
         let mut tx = pool.begin().await.expect("begin");
         let scope = format!(
@@ -44,7 +46,9 @@ impl Ctx {
              set_config('app.patients_profile', $5, true), \
              set_config('app.patients_appointments', $5, true), \
              set_config('app.patients_schedule', $5, true), \
-             set_config('app.patients_billing', $5, true)",
+             set_config('app.patients_billing', $5, true), \
+             set_config('app.patients_notes', $5, true), \
+             set_config('app.patients_message', $5, true)",
         )
         .bind(self.tenant.map(|t| t.to_string()).unwrap_or_default())
         .bind(self.user.map(|u| u.to_string()).unwrap_or_default())

@@ -15,6 +15,7 @@ use crate::error::{GqlResult, IntoGql};
 use crate::graphql::scalars::Date;
 use crate::graphql::scope::ScopeExt;
 
+#[derive(Clone)]
 pub struct Appointment(pub appointment::Model);
 
 /// A visit of a patient with a provider, at a set time. Staff see the

@@ -12,6 +12,7 @@ use super::enums::AuditAction;
 use crate::error::{GqlResult, IntoGql};
 use crate::graphql::scope::ScopeExt;
 
+#[derive(Clone)]
 pub struct AuditEvent(pub audit_event::Model);
 
 /// One entry of the clinic's audit trail: who did what to which record,

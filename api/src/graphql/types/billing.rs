@@ -9,6 +9,7 @@ use crate::error::{GqlResult, IntoGql};
 use crate::graphql::scalars::Date;
 use crate::graphql::scope::ScopeExt;
 
+#[derive(Clone)]
 pub struct PayerAuthorization(pub payer_authorization::Model);
 
 /// A payer's (insurer's) prior authorization for a patient: so many units

@@ -10,6 +10,7 @@ use super::provider::Provider;
 use crate::error::{GqlResult, IntoGql};
 use crate::graphql::scope::ScopeExt;
 
+#[derive(Clone)]
 pub struct CareTeamAssignment(pub care_team_assignment::Model);
 
 /// A provider on a patient's care team, in a role. Removing a provider

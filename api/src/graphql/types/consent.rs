@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::enums::ConsentKind;
 
+#[derive(Clone)]
 pub struct ConsentDocument(pub consent_document::Model);
 
 /// One version of a legal document a user signs (`signConsent`). One
@@ -42,6 +43,7 @@ impl ConsentDocument {
     }
 }
 
+#[derive(Clone)]
 pub struct UserConsent(pub user_consent::Model);
 
 /// The caller's signature of one version of a consent document. Each user

@@ -12,6 +12,7 @@ use crate::graphql::scope::ScopeExt;
 
 /// A clinic. `.1` says whether the caller is staff there, when that is not
 /// the request's own role (a switch answers about the clinic it moved to).
+#[derive(Clone)]
 pub struct Organization(pub organization::Model, pub Option<bool>);
 
 impl Organization {
@@ -65,6 +66,7 @@ impl Organization {
     }
 }
 
+#[derive(Clone)]
 pub struct User(pub user::Model);
 
 /// The signed-in user (a person, across all the clinics they belong to).

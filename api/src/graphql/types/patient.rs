@@ -24,6 +24,7 @@ use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::graphql::scalars::Date;
 use crate::graphql::scope::ScopeExt;
 
+#[derive(Clone)]
 pub struct Patient(pub patient::Model);
 
 impl Patient {
@@ -199,6 +200,7 @@ impl Patient {
     }
 }
 
+#[derive(Clone)]
 pub struct ContactMethod(pub contact_method::Model);
 
 /// A way to reach a patient: a phone number or an email address.

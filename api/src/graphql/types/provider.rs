@@ -15,6 +15,7 @@ use super::patient::{self, PatientConnection, PatientTotal};
 use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::graphql::scope::ScopeExt;
 
+#[derive(Clone)]
 pub struct Provider(pub provider::Model);
 
 /// A clinician of the active clinic. Every signed-in caller of the clinic

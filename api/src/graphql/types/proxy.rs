@@ -21,6 +21,7 @@ pub struct UserSummary {
     pub email: String,
 }
 
+#[derive(Clone)]
 pub struct ProxyAssignment(pub proxy_assignment::Model);
 
 /// A grant letting a person (a parent, guardian, caregiver) act for a
