@@ -99,15 +99,21 @@ impl<'a> RawTx<'a> {
     /// arguments, in one simple query (as `api/src/guard.rs` sends them).
     async fn begin(pool: &PgPool, trips: &'a AtomicU64, clinic: &Clinic) -> Fallible<Self> {
         let mut conn = pool.acquire().await.map_err(db("acquiring a connection"))?;
-        // Every value is a uuid, a ULID or a constant: safe as a literal.
+        // The statement the server's guard sends: texts hex-encoded, ids
+        // formatted from their types (every value here is a uuid, a ULID or
+        // a constant).
+        let hex = |t: &str| -> String { t.bytes().map(|b| format!("{b:02x}")).collect() };
         let sql = format!(
-            "BEGIN; SELECT status, role, is_super_admin, consent_required, portal_scope \
-             FROM app.begin_request('{}'::uuid, '{}'::uuid, '{}'::uuid, '{}', '127.0.0.1'::inet, \
-             'caregate-bench', 60, false)",
+            "BEGIN; SELECT role, is_super_admin, consent_required, portal_scope \
+             FROM app.begin_request(convert_from(decode('{}', 'hex'), 'UTF8'), \
+             (convert_from(decode('{}', 'hex'), 'UTF8'))::inet, \
+             convert_from(decode('{}', 'hex'), 'UTF8'), '{}'::uuid, '{}'::uuid, '{}'::uuid, 60, false)",
+            hex(&ulid::Ulid::generate().to_string()),
+            hex("127.0.0.1"),
+            hex("caregate-bench"),
             clinic.user,
             clinic.ids.org,
             clinic.session,
-            ulid::Ulid::generate()
         );
         trips.fetch_add(1, Ordering::Relaxed);
         let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -120,7 +126,6 @@ impl<'a> RawTx<'a> {
         };
         let rows = result.map_err(db("BEGIN; app.begin_request"))?;
         let row = rows.first().ok_or("app.begin_request returned no row")?;
-        let status: String = row.try_get("status").map_err(db("status"))?;
         let role: Option<String> = row.try_get("role").map_err(db("role"))?;
         let _super: bool = row
             .try_get("is_super_admin")
@@ -130,9 +135,9 @@ impl<'a> RawTx<'a> {
             .map_err(db("consent_required"))?;
         let _scope: Option<serde_json::Value> =
             row.try_get("portal_scope").map_err(db("portal_scope"))?;
-        if status != "OK" || role.as_deref() != Some("ADMIN") || consent {
+        if role.as_deref() != Some("ADMIN") || consent {
             return Err(format!(
-                "app.begin_request: status {status}, role {role:?}, consent required {consent}"
+                "app.begin_request: role {role:?}, consent required {consent}"
             ));
         }
         Ok(tx)
@@ -146,7 +151,12 @@ impl<'a> RawTx<'a> {
 
     async fn commit(mut self) -> Fallible<()> {
         self.trips.fetch_add(1, Ordering::Relaxed);
-        self.conn.execute("COMMIT").await.map_err(db("COMMIT"))?;
+        // As the server commits: `COMMIT` behind an empty `SELECT`, which
+        // fails instead of letting an aborted transaction "commit".
+        self.conn
+            .execute("SELECT; COMMIT")
+            .await
+            .map_err(db("COMMIT"))?;
         self.open = false;
         Ok(())
     }
