@@ -145,8 +145,10 @@ mod outage {
 
     #[tokio::test]
     async fn with_postgresql_down_requests_fail_fast_with_503_and_recover_without_restart() {
-        let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("caregate-outage-{}", ulid::Ulid::generate()));
+        // Under the system's temporary directory: run as root, the cluster
+        // belongs to the `postgres` user, who may not be able to enter the
+        // checkout's directory.
+        let root = std::env::temp_dir().join(format!("caregate-outage-{}", ulid::Ulid::generate()));
         let cluster = tokio::task::spawn_blocking({
             let root = root.clone();
             move || caregate::cluster::ensure(&root)
