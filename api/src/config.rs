@@ -164,6 +164,11 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
+    /// Most connections one client address may hold open at once (proxies
+    /// in TRUSTED_PROXIES are exempt); more are closed as they arrive.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+
     /// On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish
     /// for at most this many milliseconds, then close every connection (an
     /// unfinished request's transaction is rolled back).
@@ -311,6 +316,10 @@ impl Config {
             ("READINESS_TIMEOUT_MS", self.readiness_timeout_ms),
             ("RESPONSE_WRITE_TIMEOUT_MS", self.response_write_timeout_ms),
             ("MAX_CONNECTIONS", self.max_connections as u64),
+            (
+                "MAX_CONNECTIONS_PER_CLIENT",
+                self.max_connections_per_client as u64,
+            ),
         ] {
             anyhow::ensure!(ms > 0, "{name} must be > 0");
         }

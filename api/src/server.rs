@@ -211,6 +211,10 @@ impl Server {
             .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
         let graceful = GracefulShutdown::new();
         let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let per_client = PerClient::new(
+            config.max_connections_per_client,
+            self.state.trusted_proxies.clone(),
+        );
         let write_timeout = Duration::from_millis(config.response_write_timeout_ms);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -235,6 +239,14 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            // One client address holds at most MAX_CONNECTIONS_PER_CLIENT of
+            // them (proxies in TRUSTED_PROXIES carry many clients: exempt),
+            // so one client cannot fill the cap with idle connections.
+            let Some(held) = per_client.admit(peer.ip()) else {
+                tracing::info!(client = %peer.ip(), "too many connections from one client; closed");
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             // A client that stops reading its response does not hold the
             // connection: the write fails after the timeout, and hyper
@@ -257,6 +269,7 @@ impl Server {
                     tracing::debug!(error = %err, "connection ended with an error");
                 }
                 drop(permit);
+                drop(held);
             });
         }
         drop(self.listener);
@@ -271,6 +284,60 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// Connections open per client address.
+#[derive(Clone)]
+struct PerClient {
+    limit: usize,
+    trusted: Arc<Vec<ipnet::IpNet>>,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection counted against its client; uncounted when dropped.
+struct Held {
+    client: Option<(PerClient, std::net::IpAddr)>,
+}
+
+impl PerClient {
+    fn new(limit: usize, trusted: Arc<Vec<ipnet::IpNet>>) -> Self {
+        Self {
+            limit,
+            trusted,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts a new connection, or `None` when the client holds the limit.
+    fn admit(&self, ip: std::net::IpAddr) -> Option<Held> {
+        let ip = ip.to_canonical();
+        if self.trusted.iter().any(|net| net.contains(&ip)) {
+            return Some(Held { client: None });
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            client: Some((self.clone(), ip)),
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((per_client, ip)) = self.client.take() {
+            let mut open = per_client.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = open.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&ip);
+                }
+            }
+        }
     }
 }
 

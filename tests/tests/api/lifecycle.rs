@@ -231,3 +231,29 @@ mod outage {
         let _ = std::fs::remove_dir_all(&root);
     }
 }
+
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    let app = spawn_app_with(|c| c.max_connections_per_client = 2).await;
+    let first = half_send(&app, "GET /healthz HTTP/1.1\r\nhost: x\r\n").await;
+    let _second = half_send(&app, "GET /healthz HTTP/1.1\r\nhost: x\r\n").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = half_send(&app, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let answer = read_to_close(&mut third, Duration::from_secs(2)).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some(""),
+        "the third connection is closed unanswered"
+    );
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = half_send(
+        &app,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let answer = read_to_close(&mut fourth, Duration::from_secs(2))
+        .await
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
