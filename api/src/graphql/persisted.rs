@@ -112,6 +112,14 @@ impl PersistedQueries {
         Ok(map)
     }
 
+    /// The length of a known document, without copying it.
+    fn length_of(&self, id: &str) -> Option<usize> {
+        if let Some(q) = self.manifest.get(id) {
+            return Some(q.len());
+        }
+        self.registered.lock().ok()?.get(id).map(String::len)
+    }
+
     fn lookup(&self, id: &str) -> Option<String> {
         if let Some(q) = self.manifest.get(id) {
             return Some(q.clone());
@@ -239,9 +247,9 @@ impl PersistedQueries {
                     .or_else(|| id.strip_prefix("md5:"))
                     .unwrap_or(&id)
                     .to_owned();
-                self.lookup(&id)
+                self.length_of(&id)
             })
-            .map_or(0, |text| text.len())
+            .unwrap_or(0)
     }
 
     /// A text that is itself in the manifest (under either hash).
