@@ -178,11 +178,56 @@ mod outage {
         tokio::spawn(server.run(std::future::pending()));
         let token = app.login_as("admin@northside.example").await;
 
+        // A mutation in flight when PostgreSQL goes down (it waits on a
+        // lock, then its session is terminated): never reported as done.
+        let owner = caregate::db::connect_owner(&owner_url).await.unwrap();
+        let held = sea_orm::sqlx::PgPool::clone(owner.get_postgres_connection_pool());
+        let mut lock = held.acquire().await.unwrap();
+        sea_orm::sqlx::Executor::execute(&mut *lock, "BEGIN")
+            .await
+            .unwrap();
+        sea_orm::sqlx::Executor::execute(
+            &mut *lock,
+            "LOCK TABLE providers IN ACCESS EXCLUSIVE MODE",
+        )
+        .await
+        .unwrap();
+        let in_flight = {
+            let client = app.client.clone();
+            let url = app.url("/graphql");
+            let token = token.clone();
+            tokio::spawn(async move {
+                let resp = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({ "query": "mutation { createProvider(input: { name: \"Dr. Gone\", npi: \"1234567893\" }) { id } }" }))
+                    .send()
+                    .await
+                    .expect("an answer");
+                (
+                    resp.status().as_u16(),
+                    resp.json::<Value>().await.expect("JSON"),
+                )
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
         let stopped = cluster.clone();
         tokio::task::spawn_blocking(move || stopped.stop())
             .await
             .unwrap()
             .expect("stopping the cluster");
+        drop(lock);
+        let (status, res) = in_flight.await.unwrap();
+        assert!(status >= 500, "{status}: {res}");
+        assert!(
+            res["data"].is_null() || res["data"]["createProvider"].is_null(),
+            "{res}"
+        );
+        let code = res["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(code == "INTERNAL" || code == "UNAVAILABLE", "{res}");
 
         let started = Instant::now();
         let resp = app
@@ -225,6 +270,17 @@ mod outage {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert!(recovered, "requests work again without a restart");
+        let res = app
+            .graphql(
+                Some(&token),
+                "{ providers(filter: { search: \"Gone\" }) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            res["data"]["providers"]["totalCount"], 0,
+            "the interrupted write was not saved: {res}"
+        );
         assert_eq!(get_status(&app, "/readyz").await.0, 200);
 
         let _ = tokio::task::spawn_blocking(move || restarted.stop()).await;
