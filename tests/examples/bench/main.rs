@@ -13,19 +13,12 @@
 //! as the runtime role: the ceiling. It prints a Markdown table of both and
 //! their ratio, ready to paste into the README.
 
-#[path = "bench/dataset.rs"]
 mod dataset;
-#[path = "bench/driver.rs"]
 mod driver;
-#[path = "bench/fixture.rs"]
 mod fixture;
-#[path = "bench/flood.rs"]
 mod flood;
-#[path = "bench/http.rs"]
 mod http;
-#[path = "bench/raw.rs"]
 mod raw;
-#[path = "bench/server.rs"]
 mod server;
 
 use std::sync::Arc;
