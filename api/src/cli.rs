@@ -188,7 +188,7 @@ async fn mint(
             s.organization
         );
     }
-    tokens.issue(s.user, s.organization, &s.role, s.session, s.expires_at)
+    tokens.issue(s.user, s.organization, s.session, s.expires_at)
 }
 
 async fn print_demo_tokens(owner_url: &str, tokens: &Tokens, ttl: u32, idle: u32) {
@@ -212,7 +212,7 @@ async fn print_demo_tokens(owner_url: &str, tokens: &Tokens, ttl: u32, idle: u32
     );
     for (email, org, what) in service::demo::DEMO_LOGINS {
         match service::demo::dev_session(&owner, email, Some(org), ttl).await {
-            Ok(s) => match tokens.issue(s.user, s.organization, &s.role, s.session, s.expires_at) {
+            Ok(s) => match tokens.issue(s.user, s.organization, s.session, s.expires_at) {
                 Ok(token) => {
                     println!();
                     println!("  {email} — {what} [{} in {org}]", s.role);

@@ -1,26 +1,210 @@
-//! The one place errors become GraphQL errors.
+//! The one place errors become GraphQL errors, and the whole vocabulary of
+//! them: every `extensions.code` is an [`ErrorCode`], every
+//! `extensions.reason` a [`Reason`]. The README's catalogue is tested
+//! against these enums.
 //!
-//! Every error a client sees carries `extensions.code` (one of
-//! UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, BAD_USER_INPUT, CONFLICT,
-//! RATE_LIMITED, INTERNAL), `extensions.reason` for conflicts and refusals,
-//! `extensions.field` for bad input, and the request id. Causes of
-//! unexpected errors go to the log (with the request id, through the
-//! request's span), never to the client.
+//! Every error a client sees carries `extensions.code`, `extensions.reason`
+//! for refusals a client can act on, `extensions.field` for bad input, and
+//! the request id. Causes of unexpected errors go to the log (with the
+//! request id, through the request's span), never to the client.
 
 use async_graphql::{ErrorExtensionValues, ServerError};
-use service::ServiceError;
+use service::{ConflictReason, ForbiddenReason, ServiceError};
+
+/// What kind of error a client got: `extensions.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No valid token or session.
+    Unauthenticated,
+    /// The caller may not do this (`reason` says why).
+    Forbidden,
+    /// Absent, or not visible to the caller: never told apart.
+    NotFound,
+    /// The request or a value in it is wrong (`field` names it, `reason`
+    /// names a limit or a malformed request).
+    BadUserInput,
+    /// The write conflicts with what is already there (`reason`).
+    Conflict,
+    /// Too many attempts; retry later.
+    RateLimited,
+    /// The database cannot be reached; retry shortly (`Retry-After`).
+    Unavailable,
+    /// A persisted document the server does not hold (send its text once).
+    PersistedQueryNotFound,
+    /// Something failed on the server (`reason` says whether it was saved).
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [Self; 9] = [
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::BadUserInput,
+        Self::Conflict,
+        Self::RateLimited,
+        Self::Unavailable,
+        Self::PersistedQueryNotFound,
+        Self::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::Conflict => "CONFLICT",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// Why a request was refused or failed, where the service layer does not
+/// say it: limits, malformed HTTP, persisted documents, the transaction's
+/// outcome, idempotency keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestReason {
+    /// Selection sets nested deeper than MAX_QUERY_DEPTH.
+    MaxDepth,
+    /// An operation costing more than MAX_QUERY_COMPLEXITY.
+    MaxComplexity,
+    /// More aliases than MAX_ALIASES.
+    MaxAliases,
+    /// More root fields than MAX_ROOT_FIELDS.
+    MaxRootFields,
+    /// A batch of more than MAX_BATCH_SIZE operations (or none).
+    MaxBatch,
+    /// A query text nested deeper than MAX_QUERY_NESTING.
+    MaxNesting,
+    /// A body over MAX_BODY_BYTES.
+    BodyTooLarge,
+    /// A body that did not arrive within BODY_READ_TIMEOUT_MS.
+    BodyTimeout,
+    /// A method other than GET and POST.
+    MethodNotAllowed,
+    /// A mutation sent by GET.
+    MutationOverGet,
+    /// A POST body that is not `application/json`.
+    UnsupportedMediaType,
+    /// A body that could not be read.
+    UnreadableBody,
+    /// A body that is not JSON (or not UTF-8).
+    InvalidJson,
+    /// No document to run.
+    MissingQuery,
+    /// A GET query string that cannot be read.
+    InvalidQueryString,
+    /// Only documents of the reviewed manifest are accepted.
+    PersistedQueryRequired,
+    /// An Idempotency-Key sent again with other operations or variables.
+    IdempotencyKeyReused,
+    /// A replay whose stored answer shows patients the caller may no longer see.
+    AlreadyProcessed,
+    /// The transaction failed: nothing of the request was saved.
+    NotCommitted,
+    /// The connection broke during COMMIT: the request may have been saved.
+    CommitOutcomeUnknown,
+}
+
+impl RequestReason {
+    pub const ALL: [Self; 20] = [
+        Self::MaxDepth,
+        Self::MaxComplexity,
+        Self::MaxAliases,
+        Self::MaxRootFields,
+        Self::MaxBatch,
+        Self::MaxNesting,
+        Self::BodyTooLarge,
+        Self::BodyTimeout,
+        Self::MethodNotAllowed,
+        Self::MutationOverGet,
+        Self::UnsupportedMediaType,
+        Self::UnreadableBody,
+        Self::InvalidJson,
+        Self::MissingQuery,
+        Self::InvalidQueryString,
+        Self::PersistedQueryRequired,
+        Self::IdempotencyKeyReused,
+        Self::AlreadyProcessed,
+        Self::NotCommitted,
+        Self::CommitOutcomeUnknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxDepth => "MAX_DEPTH",
+            Self::MaxComplexity => "MAX_COMPLEXITY",
+            Self::MaxAliases => "MAX_ALIASES",
+            Self::MaxRootFields => "MAX_ROOT_FIELDS",
+            Self::MaxBatch => "MAX_BATCH",
+            Self::MaxNesting => "MAX_NESTING",
+            Self::BodyTooLarge => "BODY_TOO_LARGE",
+            Self::BodyTimeout => "BODY_TIMEOUT",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::MutationOverGet => "MUTATION_OVER_GET",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::UnreadableBody => "UNREADABLE_BODY",
+            Self::InvalidJson => "INVALID_JSON",
+            Self::MissingQuery => "MISSING_QUERY",
+            Self::InvalidQueryString => "INVALID_QUERY_STRING",
+            Self::PersistedQueryRequired => "PERSISTED_QUERY_REQUIRED",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::AlreadyProcessed => "ALREADY_PROCESSED",
+            Self::NotCommitted => "NOT_COMMITTED",
+            Self::CommitOutcomeUnknown => "COMMIT_OUTCOME_UNKNOWN",
+        }
+    }
+
+    /// The limit a message of async-graphql's own validation names: depth
+    /// and complexity are checked by the library, which gives no code.
+    pub fn of_library_message(message: &str) -> Option<Self> {
+        match message {
+            "Query is nested too deep." => Some(Self::MaxDepth),
+            "Query is too complex." => Some(Self::MaxComplexity),
+            _ => None,
+        }
+    }
+}
+
+/// `extensions.reason`: one of the service layer's reasons or the API's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Conflict(ConflictReason),
+    Forbidden(ForbiddenReason),
+    Request(RequestReason),
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Conflict(r) => r.as_str(),
+            Self::Forbidden(r) => r.as_str(),
+            Self::Request(r) => r.as_str(),
+        }
+    }
+}
+
+impl From<RequestReason> for Reason {
+    fn from(r: RequestReason) -> Self {
+        Self::Request(r)
+    }
+}
 
 /// An error on its way to the client. Cheap to clone (DataLoaders need that).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     pub field: Option<&'static str>,
 }
 
 impl ApiError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -29,44 +213,63 @@ impl ApiError {
         }
     }
 
+    /// A refusal with its reason.
+    pub fn because(code: ErrorCode, reason: impl Into<Reason>, message: impl Into<String>) -> Self {
+        Self {
+            reason: Some(reason.into()),
+            ..Self::new(code, message)
+        }
+    }
+
     pub fn unauthenticated() -> Self {
-        Self::new("UNAUTHENTICATED", "authentication required")
+        Self::new(ErrorCode::Unauthenticated, "authentication required")
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "not found")
     }
 
     pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field: Some(field),
-            ..Self::new("BAD_USER_INPUT", message)
+            ..Self::new(ErrorCode::BadUserInput, message)
         }
     }
 
+    /// A limit of the request exceeded.
+    pub fn limit(reason: RequestReason, message: impl Into<String>) -> Self {
+        Self::because(ErrorCode::BadUserInput, reason, message)
+    }
+
     pub fn internal() -> Self {
-        Self::new("INTERNAL", "internal error")
+        Self::new(ErrorCode::Internal, "internal error")
     }
 }
 
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
-            ServiceError::NotFound => Self::new("NOT_FOUND", "not found"),
-            ServiceError::Conflict(reason) => Self {
-                reason: Some(reason.as_str()),
-                ..Self::new("CONFLICT", format!("conflict: {}", reason.as_str()))
-            },
+            ServiceError::NotFound => Self::not_found(),
+            ServiceError::Conflict(reason) => Self::because(
+                ErrorCode::Conflict,
+                Reason::Conflict(reason),
+                format!("conflict: {}", reason.as_str()),
+            ),
             ServiceError::Invalid { field, message } => Self::bad_input(field, message),
-            ServiceError::Forbidden(reason) => Self {
-                reason: Some(reason.as_str()),
-                ..Self::new("FORBIDDEN", "not allowed")
-            },
+            ServiceError::Forbidden(reason) => Self::because(
+                ErrorCode::Forbidden,
+                Reason::Forbidden(reason),
+                "not allowed",
+            ),
             ServiceError::Unauthenticated(why) => {
                 tracing::info!(reason = why, "refused as unauthenticated");
                 Self::unauthenticated()
             }
             ServiceError::BadCredentials => {
-                Self::new("UNAUTHENTICATED", "invalid email or password")
+                Self::new(ErrorCode::Unauthenticated, "invalid email or password")
             }
             ServiceError::RateLimited => {
-                Self::new("RATE_LIMITED", "too many attempts; try again later")
+                Self::new(ErrorCode::RateLimited, "too many attempts; try again later")
             }
             ServiceError::Unexpected(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "unexpected error");
@@ -79,9 +282,9 @@ impl From<ServiceError> for ApiError {
 impl ApiError {
     fn extensions(&self) -> ErrorExtensionValues {
         let mut ext = ErrorExtensionValues::default();
-        ext.set("code", self.code);
+        ext.set("code", self.code.as_str());
         if let Some(reason) = self.reason {
-            ext.set("reason", reason);
+            ext.set("reason", reason.as_str());
         }
         if let Some(field) = self.field {
             ext.set("field", field);

@@ -117,6 +117,11 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 }
 
 /// The asset routes: `GET /graphiql/{name}`.
+/// The GraphiQL page, for `/graphql`, with its security headers.
+pub fn response() -> axum::response::Response {
+    (security_headers(), page("/graphql")).into_response()
+}
+
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/graphiql/{name}", get(asset))
 }

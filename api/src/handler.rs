@@ -14,17 +14,18 @@ use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response,
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
+use service::context::RequestMeta;
 use service::domain::TenantId;
 use service::idempotency::{self, Claim, IdempotencyKey};
 use service::tx::CommitError;
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode, RequestReason};
 use crate::graphql::loaders::Loaders;
 use crate::graphql::prepare::Prepared;
 use crate::graphql::scope::RequestScope;
-use crate::guard::{self, GuardError, RequestMeta};
-use crate::server::AppState;
+use crate::guard::{self, GuardError};
+use crate::state::AppState;
 use crate::wire;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -77,7 +78,7 @@ pub async fn graphql(
     let span = tracing::info_span!("request", request_id = %id);
     let method = if parts.method == Method::GET {
         if wire::wants_html(&headers) && state.config.graphiql_enabled() {
-            return crate::server::graphiql_page().await.into_response();
+            return crate::graphiql::response();
         }
         Via::Get
     } else if parts.method == Method::POST {
@@ -87,7 +88,7 @@ pub async fn graphql(
             allow: Some("GET, POST"),
             ..Refusal::unreadable(wire::Unreadable {
                 status: StatusCode::METHOD_NOT_ALLOWED,
-                reason: "METHOD_NOT_ALLOWED",
+                reason: RequestReason::MethodNotAllowed,
                 message: "use POST (or GET for queries)".to_owned(),
             })
         }
@@ -105,7 +106,7 @@ pub async fn graphql(
                 Ok(read) => read,
                 Err(_) => Err(wire::Unreadable {
                     status: StatusCode::REQUEST_TIMEOUT,
-                    reason: "BODY_TIMEOUT",
+                    reason: RequestReason::BodyTimeout,
                     message: "the request body did not arrive in time".to_owned(),
                 }),
             }
@@ -115,7 +116,7 @@ pub async fn graphql(
         Ok(batch) => batch,
         Err(unreadable) => {
             let _enter = span.enter();
-            tracing::info!(reason = unreadable.reason, message = %unreadable.message, "unreadable request");
+            tracing::info!(reason = unreadable.reason.as_str(), message = %unreadable.message, "unreadable request");
             state.metrics.observe("", "rejected", Duration::ZERO);
             return Refusal::unreadable(unreadable).into_response(Shape::Single, format, &id);
         }
@@ -135,9 +136,8 @@ pub enum Via {
 /// Why a request was answered without a result.
 struct Refusal {
     status: StatusCode,
-    code: &'static str,
-    reason: Option<&'static str>,
-    message: String,
+    /// What every operation of the request answers.
+    error: ApiError,
     /// The outcome label of the metrics.
     outcome: &'static str,
     /// Seconds after which a retry may succeed (`Retry-After`).
@@ -147,17 +147,10 @@ struct Refusal {
 }
 
 impl Refusal {
-    fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-        outcome: &'static str,
-    ) -> Self {
+    fn new(status: StatusCode, error: ApiError, outcome: &'static str) -> Self {
         Self {
             status,
-            code,
-            reason: None,
-            message: message.into(),
+            error,
             outcome,
             retry_after: None,
             allow: None,
@@ -165,17 +158,13 @@ impl Refusal {
     }
 
     fn unreadable(u: wire::Unreadable) -> Self {
-        Self {
-            reason: Some(u.reason),
-            ..Self::new(u.status, "BAD_USER_INPUT", u.message, "rejected")
-        }
+        Self::new(u.status, ApiError::limit(u.reason, u.message), "rejected")
     }
 
     fn unauthenticated(message: &str) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            message,
+            ApiError::new(ErrorCode::Unauthenticated, message),
             "unauthenticated",
         )
     }
@@ -183,20 +172,28 @@ impl Refusal {
     fn bad_input(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
-            "BAD_USER_INPUT",
-            message,
+            ApiError::new(ErrorCode::BadUserInput, message),
             "rejected",
         )
     }
 
+    /// A refusal with its reason, answered with `status`.
+    fn because(
+        status: StatusCode,
+        code: ErrorCode,
+        reason: RequestReason,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(status, ApiError::because(code, reason, message), "rejected")
+    }
+
     /// The database cannot be reached (or every connection is busy).
-    fn unavailable() -> Self {
+    fn unavailable(message: &str) -> Self {
         Self {
             retry_after: Some(1),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "the database is unavailable; retry shortly",
+                ApiError::new(ErrorCode::Unavailable, message),
                 "unavailable",
             )
         }
@@ -204,26 +201,28 @@ impl Refusal {
 
     /// The request's transaction did not commit: nothing it did is saved.
     fn not_committed() -> Self {
-        Self {
-            reason: Some("NOT_COMMITTED"),
-            ..Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::because(
+                ErrorCode::Internal,
+                RequestReason::NotCommitted,
                 "the request failed and nothing it did was saved",
-                "error",
-            )
-        }
+            ),
+            "error",
+        )
     }
 
     /// The connection broke during COMMIT: the request may have been saved.
     fn commit_unknown() -> Self {
         Self {
-            reason: Some("COMMIT_OUTCOME_UNKNOWN"),
             retry_after: Some(1),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "INTERNAL",
-                "the request may or may not have been saved; retry with the same Idempotency-Key",
+                ApiError::because(
+                    ErrorCode::Internal,
+                    RequestReason::CommitOutcomeUnknown,
+                    "the request may or may not have been saved; retry with the same Idempotency-Key",
+                ),
                 "error",
             )
         }
@@ -239,9 +238,7 @@ impl Refusal {
         request_id: &str,
     ) -> axum::response::Response {
         let error = || {
-            let mut e = ApiError::new(self.code, self.message.clone());
-            e.reason = self.reason;
-            let mut body = Response::from_errors(vec![e.into_server_error()]);
+            let mut body = Response::from_errors(vec![self.error.clone().into_server_error()]);
             stamp(&mut body, request_id);
             body
         };
@@ -325,7 +322,10 @@ fn response_json(r: &Response, without_data: bool) -> String {
     };
     text.unwrap_or_else(|err| {
         tracing::error!(error = %err, "serializing a response");
-        r#"{"errors":[{"message":"internal error","extensions":{"code":"INTERNAL"}}]}"#.to_owned()
+        format!(
+            r#"{{"errors":[{{"message":"internal error","extensions":{{"code":"{}"}}}}]}}"#,
+            ErrorCode::Internal.as_str()
+        )
     })
 }
 
@@ -411,10 +411,15 @@ async fn run(
         BatchRequest::Batch(items) => items.len(),
     };
     if size == 0 || size > state.config.max_batch_size {
-        return Err(Refusal::bad_input(format!(
-            "a batch holds 1 to {} operations",
-            state.config.max_batch_size
-        )));
+        return Err(Refusal::because(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            RequestReason::MaxBatch,
+            format!(
+                "a batch holds 1 to {} operations",
+                state.config.max_batch_size
+            ),
+        ));
     }
     let idempotency_key = match headers.get(IDEMPOTENCY_KEY_HEADER) {
         None => None,
@@ -457,14 +462,13 @@ async fn run(
     // so this costs no throughput on a machine of few cores).
     let text_bytes: usize = batch.iter().map(|r| state.preparation.text_len(r)).sum();
     let _large = if text_bytes > LARGE_DOCUMENT_BYTES {
-        Some(state.large_documents.acquire().await.map_err(|_| {
-            Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "shutting down",
-                "unavailable",
-            )
-        })?)
+        Some(
+            state
+                .large_documents
+                .acquire()
+                .await
+                .map_err(|_| Refusal::unavailable("shutting down"))?,
+        )
     } else {
         None
     };
@@ -495,12 +499,11 @@ async fn run(
     if via == Via::Get && is_mutation {
         return Err(Refusal {
             allow: Some("POST"),
-            reason: Some("MUTATION_OVER_GET"),
-            ..Refusal::new(
+            ..Refusal::because(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "BAD_USER_INPUT",
+                ErrorCode::BadUserInput,
+                RequestReason::MutationOverGet,
                 "mutations are sent with POST",
-                "rejected",
             )
         });
     }
@@ -550,7 +553,7 @@ async fn run(
         }
         GuardError::Database(err) => {
             tracing::error!(error = format!("{err:#}"), "opening the request failed");
-            Refusal::unavailable()
+            Refusal::unavailable("the database is unavailable; retry shortly")
         }
     })?;
 
@@ -562,15 +565,12 @@ async fn run(
             Ok(Claim::New) => {}
             Ok(Claim::Replay { body, reads }) => return replay(tx, body, &reads).await,
             Ok(Claim::Mismatch) => {
-                return Err(Refusal {
-                    reason: Some("IDEMPOTENCY_KEY_REUSED"),
-                    ..Refusal::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "CONFLICT",
-                        "this Idempotency-Key was used for a different request",
-                        "rejected",
-                    )
-                });
+                return Err(Refusal::because(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorCode::Conflict,
+                    RequestReason::IdempotencyKeyReused,
+                    "this Idempotency-Key was used for a different request",
+                ));
             }
             Err(err) => {
                 tracing::error!(error = %err, "claiming an idempotency key");
@@ -579,7 +579,7 @@ async fn run(
         }
     }
 
-    let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta, state.clone()));
+    let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta));
     let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
     let mut responses = Vec::with_capacity(prepared.len());
     for p in prepared {
@@ -644,15 +644,12 @@ async fn replay(
     match idempotency::all_visible(&tx, reads).await {
         Ok(true) => {}
         Ok(false) => {
-            return Err(Refusal {
-                reason: Some("ALREADY_PROCESSED"),
-                ..Refusal::new(
-                    StatusCode::CONFLICT,
-                    "CONFLICT",
-                    "this request was already processed; its answer shows patients you may no longer see",
-                    "rejected",
-                )
-            });
+            return Err(Refusal::because(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                RequestReason::AlreadyProcessed,
+                "this request was already processed; its answer shows patients you may no longer see",
+            ));
         }
         Err(err) => {
             tracing::error!(error = %err, "checking a replay");
@@ -713,7 +710,8 @@ fn finalize(response: &mut BatchResponse, id: &str) {
 }
 
 /// The one place a response's errors get their code (the library's parse,
-/// validation and limit errors come without one: they are BAD_USER_INPUT)
+/// validation and limit errors come without one: they are BAD_USER_INPUT,
+/// its depth and complexity limits with their reason)
 /// and every error and the response the request id.
 fn stamp(r: &mut Response, id: &str) {
     for err in &mut r.errors {
@@ -721,7 +719,10 @@ fn stamp(r: &mut Response, id: &str) {
             .extensions
             .get_or_insert_with(ErrorExtensionValues::default);
         if ext.get("code").is_none() {
-            ext.set("code", "BAD_USER_INPUT");
+            ext.set("code", ErrorCode::BadUserInput.as_str());
+            if let Some(reason) = RequestReason::of_library_message(&err.message) {
+                ext.set("reason", reason.as_str());
+            }
             if let Some(field) = field_of(&err.message) {
                 ext.set("field", field);
             }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `GET /healthz`: the process is up and serving HTTP.
 pub async fn healthz() -> Json<Value> {

@@ -20,6 +20,7 @@ pub mod health;
 pub mod metrics;
 pub mod server;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod tokens;
 pub mod wire;

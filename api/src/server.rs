@@ -1,4 +1,4 @@
-//! The HTTP server: routes, shared state, graceful shutdown.
+//! The HTTP server: routes, connection limits, graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,9 +15,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use sea_orm::DatabaseConnection;
-use sea_orm::sqlx::postgres::PgPool;
-use service::tx::Counter;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -25,38 +22,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::{Config, Environment};
-use crate::db;
-use crate::graphql::limits::OperationLimits;
-use crate::graphql::persisted::PersistedQueries;
-use crate::graphql::prepare::Preparation;
-use crate::graphql::{self, CaregateSchema};
-use crate::metrics::Metrics;
-use crate::tokens::Tokens;
+use crate::error::ErrorCode;
+use crate::state::AppState;
 use crate::{graphiql, handler, health};
-
-/// What every request handler shares. Nothing request-specific lives here:
-/// the transaction, the caller and the DataLoaders are built per request.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    /// The runtime pool (NOSUPERUSER NOBYPASSRLS role).
-    pub db: DatabaseConnection,
-    /// SQL statements run by the runtime role (requests and probes).
-    pub statements: Counter,
-    /// The readiness probe's own connection.
-    pub readiness: PgPool,
-    /// Statements that commit outside the request's transaction.
-    pub side: DatabaseConnection,
-    /// Proxies whose X-Forwarded-For is believed.
-    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
-    pub schema: CaregateSchema,
-    /// Persisted queries, parsed-document cache and operation limits.
-    pub preparation: Arc<Preparation>,
-    /// Permits to prepare and run a large document (one per core).
-    pub large_documents: Arc<tokio::sync::Semaphore>,
-    pub tokens: Arc<Tokens>,
-    pub metrics: Arc<Metrics>,
-}
 
 /// A server ready to accept connections.
 pub struct Server {
@@ -65,80 +33,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Connects the runtime pool (refusing a role that bypasses RLS), builds
-    /// the schema, and takes the listener.
+    /// Builds the shared state (see [`AppState::build`]) and takes the
+    /// listener.
     pub async fn build(
         config: Config,
         owner_url: &str,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
-        config.validate()?;
-        let statements = Counter::default();
-        let opts = db::runtime_options(&config, owner_url)?;
-        let readiness = db::readiness_pool(
-            opts.clone(),
-            Duration::from_millis(config.readiness_timeout_ms),
-        );
-        let side = db::side_pool(
-            opts.clone(),
-            Duration::from_millis(config.db_acquire_timeout_ms),
-        );
-        let db = db::connect_runtime(
-            opts,
-            config.db_pool_size,
-            Duration::from_millis(config.db_acquire_timeout_ms),
-            statements.clone(),
-        )
-        .await?;
-        // The catalog as the isolation model needs it: refuse to serve a
-        // production deployment that breaks it; say so in development.
-        let findings = service::integrity::security(&db)
-            .await
-            .context("checking the catalog's security")?;
-        for f in &findings {
-            tracing::warn!(rule = f.rule, detail = %f.detail, "security check failed");
-        }
-        if config.environment == Environment::Production && !findings.is_empty() {
-            anyhow::bail!(
-                "refusing to serve: {} security check(s) failed, first: {}: {} (`caregate check` lists them)",
-                findings.len(),
-                findings[0].rule,
-                findings[0].detail
-            );
-        }
-        let manifest = match &config.persisted_queries_file {
-            Some(path) => PersistedQueries::load_manifest(path)?,
-            None => Default::default(),
-        };
-        let persisted = PersistedQueries::new(manifest, config.persisted_queries_only);
-        let limits = OperationLimits {
-            max_aliases: config.max_aliases,
-            max_root_fields: config.max_root_fields,
-        };
-        let preparation = Arc::new(Preparation::new(
-            persisted,
-            limits,
-            config.max_query_nesting,
-            config.document_cache_bytes,
-        ));
-        let schema = graphql::build(&config);
-        let tokens = Arc::new(Tokens::from_config(&config)?);
-        let trusted_proxies = config.trusted_proxies()?;
-        let state = AppState {
-            metrics: Arc::new(Metrics::new(statements.clone())),
-            config: Arc::new(config),
-            db,
-            statements,
-            readiness,
-            side,
-            trusted_proxies: Arc::new(trusted_proxies),
-            schema,
-            preparation,
-            large_documents: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
-            tokens,
-        };
+        let state = AppState::build(config, owner_url).await?;
         Ok(Self { state, listener })
     }
 
@@ -341,11 +243,6 @@ impl Drop for Held {
     }
 }
 
-/// The GraphiQL page with its security headers.
-pub async fn graphiql_page() -> impl IntoResponse {
-    (graphiql::security_headers(), graphiql::page("/graphql"))
-}
-
 /// Anything not routed: a JSON error with a request id, like every other
 /// refusal.
 async fn not_found() -> impl IntoResponse {
@@ -355,7 +252,7 @@ async fn not_found() -> impl IntoResponse {
         [(handler::REQUEST_ID_HEADER, id.clone())],
         axum::Json(serde_json::json!({ "errors": [{
             "message": "no such endpoint: GraphQL is served at /graphql",
-            "extensions": { "code": "NOT_FOUND", "requestId": id },
+            "extensions": { "code": ErrorCode::NotFound.as_str(), "requestId": id },
         }] })),
     )
 }

@@ -1,5 +1,6 @@
-//! Access tokens: JWTs carrying `sub`, `org`, `role`, `sid`, `iat`, `exp`,
-//! `iss` and `aud`.
+//! Access tokens: JWTs carrying `sub`, `org`, `sid`, `iat`, `exp`, `iss`
+//! and `aud`. No role: the database derives it on every request, so a
+//! role change takes effect at once.
 //!
 //! Verification accepts exactly the configured algorithm (never `none`, and
 //! never a symmetric algorithm when an asymmetric key is configured), checks
@@ -18,7 +19,6 @@ use crate::config::{Config, DEV_JWT_SECRET, JwtAlgorithm};
 pub struct Claims {
     pub sub: Uuid,
     pub org: Uuid,
-    pub role: String,
     pub sid: Uuid,
     pub iat: i64,
     pub exp: i64,
@@ -115,7 +115,6 @@ impl Tokens {
         &self,
         user: Uuid,
         org: Uuid,
-        role: &str,
         sid: Uuid,
         expires_at: chrono::DateTime<chrono::FixedOffset>,
     ) -> anyhow::Result<String> {
@@ -126,7 +125,6 @@ impl Tokens {
         let claims = Claims {
             sub: user,
             org,
-            role: role.to_owned(),
             sid,
             iat: chrono::Utc::now().timestamp(),
             exp: expires_at.timestamp(),

@@ -14,6 +14,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 
+use crate::error::RequestReason;
+
 /// How a response is written (the request's `Accept`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -85,12 +87,12 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable {
     pub status: StatusCode,
-    pub reason: &'static str,
+    pub reason: RequestReason,
     pub message: String,
 }
 
 impl Unreadable {
-    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, reason: RequestReason, message: impl Into<String>) -> Self {
         Self {
             status,
             reason,
@@ -151,7 +153,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Unreadable> {
     let refuse = |what: &str| {
         Unreadable::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            RequestReason::UnsupportedMediaType,
             format!("{what}: send the request as Content-Type: application/json"),
         )
     };
@@ -188,7 +190,7 @@ pub async fn read_post(
     let too_large = || {
         Unreadable::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "BODY_TOO_LARGE",
+            RequestReason::BodyTooLarge,
             format!("the request body is larger than {max_bytes} bytes"),
         )
     };
@@ -212,7 +214,7 @@ pub async fn read_post(
         } else {
             Unreadable::new(
                 StatusCode::BAD_REQUEST,
-                "UNREADABLE_BODY",
+                RequestReason::UnreadableBody,
                 "the request body could not be read",
             )
         }
@@ -220,14 +222,14 @@ pub async fn read_post(
     if bytes.is_empty() {
         return Err(Unreadable::new(
             StatusCode::BAD_REQUEST,
-            "INVALID_JSON",
+            RequestReason::InvalidJson,
             "the request body is empty: send {\"query\": \"...\"}",
         ));
     }
     let invalid = |err: serde_json::Error| {
         Unreadable::new(
             StatusCode::BAD_REQUEST,
-            "INVALID_JSON",
+            RequestReason::InvalidJson,
             format!("the request body is not a GraphQL request in JSON: {err}"),
         )
     };
@@ -251,7 +253,7 @@ pub async fn read_post(
 fn missing_query() -> Unreadable {
     Unreadable::new(
         StatusCode::BAD_REQUEST,
-        "MISSING_QUERY",
+        RequestReason::MissingQuery,
         "an operation names its document: `query` (its text), or a persisted document's \
          `doc_id` / `documentId` / `id`, or `extensions.persistedQuery`",
     )
@@ -276,8 +278,13 @@ struct GetParams {
 
 /// Reads a GET's query string.
 pub fn read_get(query: Option<&str>) -> Result<BatchRequest, Unreadable> {
-    let bad =
-        |message: String| Unreadable::new(StatusCode::BAD_REQUEST, "INVALID_QUERY_STRING", message);
+    let bad = |message: String| {
+        Unreadable::new(
+            StatusCode::BAD_REQUEST,
+            RequestReason::InvalidQueryString,
+            message,
+        )
+    };
     let params: GetParams = serde_urlencoded::from_str(query.unwrap_or(""))
         .map_err(|err| bad(format!("the query string cannot be read: {err}")))?;
     let json =

@@ -4,12 +4,16 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 use entity::{organization, user_session};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    Statement,
+};
 use serde_json::json;
 
 use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::audit::record_event;
+use crate::context::{self, ContextError, RequestMeta, SessionOf};
 use crate::domain::{Email, SessionId, TenantId, UserId};
 use crate::error::{ServiceError, ServiceResult};
 use crate::password;
@@ -63,6 +67,15 @@ pub struct Client {
     pub user_agent: Option<String>,
 }
 
+impl From<&RequestMeta> for Client {
+    fn from(meta: &RequestMeta) -> Self {
+        Self {
+            ip: meta.ip,
+            user_agent: meta.user_agent.clone(),
+        }
+    }
+}
+
 /// A login to check.
 pub struct Credentials<'a> {
     pub email: &'a str,
@@ -73,13 +86,36 @@ pub struct Credentials<'a> {
 
 /// The session a login opened (its id is the token's `sid`).
 #[derive(Debug, Clone)]
-pub struct OpenedSession {
+struct OpenedSession {
     pub user: UserId,
     pub tenant: TenantId,
     pub session: SessionId,
     pub expires_at: chrono::DateTime<chrono::FixedOffset>,
     /// A super admin acting in `tenant` (every request must name it again).
     pub impersonate: bool,
+}
+
+/// What logging in needs beyond the request, the same for every request:
+/// where attempts are counted, the limits, and how long sessions last.
+#[derive(Clone)]
+pub struct LoginSettings {
+    /// Connections outside the request's transaction, so that a counted
+    /// attempt stays counted when the login's transaction rolls back.
+    pub counters: DatabaseConnection,
+    pub attempts: AttemptLimits,
+    /// How long a session lasts (the token's lifetime).
+    pub session_ttl: chrono::Duration,
+    /// A session unused this long is over.
+    pub idle_minutes: u32,
+}
+
+/// A login that succeeded: the session it opened, and who the request now
+/// acts as.
+pub struct LoggedIn {
+    pub actor: Actor,
+    /// The active HIPAA notice is not signed yet.
+    pub consent_required: bool,
+    pub expires_at: chrono::DateTime<chrono::FixedOffset>,
 }
 
 /// Checks credentials and opens a session.
@@ -95,7 +131,60 @@ pub struct OpenedSession {
 /// to, are audited as ACCESS_DENIED with the email tried. Unknown emails
 /// cost the same time as wrong passwords (argon2 runs against a dummy
 /// hash). A super admin who names no clinic is told to name one.
+///
+/// The request (anonymous until now) then acts as the new session, and the
+/// login is audited as LOGIN.
 pub async fn login(
+    tx: &Tx,
+    settings: &LoginSettings,
+    credentials: Credentials<'_>,
+    meta: &RequestMeta,
+) -> ServiceResult<LoggedIn> {
+    let client = Client::from(meta);
+    let opened = open_session(
+        tx,
+        &settings.counters,
+        settings.attempts,
+        credentials,
+        settings.session_ttl,
+        &client,
+    )
+    .await?;
+    let who = SessionOf {
+        user: opened.user,
+        tenant: opened.tenant,
+        session: opened.session,
+        impersonate: opened.impersonate,
+    };
+    let viewer = context::enter(tx, meta, who, settings.idle_minutes)
+        .await
+        .map_err(|err| match err {
+            ContextError::Refused(why) => {
+                tracing::warn!(reason = why, "a session just opened was refused");
+                ServiceError::Unauthenticated("session refused")
+            }
+            ContextError::Database(err) => ServiceError::Unexpected(err),
+        })?;
+    record_event(
+        tx,
+        "LOGIN",
+        "user_sessions",
+        Some(opened.session.into_uuid()),
+        serde_json::Value::Null,
+    )
+    .await?;
+    let actor = viewer
+        .actor
+        .context("app.begin_request named no caller after a login")?;
+    Ok(LoggedIn {
+        actor,
+        consent_required: viewer.consent_required,
+        expires_at: opened.expires_at,
+    })
+}
+
+/// Checks the credentials and opens a session (see [`login`]).
+async fn open_session(
     tx: &Tx,
     counters: &impl ConnectionTrait,
     limits: AttemptLimits,

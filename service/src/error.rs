@@ -28,6 +28,23 @@ pub enum ConflictReason {
 }
 
 impl ConflictReason {
+    pub const ALL: [Self; 14] = [
+        Self::PrimaryProviderExists,
+        Self::AlreadyOnCareTeam,
+        Self::DoubleBooked,
+        Self::UnitsExhausted,
+        Self::UnitsNotReserved,
+        Self::AuthorizationNotValidToday,
+        Self::DuplicateNpi,
+        Self::DuplicateMrn,
+        Self::DuplicateAuthorization,
+        Self::ProxyAlreadyGranted,
+        Self::AlreadyRemoved,
+        Self::AlreadyRevoked,
+        Self::AlreadyDischarged,
+        Self::ConsentAlreadySigned,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PrimaryProviderExists => "PRIMARY_PROVIDER_EXISTS",
@@ -79,6 +96,8 @@ pub enum ForbiddenReason {
 }
 
 impl ForbiddenReason {
+    pub const ALL: [Self; 3] = [Self::Role, Self::ConsentRequired, Self::ProxyScope];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Role => "ROLE",

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authorizations;
 pub mod care_team;
 pub mod consent;
+pub mod context;
 pub mod demo;
 pub mod domain;
 pub mod error;

@@ -19,7 +19,7 @@ use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, Sel
 use async_graphql::{Name, Positioned, ServerError, Variables};
 use async_graphql_value::{ConstValue, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode, RequestReason};
 
 /// The largest magnitude of an integer input.
 pub const MAX_INT_INPUT: i64 = 1_000_000_000;
@@ -59,10 +59,13 @@ pub fn check_nesting(text: &str, max: usize) -> Result<(), ServerError> {
             b'{' | b'[' | b'(' => {
                 depth += 1;
                 if depth > max {
-                    return Err(ApiError::bad_input(
-                        "query",
-                        format!("the query nests deeper than {max} levels"),
-                    )
+                    return Err(ApiError {
+                        field: Some("query"),
+                        ..ApiError::limit(
+                            RequestReason::MaxNesting,
+                            format!("the query nests deeper than {max} levels"),
+                        )
+                    }
                     .into_server_error());
                 }
             }
@@ -104,7 +107,7 @@ pub fn check_request(
 ) -> Result<(), ServerError> {
     let named = |field: &str, why: &str| {
         let mut err =
-            ApiError::new("BAD_USER_INPUT", format!("{field}: {why}")).into_server_error();
+            ApiError::new(ErrorCode::BadUserInput, format!("{field}: {why}")).into_server_error();
         if let Some(ext) = err.extensions.as_mut() {
             ext.set("field", field);
         }
@@ -122,7 +125,8 @@ pub fn check_request(
 }
 
 fn refusal(name: &Name, why: &str) -> ServerError {
-    let mut err = ApiError::new("BAD_USER_INPUT", format!("{name}: {why}")).into_server_error();
+    let mut err =
+        ApiError::new(ErrorCode::BadUserInput, format!("{name}: {why}")).into_server_error();
     if let Some(ext) = err.extensions.as_mut() {
         ext.set("field", name.as_str());
     }

@@ -9,7 +9,7 @@
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, Positioned, ServerError};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, RequestReason};
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, Copy)]
@@ -23,27 +23,30 @@ impl OperationLimits {
     pub fn check(&self, doc: &ExecutableDocument) -> Result<(), ServerError> {
         let aliases = count_aliases(doc);
         if aliases > self.max_aliases {
-            return Err(limit_error(format!(
-                "too many aliases: {aliases} (at most {})",
-                self.max_aliases
-            )));
+            return Err(limit_error(
+                RequestReason::MaxAliases,
+                format!("too many aliases: {aliases} (at most {})", self.max_aliases),
+            ));
         }
         for (_, op) in doc.operations.iter() {
             let mut seen = HashSet::new();
             let roots = count_fields(&op.node.selection_set.node, doc, &mut seen);
             if roots > self.max_root_fields {
-                return Err(limit_error(format!(
-                    "too many root fields: {roots} (at most {})",
-                    self.max_root_fields
-                )));
+                return Err(limit_error(
+                    RequestReason::MaxRootFields,
+                    format!(
+                        "too many root fields: {roots} (at most {})",
+                        self.max_root_fields
+                    ),
+                ));
             }
         }
         Ok(())
     }
 }
 
-fn limit_error(message: String) -> ServerError {
-    ApiError::new("BAD_USER_INPUT", message).into_server_error()
+fn limit_error(reason: RequestReason, message: String) -> ServerError {
+    ApiError::limit(reason, message).into_server_error()
 }
 
 fn count_aliases(doc: &ExecutableDocument) -> usize {

@@ -26,7 +26,6 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::graphql::types::proxy::UserSummary;
 
 /// The request's transaction, as loaders see it.
 #[derive(Clone)]
@@ -199,11 +198,18 @@ impl Loader<PatientId> for ProxiesByPatient {
 
 pub struct UserNames(TxRef);
 
+/// A user's name and login email, as the clinic's staff may see them.
+#[derive(Clone)]
+pub struct UserName {
+    pub display_name: String,
+    pub email: String,
+}
+
 impl Loader<Uuid> for UserNames {
-    type Value = UserSummary;
+    type Value = UserName;
     type Error = ApiError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, UserSummary>, ApiError> {
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, UserName>, ApiError> {
         let tx = self.0.get()?;
         Ok(service::proxies::user_names(&tx, keys)
             .await?
@@ -211,8 +217,7 @@ impl Loader<Uuid> for UserNames {
             .map(|(id, display_name, email)| {
                 (
                     id,
-                    UserSummary {
-                        id,
+                    UserName {
                         display_name,
                         email,
                     },

@@ -15,7 +15,12 @@ pub mod types;
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 
+use std::sync::Arc;
+
+use service::auth::LoginSettings;
+
 use crate::config::{Config, Environment};
+use crate::tokens::Tokens;
 use mutation::Mutation;
 use query::Query;
 use types::{appointment, audit, patient, provider};
@@ -49,11 +54,14 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
         )
 }
 
-/// The schema with the limits and switches of `config`. Nothing
-/// request-specific is registered here: loaders and the transaction are
-/// request data, added by the handler.
-pub fn build(config: &Config) -> CaregateSchema {
+/// The schema with the limits and switches of `config`, and the two values
+/// login and clinic switching need: the token issuer and the login
+/// settings. Nothing request-specific is registered here: loaders and the
+/// transaction are request data, added by the handler.
+pub fn build(config: &Config, tokens: Arc<Tokens>, login: LoginSettings) -> CaregateSchema {
     let mut b = builder()
+        .data(tokens)
+        .data(login)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(config.max_query_depth.max(32));

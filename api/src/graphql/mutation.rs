@@ -1,17 +1,19 @@
 //! The mutation root. Each mutation parses its arguments into domain types,
 //! calls one service function inside its own savepoint, and maps the result.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, MergedObject, Object};
 use service::appointments::NewAppointment;
-use service::auth::{AttemptLimits, Client, Credentials};
+use service::auth::{Client, Credentials, LoginSettings};
 use service::authorizations::NewAuthorization;
-use service::domain::{Email, Mrn, Npi};
+use service::domain::{Email, Mrn, Npi, SessionId};
 use service::patients::{NewContactMethod, NewPatient, PatientChanges};
 use service::providers::NewProvider;
 use service::proxies::{NewGrant, ProxyFlags};
 use uuid::Uuid;
 
-use super::scope::{RequestScope, ScopeExt, in_savepoint};
+use super::scope::{ScopeExt, in_savepoint};
 use super::types::appointment::{Appointment, ScheduleAppointmentInput};
 use super::types::billing::{CreateAuthorizationInput, PayerAuthorization};
 use super::types::care_team::CareTeamAssignment;
@@ -25,7 +27,7 @@ use super::types::patient::{
 use super::types::provider::{CreateProviderInput, Provider};
 use super::types::proxy::{GrantProxyAccessInput, ProxyAssignment, ProxyInvitation};
 use crate::error::{ApiError, GqlResult, IntoGql};
-use crate::guard::{self, GuardError, SessionOf};
+use crate::tokens::Tokens;
 
 /// Changes, in the caller's active clinic. Every mutation but `login` needs
 /// a token (`Authorization: Bearer <token>`); without a valid one it is
@@ -49,31 +51,19 @@ pub struct Mutation(
 #[derive(Default)]
 pub struct AuthMutation;
 
-fn guard_error(err: GuardError) -> async_graphql::Error {
-    match err {
-        GuardError::Unauthenticated(why) => {
-            tracing::info!(reason = why, "session refused");
-            ApiError::unauthenticated().into()
-        }
-        GuardError::Database(e) => ApiError::from(service::ServiceError::Unexpected(e)).into(),
-    }
-}
-
-/// A token for `viewer`'s session.
+/// A token for the caller's session, as login and switching answer it.
 fn payload(
-    scope: &RequestScope,
+    ctx: &Context<'_>,
     viewer: Viewer,
-    session: uuid::Uuid,
+    session: SessionId,
     expires_at: chrono::DateTime<chrono::FixedOffset>,
 ) -> GqlResult<AuthPayload> {
-    let token = scope
-        .app
-        .tokens
+    let token = ctx
+        .shared::<Arc<Tokens>>()?
         .issue(
             viewer.user_id,
             viewer.organization_id,
-            service::Role::from(viewer.role).as_str(),
-            session,
+            session.into_uuid(),
             expires_at,
         )
         .map_err(|e| ApiError::from(service::ServiceError::Unexpected(e)))?;
@@ -102,46 +92,17 @@ impl AuthMutation {
         organization_id: Option<Uuid>,
     ) -> GqlResult<AuthPayload> {
         let scope = ctx.scope()?;
-        let tx = scope.tx.as_ref();
-        let config = &scope.app.config;
-        let limits = AttemptLimits {
-            per_email: config.login_attempts_per_email,
-            per_ip: config.login_attempts_per_ip,
-        };
         let credentials = Credentials {
             email: &email,
             password: &password,
             organization: organization_id.map(Into::into),
         };
-        let client = Client {
-            ip: scope.meta.ip,
-            user_agent: scope.meta.user_agent.clone(),
-        };
-        let ttl = chrono::Duration::minutes(i64::from(config.token_ttl_minutes));
-        let opened = service::auth::login(tx, &scope.app.side, limits, credentials, ttl, &client)
+        let settings = ctx.shared::<LoginSettings>()?;
+        let logged_in = service::auth::login(&scope.tx, settings, credentials, &scope.meta)
             .await
             .gql()?;
-        let who = SessionOf {
-            user: opened.user,
-            tenant: opened.tenant,
-            session: opened.session,
-            impersonate: opened.impersonate,
-        };
-        let viewer = guard::enter_session(tx, &scope.meta, who, config.session_idle_minutes)
-            .await
-            .map_err(guard_error)?;
-        service::audit::record_event(
-            tx,
-            "LOGIN",
-            "user_sessions",
-            Some(opened.session.into_uuid()),
-            serde_json::Value::Null,
-        )
-        .await
-        .gql()?;
-        let actor = viewer.actor.as_ref().ok_or_else(ApiError::internal)?;
-        let shown = Viewer::of(actor, viewer.consent_required);
-        payload(scope, shown, opened.session.into_uuid(), opened.expires_at)
+        let shown = Viewer::of(&logged_in.actor, logged_in.consent_required);
+        payload(ctx, shown, logged_in.actor.session, logged_in.expires_at)
     }
 
     /// Moves the caller's session to another clinic they belong to and
@@ -168,12 +129,7 @@ impl AuthMutation {
             switched.organization,
             scope.viewer.consent_required,
         );
-        payload(
-            scope,
-            shown,
-            actor.session.into_uuid(),
-            switched.session.expires_at,
-        )
+        payload(ctx, shown, actor.session, switched.session.expires_at)
     }
 
     /// Ends the caller's session: its token stops working at once.
@@ -590,10 +546,7 @@ impl ConsentMutation {
     ) -> GqlResult<UserConsent> {
         let actor = ctx.actor()?;
         let scope = ctx.scope()?;
-        let client = Client {
-            ip: scope.meta.ip,
-            user_agent: scope.meta.user_agent.clone(),
-        };
+        let client = Client::from(&scope.meta);
         let row = scope
             .in_savepoint(async |tx| {
                 service::consent::sign(tx, actor, document_id.into(), &client).await

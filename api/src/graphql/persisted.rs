@@ -15,9 +15,13 @@
 //! - **Persisted-only mode** (`PERSISTED_QUERIES_ONLY`): only manifest
 //!   documents run at all.
 //!
-//! Written here rather than taken from async-graphql's APQ extension because
-//! that one cannot refuse unknown queries (persisted-only mode), caches
-//! whatever a client registers without bound, and knows no manifest.
+//! Written here rather than taken from async-graphql's
+//! `ApolloPersistedQueries` extension because that one knows no manifest
+//! and no persisted-only mode, bounds its cache by entry count rather than
+//! by memory (a few large documents could hold much of it), and resolves
+//! the document inside the schema's own request preparation — after the
+//! handler needs the text (for the nesting check, the large-document
+//! permit and the idempotency hash).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,7 +33,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::cache::WeighedLru;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode, RequestReason};
 
 /// Bytes of query text kept for automatic persisted queries (least recently
 /// used first out): a client whose query was evicted is told
@@ -140,15 +144,16 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn error(code: &'static str, message: &str) -> ServerError {
+fn error(code: ErrorCode, message: &str) -> ServerError {
     ApiError::new(code, message).into_server_error()
 }
 
 fn refused() -> ServerError {
-    ApiError {
-        reason: Some("PERSISTED_QUERY_REQUIRED"),
-        ..ApiError::new("FORBIDDEN", "only persisted queries are accepted")
-    }
+    ApiError::because(
+        ErrorCode::Forbidden,
+        RequestReason::PersistedQueryRequired,
+        "only persisted queries are accepted",
+    )
     .into_server_error()
 }
 
@@ -180,10 +185,13 @@ impl PersistedQueries {
                     Ok(())
                 }
                 (Some(_), false) => Err(error(
-                    "BAD_USER_INPUT",
+                    ErrorCode::BadUserInput,
                     "send a persisted document's id or its text, not both",
                 )),
-                (None, _) => Err(error("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")),
+                (None, _) => Err(error(
+                    ErrorCode::PersistedQueryNotFound,
+                    "PersistedQueryNotFound",
+                )),
             };
         }
         let hash = request
@@ -200,12 +208,17 @@ impl PersistedQueries {
                     request.query = query
                 }
                 Some(_) => return Err(refused()),
-                None => return Err(error("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")),
+                None => {
+                    return Err(error(
+                        ErrorCode::PersistedQueryNotFound,
+                        "PersistedQueryNotFound",
+                    ));
+                }
             },
             Some(hash) => {
                 if sha256_hex(&request.query) != hash {
                     return Err(error(
-                        "BAD_USER_INPUT",
+                        ErrorCode::BadUserInput,
                         "provided sha256Hash does not match the query",
                     ));
                 }

@@ -7,29 +7,26 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::Context;
 use service::Tx;
+use service::context::{RequestMeta, Viewer};
 use service::{Actor, ForbiddenReason, ServiceError, ServiceResult};
 use uuid::Uuid;
 
 use crate::error::{ApiError, GqlResult};
 use crate::graphql::loaders::Loaders;
-use crate::guard::{RequestMeta, Viewer};
-use crate::server::AppState;
 
 pub struct RequestScope {
     pub tx: Arc<Tx>,
     pub viewer: Viewer,
     pub meta: RequestMeta,
-    pub app: AppState,
     reads: Mutex<BTreeSet<Uuid>>,
 }
 
 impl RequestScope {
-    pub fn new(tx: Arc<Tx>, viewer: Viewer, meta: RequestMeta, app: AppState) -> Self {
+    pub fn new(tx: Arc<Tx>, viewer: Viewer, meta: RequestMeta) -> Self {
         Self {
             tx,
             viewer,
             meta,
-            app,
             reads: Mutex::default(),
         }
     }
@@ -100,9 +97,19 @@ pub trait ScopeExt {
     fn clinical_actor(&self) -> GqlResult<&Actor>;
     /// The request's DataLoaders.
     fn loaders(&self) -> GqlResult<&Loaders>;
+    /// A value registered on the schema for every request (the token
+    /// issuer, the login settings).
+    fn shared<T: std::any::Any + Send + Sync>(&self) -> GqlResult<&T>;
 }
 
 impl ScopeExt for Context<'_> {
+    fn shared<T: std::any::Any + Send + Sync>(&self) -> GqlResult<&T> {
+        self.data::<T>().map_err(|_| {
+            tracing::error!(missing = std::any::type_name::<T>(), "schema data missing");
+            ApiError::internal().into()
+        })
+    }
+
     fn loaders(&self) -> GqlResult<&Loaders> {
         self.data::<Arc<Loaders>>().map(AsRef::as_ref).map_err(|_| {
             tracing::error!("loaders missing from the GraphQL context");

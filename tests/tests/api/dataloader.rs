@@ -38,9 +38,9 @@ async fn enroll_many(app: &TestApp, n: usize) {
 }
 
 /// Statements one request runs. A DataLoader batches the keys asked for
-/// within a millisecond; on a starved machine (the whole test suite at once
-/// on two cores) a batch may be cut in two, so the fewest of three runs is
-/// what the request needs.
+/// while its batch waits a few turns of the scheduler; on a starved machine
+/// (the whole test suite at once on two cores) a batch may still be cut in
+/// two, so the fewest of three runs is what the request needs.
 async fn statements_for(app: &TestApp, token: &str, n: i64) -> u64 {
     let mut fewest = u64::MAX;
     for _ in 0..3 {

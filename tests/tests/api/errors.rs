@@ -3,22 +3,15 @@
 //! stable reason — and nothing of the database or the server's insides
 //! reaches a client.
 
+use std::collections::BTreeSet;
+
+use caregate::error::{ErrorCode, RequestReason};
 use serde_json::{Value, json};
+use service::{ConflictReason, ForbiddenReason};
 use uuid::Uuid;
 
 use crate::database::fixtures::{org, patient, provider};
 use crate::support::app::{TestApp, error_codes, first_error, spawn_app};
-
-const CODES: [&str; 8] = [
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "NOT_FOUND",
-    "BAD_USER_INPUT",
-    "CONFLICT",
-    "RATE_LIMITED",
-    "UNAVAILABLE",
-    "INTERNAL",
-];
 
 const CREATE_PROVIDER: &str = "mutation($npi: String!, $name: String!) {
     createProvider(input: { name: $name, npi: $npi }) { id npi } }";
@@ -96,7 +89,10 @@ fn assert_errors_carry_code_and_request_id(reply: &Reply, what: &str) {
         let code = err["extensions"]["code"]
             .as_str()
             .unwrap_or_else(|| panic!("{what}: an error without a code: {err}"));
-        assert!(CODES.contains(&code), "{what}: unknown code {code}");
+        assert!(
+            ErrorCode::ALL.iter().any(|c| c.as_str() == code),
+            "{what}: unknown code {code}"
+        );
         assert_eq!(
             err["extensions"]["requestId"].as_str(),
             Some(id),
@@ -510,4 +506,44 @@ async fn no_error_response_reveals_sql_constraints_tables_or_panics() {
             );
         }
     }
+}
+
+/// The first cell of each row of the README's error tables.
+fn catalogue() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("the README");
+    let section = readme
+        .split("### Errors")
+        .nth(1)
+        .expect("the README has an Errors section");
+    let section = section.split("\n#").next().unwrap_or(section);
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|cell| *cell != "code" && *cell != "reason")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_readme_error_catalogue_is_exactly_the_codes_and_reasons_of_the_code() {
+    let mut vocabulary: BTreeSet<String> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    vocabulary.extend(RequestReason::ALL.iter().map(|r| r.as_str().to_owned()));
+    vocabulary.extend(ConflictReason::ALL.iter().map(|r| r.as_str().to_owned()));
+    vocabulary.extend(ForbiddenReason::ALL.iter().map(|r| r.as_str().to_owned()));
+    let documented = catalogue();
+    let undocumented: Vec<_> = vocabulary.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&vocabulary).collect();
+    assert!(
+        undocumented.is_empty(),
+        "missing from the README: {undocumented:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "in the README, not in the code: {unknown:?}"
+    );
 }

@@ -361,7 +361,7 @@ async fn persisted_documents_are_named_by_doc_id_document_id_or_id() {
         let token = app
             .state
             .tokens
-            .issue(s.user, s.organization, &s.role, s.session, s.expires_at)
+            .issue(s.user, s.organization, s.session, s.expires_at)
             .unwrap();
         for (param, id) in ids {
             let (status, body) = app.post(Some(&token), &json!({ param: id })).await;

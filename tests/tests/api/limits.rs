@@ -23,9 +23,13 @@ async fn still_answers(app: &TestApp, token: &str) {
     assert_eq!(body["data"]["me"]["role"], "ADMIN", "{body}");
 }
 
-/// Refused as BAD_USER_INPUT with no data; returns the message.
-fn assert_refused_as_bad_input(body: &Value, what: &str) -> String {
+/// Refused as BAD_USER_INPUT with `reason` and no data; returns the message.
+fn assert_refused_as_bad_input(body: &Value, what: &str, reason: &str) -> String {
     assert_eq!(error_codes(body), ["BAD_USER_INPUT"], "{what}: {body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["reason"], reason,
+        "{what}: {body}"
+    );
     assert!(body["data"].is_null(), "{what}: nothing may run: {body}");
     body["errors"][0]["message"]
         .as_str()
@@ -68,7 +72,7 @@ async fn a_query_nested_deeper_than_the_limit_is_refused_and_nothing_runs() {
 
     let bomb = nested_query(3);
     let (ran, _, res) = statements_for(&app, &token, &json!({ "query": bomb })).await;
-    let message = assert_refused_as_bad_input(&res, "depth bomb");
+    let message = assert_refused_as_bad_input(&res, "depth bomb", "MAX_DEPTH");
     assert!(message.contains("deep"), "{res}");
     assert!(
         ran <= baseline,
@@ -85,7 +89,7 @@ async fn a_query_over_the_complexity_limit_is_refused() {
         patients(first: 100) { edges { node { id firstName } } } } } } } } }";
     let (status, res) = app.post(Some(&token), &json!({ "query": query })).await;
     assert_eq!(status, 200, "{res}");
-    let message = assert_refused_as_bad_input(&res, "complexity");
+    let message = assert_refused_as_bad_input(&res, "complexity", "MAX_COMPLEXITY");
     assert!(message.contains("complex"), "{res}");
     still_answers(&app, &token).await;
 }
@@ -110,7 +114,7 @@ async fn more_than_30_aliases_are_refused() {
         let (_, res) = app
             .post(Some(&token), &json!({ "query": aliased_roles(n) }))
             .await;
-        let message = assert_refused_as_bad_input(&res, &format!("{n} aliases"));
+        let message = assert_refused_as_bad_input(&res, &format!("{n} aliases"), "MAX_ALIASES");
         assert!(message.contains("alias"), "{res}");
         still_answers(&app, &token).await;
     }
@@ -134,7 +138,7 @@ async fn more_than_10_root_fields_are_refused() {
     let (_, res) = app
         .post(Some(&token), &json!({ "query": root_fields(11) }))
         .await;
-    let message = assert_refused_as_bad_input(&res, "11 root fields");
+    let message = assert_refused_as_bad_input(&res, "11 root fields", "MAX_ROOT_FIELDS");
     assert!(message.contains("root field"), "{res}");
     still_answers(&app, &token).await;
 
@@ -142,7 +146,7 @@ async fn more_than_10_root_fields_are_refused() {
     let fields: Vec<String> = (0..11).map(|i| format!("p{i}: me {{ role }}")).collect();
     let query = format!("{{ ...F }} fragment F on Query {{ {} }}", fields.join(" "));
     let (_, res) = app.post(Some(&token), &json!({ "query": query })).await;
-    assert_refused_as_bad_input(&res, "11 root fields through a fragment");
+    assert_refused_as_bad_input(&res, "11 root fields through a fragment", "MAX_ROOT_FIELDS");
     still_answers(&app, &token).await;
 }
 
@@ -158,6 +162,7 @@ async fn a_body_over_64_kib_is_refused_with_413() {
 
     let (status, res) = app.post(Some(&token), &padded(70 * 1024)).await;
     assert_eq!(status, 413, "a 70 KiB query: {res}");
+    assert_eq!(first_error(&res)["reason"], "BODY_TOO_LARGE", "{res}");
     still_answers(&app, &token).await;
 
     let big_string = json!({
@@ -167,6 +172,7 @@ async fn a_body_over_64_kib_is_refused_with_413() {
     });
     let (status, res) = app.post(Some(&token), &big_string).await;
     assert_eq!(status, 413, "a 100 KiB variable: {res}");
+    assert_eq!(first_error(&res)["reason"], "BODY_TOO_LARGE", "{res}");
     still_answers(&app, &token).await;
 }
 
@@ -183,13 +189,17 @@ async fn a_batch_of_more_than_10_operations_is_refused() {
     assert_eq!(answers.len(), 11, "{res}");
     for answer in answers {
         assert_eq!(error_codes(answer), ["BAD_USER_INPUT"], "{res}");
+        assert_eq!(
+            answer["errors"][0]["extensions"]["reason"], "MAX_BATCH",
+            "{res}"
+        );
     }
     assert_eq!(ran, 0, "a refused batch runs nothing");
     still_answers(&app, &token).await;
 
     // An empty batch runs nothing either.
     let (_, res) = app.post(Some(&token), &batch(0)).await;
-    assert_refused_as_bad_input(&res, "an empty batch");
+    assert_refused_as_bad_input(&res, "an empty batch", "MAX_BATCH");
     still_answers(&app, &token).await;
 }
 

@@ -14,7 +14,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: TestDb,
     pub client: reqwest::Client,
-    pub state: caregate::server::AppState,
+    pub state: caregate::state::AppState,
 }
 
 /// The default configuration, as `caregate` with no flags would have it.

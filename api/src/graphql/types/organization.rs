@@ -174,7 +174,7 @@ pub async fn load_organization(ctx: &Context<'_>, id: Uuid) -> GqlResult<Organiz
         .await
         .map_err(|e| ApiError::from(service::ServiceError::from_db(e, "loading the clinic")))?
         .map(Organization::of)
-        .ok_or_else(|| ApiError::new("NOT_FOUND", "not found").into())
+        .ok_or_else(|| ApiError::not_found().into())
 }
 
 impl Viewer {

@@ -103,7 +103,12 @@ impl ProxyAssignment {
         let Some(user) = self.0.proxy_user_id else {
             return Ok(None);
         };
-        Ok(ctx.loaders()?.user_names.load_one(user).await.gql()?)
+        let name = ctx.loaders()?.user_names.load_one(user).await.gql()?;
+        Ok(name.map(|n| UserSummary {
+            id: user,
+            display_name: n.display_name,
+            email: n.email,
+        }))
     }
     /// The patient the proxy acts for; null when not visible to the caller.
     async fn patient(&self, ctx: &Context<'_>) -> GqlResult<Option<Patient>> {
