@@ -15,7 +15,7 @@ use sea_orm::{
 use crate::Tx;
 use crate::actor::{Actor, Purpose, Role};
 use crate::domain::{AppointmentId, PatientId, ProviderId, new_id};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceError, ServiceResult};
 use crate::pagination::{Page, PageRequest, TimeKey};
 use crate::sql::uuid_array;
 
@@ -59,7 +59,7 @@ async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
             "SELECT timezone FROM organizations WHERE id = app.current_tenant_id()",
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "reading the clinic's time zone"))?
+        .or_db("reading the clinic's time zone")?
         .ok_or(ServiceError::NotFound)?;
     let tz: String = row.try_get("", "timezone").context("timezone")?;
     tz.parse()
@@ -114,7 +114,7 @@ pub async fn list(
         .limit(page.first + 1)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing appointments"))?;
+        .or_db("listing appointments")?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 
@@ -124,7 +124,7 @@ pub async fn count(tx: &Tx, filter: &AppointmentFilter) -> ServiceResult<u64> {
         .await?
         .count(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "counting appointments"))
+        .or_db("counting appointments")
 }
 
 pub fn key_of(a: &appointment::Model) -> TimeKey {
@@ -204,7 +204,7 @@ pub async fn pages_of(
                 ],
             ))
             .await
-            .map_err(|e| ServiceError::from_db(e, "loading appointments"))?;
+            .or_db("loading appointments")?;
         let mut grouped: HashMap<uuid::Uuid, Vec<appointment::Model>> = HashMap::new();
         for row in rows {
             let via: uuid::Uuid = row.try_get("", "via").context("via")?;
@@ -226,7 +226,7 @@ pub async fn get(tx: &Tx, id: AppointmentId) -> ServiceResult<Option<appointment
         .filter(appointment::Column::DeletedAt.is_null())
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading an appointment"))
+        .or_db("loading an appointment")
 }
 
 pub struct NewAppointment {
@@ -296,10 +296,7 @@ pub async fn schedule(
         created_by: Set(Some(actor.user.into_uuid())),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "scheduling an appointment"))
+    model.insert(tx).await.or_db("scheduling an appointment")
 }
 
 /// Whether the status machine allows `from -> to`: SCHEDULED -> CONFIRMED
@@ -334,7 +331,7 @@ pub async fn transition(
             [id.into_uuid().into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "locking an appointment"))?
+        .or_db("locking an appointment")?
         .ok_or(ServiceError::NotFound)?;
     let current = appointment::Model::from_query_result(&row, "").context("an appointment")?;
     if actor.role == Role::Portal {
@@ -368,7 +365,7 @@ pub async fn transition(
     model
         .update(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "changing an appointment's status"))
+        .or_db("changing an appointment's status")
 }
 
 /// A status as the schema and the database spell it (`CHECKED_IN`).

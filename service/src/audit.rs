@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
 use crate::Tx;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceResult};
 use crate::sql::uuid_array;
 
 /// Writes a non-row event (login, logout, refusal) to the audit trail.
@@ -28,7 +28,7 @@ pub async fn record_event(
         ],
     ))
     .await
-    .map_err(|e| ServiceError::from_db(e, "recording an audit event"))?;
+    .or_db("recording an audit event")?;
     Ok(())
 }
 
@@ -45,7 +45,7 @@ pub async fn record_reads(tx: &Tx, patients: &[Uuid]) -> ServiceResult<()> {
         [uuid_array(patients.iter().copied())],
     ))
     .await
-    .map_err(|e| ServiceError::from_db(e, "recording READ events"))?;
+    .or_db("recording READ events")?;
     Ok(())
 }
 
@@ -92,7 +92,7 @@ pub async fn count(tx: &Tx, actor: &crate::Actor, filter: &AuditFilter) -> Servi
     filtered(filter)
         .count(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "counting audit events"))
+        .or_db("counting audit events")
 }
 
 /// The clinic's audit trail, newest first (clinic ADMIN; the database's
@@ -120,6 +120,6 @@ pub async fn list(
         .limit(page.first + 1)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing audit events"))?;
+        .or_db("listing audit events")?;
     Ok(crate::pagination::Page::from_overfetch(rows, page.first))
 }

@@ -11,7 +11,7 @@ use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::audit::record_event;
 use crate::domain::{Email, SessionId, TenantId, UserId};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceError, ServiceResult};
 use crate::password;
 
 /// Failed logins allowed per 15-minute window.
@@ -38,7 +38,7 @@ pub async fn clinics_of_current_user(tx: &Tx) -> ServiceResult<Vec<Clinic>> {
             "SELECT organization_id, name, role FROM app.user_clinics()",
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing a user's clinics"))?;
+        .or_db("listing a user's clinics")?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: uuid::Uuid = row
@@ -125,10 +125,10 @@ pub async fn login(
             ],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "reserving a login attempt"))?
+        .or_db("reserving a login attempt")?
         .map(|row| row.try_get::<bool>("", "allowed"))
         .transpose()
-        .map_err(|e| ServiceError::from_db(e, "reading a login reservation"))?
+        .or_db("reading a login reservation")?
         .unwrap_or(false);
     if !allowed {
         tracing::warn!(
@@ -161,7 +161,7 @@ pub async fn login(
             ],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "opening a session"))?
+        .or_db("opening a session")?
         .context("app.open_session returned no row")?;
     let status: String = row.try_get("", "status").context("status")?;
     match status.as_str() {
@@ -217,7 +217,7 @@ async fn refund(
             [email.into(), ip.map(str::to_owned).into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "refunding a login attempt"))?;
+        .or_db("refunding a login attempt")?;
     Ok(())
 }
 
@@ -235,7 +235,7 @@ async fn verify_credentials(
                 [email.as_ref().into()],
             ))
             .await
-            .map_err(|e| ServiceError::from_db(e, "looking up a login"))?,
+            .or_db("looking up a login")?,
         Err(_) => None,
     };
     let (user, hash) = match found {
@@ -271,7 +271,7 @@ pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(Tenant
             "SELECT organization_id, role FROM app.user_organizations()",
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing a user's clinics"))?;
+        .or_db("listing a user's clinics")?;
     let mut out = Vec::new();
     for row in rows {
         let org: uuid::Uuid = row
@@ -290,7 +290,7 @@ pub async fn session(tx: &Tx, id: SessionId) -> ServiceResult<user_session::Mode
     user_session::Entity::find_by_id(id.into_uuid())
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading a session"))?
+        .or_db("loading a session")?
         .ok_or(ServiceError::Unauthenticated("session not found"))
 }
 
@@ -325,7 +325,7 @@ pub async fn switch_organization(
         ))
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "reading the clinic switched to"))?
+        .or_db("reading the clinic switched to")?
         .ok_or(ServiceError::NotFound)?;
     user_session::Entity::update_many()
         .col_expr(
@@ -335,7 +335,7 @@ pub async fn switch_organization(
         .filter(user_session::Column::Id.eq(actor.session.into_uuid()))
         .exec(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "switching a session's clinic"))?;
+        .or_db("switching a session's clinic")?;
     Ok(Switched {
         role,
         session: session(tx, actor.session).await?,
@@ -354,7 +354,7 @@ pub async fn logout(tx: &Tx, actor: &Actor) -> ServiceResult<()> {
         .filter(user_session::Column::RevokedAt.is_null())
         .exec(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "revoking a session"))?;
+        .or_db("revoking a session")?;
     record_event(
         tx,
         "LOGOUT",
@@ -373,7 +373,7 @@ pub async fn is_super_admin(tx: &Tx) -> ServiceResult<bool> {
         ))
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading the user"))?;
+        .or_db("loading the user")?;
     Ok(me.is_some_and(|u| u.is_super_admin))
 }
 

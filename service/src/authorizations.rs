@@ -12,7 +12,7 @@ use sea_orm::{
 use crate::Tx;
 use crate::actor::{Actor, Purpose};
 use crate::domain::{AuthorizationId, PatientId, new_id, required_text};
-use crate::error::{ConflictReason, ServiceError, ServiceResult};
+use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 
 /// The live authorizations of several patients: one statement.
 pub async fn of_patients(
@@ -28,7 +28,7 @@ pub async fn of_patients(
         .order_by_asc(payer_authorization::Column::Id)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading authorizations"))
+        .or_db("loading authorizations")
 }
 
 pub struct NewAuthorization {
@@ -78,10 +78,7 @@ pub async fn create(
         valid_to: Set(input.valid_to),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "creating an authorization"))
+    model.insert(tx).await.or_db("creating an authorization")
 }
 
 fn check_units(units: i32) -> ServiceResult<()> {
@@ -137,7 +134,7 @@ pub async fn reserve(
             [id.into_uuid().into(), units.into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "reserving units"))?;
+        .or_db("reserving units")?;
     match row {
         Some(row) => {
             Ok(payer_authorization::Model::from_query_result(&row, "")
@@ -164,7 +161,7 @@ pub async fn release(
             [id.into_uuid().into(), units.into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "releasing units"))?;
+        .or_db("releasing units")?;
     match row {
         Some(row) => {
             Ok(payer_authorization::Model::from_query_result(&row, "")
@@ -174,7 +171,7 @@ pub async fn release(
             let exists = payer_authorization::Entity::find_by_id(id.into_uuid())
                 .one(tx)
                 .await
-                .map_err(|e| ServiceError::from_db(e, "reading an authorization"))?;
+                .or_db("reading an authorization")?;
             Err(match exists {
                 None => ServiceError::NotFound,
                 Some(_) => ServiceError::Conflict(ConflictReason::UnitsNotReserved),

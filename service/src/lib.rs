@@ -27,7 +27,7 @@ mod sql;
 pub mod tx;
 
 pub use actor::{Actor, PortalScope, Purpose, Role};
-pub use error::{ConflictReason, ForbiddenReason, ServiceError, ServiceResult};
+pub use error::{ConflictReason, DbResultExt, ForbiddenReason, ServiceError, ServiceResult};
 
 /// The transaction every service function runs in.
 pub type Tx = tx::RequestTx;

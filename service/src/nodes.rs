@@ -15,7 +15,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
 use uuid::Uuid;
 
 use crate::Tx;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceResult};
 use crate::sql::uuid_array;
 
 /// The kinds of object an id may name.
@@ -103,15 +103,11 @@ pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> 
             [uuid_array(ids.iter().copied())],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "looking up objects by id"))?;
+        .or_db("looking up objects by id")?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
-        let id: Uuid = row
-            .try_get("", "id")
-            .map_err(|e| ServiceError::from_db(e, "reading an object's id"))?;
-        let kind: String = row
-            .try_get("", "kind")
-            .map_err(|e| ServiceError::from_db(e, "reading an object's kind"))?;
+        let id: Uuid = row.try_get("", "id").or_db("reading an object's id")?;
+        let kind: String = row.try_get("", "kind").or_db("reading an object's kind")?;
         if let Some(kind) = Kind::parse(&kind) {
             out.insert(id, kind);
         }
@@ -127,7 +123,7 @@ macro_rules! by_ids {
                 .filter($entity::Column::Id.is_in(ids.iter().copied()))
                 .all(tx)
                 .await
-                .map_err(|e| ServiceError::from_db(e, $what))
+                .or_db($what)
         }
     };
 }

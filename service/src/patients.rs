@@ -12,7 +12,7 @@ use sea_orm::{
 use crate::Tx;
 use crate::actor::Actor;
 use crate::domain::{Mrn, PatientId, ProviderId, new_id, required_text};
-use crate::error::{ConflictReason, ServiceError, ServiceResult};
+use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 use crate::pagination::{NameKey, Page, PageRequest, search_terms};
 
 #[derive(Debug, Clone, Default)]
@@ -73,7 +73,7 @@ pub async fn list(
         .limit(page.first + 1)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing patients"))?;
+        .or_db("listing patients")?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 
@@ -86,10 +86,7 @@ pub fn key_of(p: &patient::Model) -> NameKey {
 }
 
 pub async fn count(tx: &Tx, filter: &PatientFilter) -> ServiceResult<u64> {
-    filtered(filter)
-        .count(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "counting patients"))
+    filtered(filter).count(tx).await.or_db("counting patients")
 }
 
 /// Patients by id; ids not visible to the caller (another clinic's, or
@@ -100,7 +97,7 @@ pub async fn by_ids(tx: &Tx, ids: &[PatientId]) -> ServiceResult<Vec<patient::Mo
         .filter(patient::Column::DeletedAt.is_null())
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading patients"))
+        .or_db("loading patients")
 }
 
 pub async fn get(tx: &Tx, id: PatientId) -> ServiceResult<Option<patient::Model>> {
@@ -146,10 +143,7 @@ pub async fn enroll(tx: &Tx, actor: &Actor, input: NewPatient) -> ServiceResult<
         legal_sex: Set(input.legal_sex),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "enrolling a patient"))
+    model.insert(tx).await.or_db("enrolling a patient")
 }
 
 /// Fields of a chart to change; `None` leaves a field as it is.
@@ -187,10 +181,7 @@ pub async fn update(
     if let Some(v) = changes.mrn {
         model.medical_record_number = Set(v.as_ref().to_owned());
     }
-    model
-        .update(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "updating a patient"))
+    model.update(tx).await.or_db("updating a patient")
 }
 
 /// Closes a chart (status DISCHARGED, with the time). Staff only; a chart
@@ -204,10 +195,7 @@ pub async fn discharge(tx: &Tx, actor: &Actor, id: PatientId) -> ServiceResult<p
     let mut model = current.into_active_model();
     model.status = Set(PatientStatus::Discharged);
     model.discharged_at = Set(Some(chrono::Utc::now().fixed_offset()));
-    model
-        .update(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "discharging a patient"))
+    model.update(tx).await.or_db("discharging a patient")
 }
 
 /// The live contact methods of several patients, primary first: one
@@ -224,7 +212,7 @@ pub async fn contact_methods_of(
         .order_by_asc(contact_method::Column::Id)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading contact methods"))
+        .or_db("loading contact methods")
 }
 
 pub struct NewContactMethod {
@@ -279,7 +267,7 @@ pub async fn add_contact_method(
             .filter(contact_method::Column::DeletedAt.is_null())
             .exec(tx)
             .await
-            .map_err(|e| ServiceError::from_db(e, "demoting the primary contact method"))?;
+            .or_db("demoting the primary contact method")?;
     }
     let model = contact_method::ActiveModel {
         id: Set(new_id()),
@@ -291,8 +279,5 @@ pub async fn add_contact_method(
         is_safe_for_voicemail: Set(input.is_safe_for_voicemail),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "adding a contact method"))
+    model.insert(tx).await.or_db("adding a contact method")
 }

@@ -13,7 +13,7 @@ use sea_orm::{
 use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::domain::{Npi, ProviderId, new_id, required_text};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceError, ServiceResult};
 use crate::pagination::{NameKey, Page, PageRequest, search_terms};
 use crate::sql::uuid_array;
 
@@ -62,7 +62,7 @@ pub async fn list(
         .limit(page.first + 1)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing providers"))?;
+        .or_db("listing providers")?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 
@@ -75,10 +75,7 @@ pub fn key_of(p: &provider::Model) -> NameKey {
 }
 
 pub async fn count(tx: &Tx, filter: &ProviderFilter) -> ServiceResult<u64> {
-    filtered(filter)
-        .count(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "counting providers"))
+    filtered(filter).count(tx).await.or_db("counting providers")
 }
 
 /// Providers by id; ids not visible to the caller are simply absent.
@@ -88,7 +85,7 @@ pub async fn by_ids(tx: &Tx, ids: &[ProviderId]) -> ServiceResult<Vec<provider::
         .filter(provider::Column::DeletedAt.is_null())
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading providers"))
+        .or_db("loading providers")
 }
 
 pub async fn get(tx: &Tx, id: ProviderId) -> ServiceResult<Option<provider::Model>> {
@@ -147,10 +144,7 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewProvider) -> ServiceResult
         state_licenses: Set(serde_json::json!(input.state_licenses)),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "creating a provider"))
+    model.insert(tx).await.or_db("creating a provider")
 }
 
 /// The patients on each provider's care team (active assignments), by
@@ -185,7 +179,7 @@ pub async fn patients_of(
             ],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading providers' patients"))?;
+        .or_db("loading providers' patients")?;
     let mut grouped: HashMap<ProviderId, Vec<patient::Model>> = HashMap::new();
     for row in rows {
         let via: uuid::Uuid = row
@@ -219,7 +213,7 @@ pub async fn patient_counts(
             [uuid_array(providers.iter().map(|p| p.into_uuid()))],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "counting providers' patients"))?;
+        .or_db("counting providers' patients")?;
     let mut out: HashMap<ProviderId, i64> = providers.iter().map(|p| (*p, 0)).collect();
     for row in rows {
         let provider: uuid::Uuid = row.try_get("", "provider_id").context("provider_id")?;

@@ -11,7 +11,7 @@ use sea_orm::{
 use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::domain::{Email, PatientId, ProxyAssignmentId, new_id};
-use crate::error::{ConflictReason, ServiceError, ServiceResult};
+use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 
 /// What a proxy may do for the patient.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,7 +63,7 @@ pub async fn grant(
             [input.proxy_email.as_ref().into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "looking up the proxy"))?;
+        .or_db("looking up the proxy")?;
     let proxy_user: Option<uuid::Uuid> = match row {
         Some(row) => row.try_get("", "id").context("id")?,
         None => None,
@@ -87,10 +87,7 @@ pub async fn grant(
         expires_at: Set(input.expires_at),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "granting proxy access"))
+    model.insert(tx).await.or_db("granting proxy access")
 }
 
 /// A pending invitation to the signed-in user.
@@ -113,7 +110,7 @@ pub async fn my_invitations(tx: &Tx) -> ServiceResult<Vec<Invitation>> {
              FROM app.my_proxy_invitations()",
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing proxy invitations"))?;
+        .or_db("listing proxy invitations")?;
     rows.into_iter()
         .map(|r| {
             let relationship: String = r.try_get("", "relationship").context("relationship")?;
@@ -151,7 +148,7 @@ pub async fn accept_invitation(tx: &Tx, id: uuid::Uuid) -> ServiceResult<Invitat
             [id.into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "accepting a proxy invitation"))?;
+        .or_db("accepting a proxy invitation")?;
     let clinic: Option<uuid::Uuid> = match accepted {
         Some(row) => row
             .try_get("", "organization_id")
@@ -172,7 +169,7 @@ pub async fn revoke(
     let current = proxy_assignment::Entity::find_by_id(id.into_uuid())
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading a grant"))?
+        .or_db("loading a grant")?
         .ok_or(ServiceError::NotFound)?;
     if current.revoked_at.is_some() {
         return Err(ServiceError::Conflict(ConflictReason::AlreadyRevoked));
@@ -180,10 +177,7 @@ pub async fn revoke(
     let mut model = current.into_active_model();
     model.revoked_at = Set(Some(chrono::Utc::now().fixed_offset()));
     model.revoked_by = Set(Some(actor.user.into_uuid()));
-    model
-        .update(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "revoking proxy access"))
+    model.update(tx).await.or_db("revoking proxy access")
 }
 
 /// The grants of several patients (live and past), newest first: staff only.
@@ -198,7 +192,7 @@ pub async fn of_patients(
         .order_by_desc(proxy_assignment::Column::GrantedAt)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading proxy grants"))
+        .or_db("loading proxy grants")
 }
 
 /// Display names of users connected to the clinic, by id.
@@ -213,7 +207,7 @@ pub async fn user_names(
             [crate::sql::uuid_array(ids.iter().copied())],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading user names"))?;
+        .or_db("loading user names")?;
     rows.into_iter()
         .map(|r| {
             Ok((
