@@ -221,14 +221,6 @@ pub async fn pages_of(
     Ok(out)
 }
 
-pub async fn get(tx: &Tx, id: AppointmentId) -> ServiceResult<Option<appointment::Model>> {
-    appointment::Entity::find_by_id(id.into_uuid())
-        .filter(appointment::Column::DeletedAt.is_null())
-        .one(tx)
-        .await
-        .or_db("loading an appointment")
-}
-
 pub struct NewAppointment {
     pub patient: PatientId,
     pub provider: ProviderId,

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::Tx;
-use crate::actor::{Actor, Purpose};
+use crate::actor::Actor;
 use crate::domain::{AuthorizationId, PatientId, new_id, required_text};
 use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 
@@ -178,9 +178,4 @@ pub async fn release(
             })
         }
     }
-}
-
-/// Whether a portal user may see a patient's authorizations.
-pub fn may_view(actor: &Actor, patient: PatientId) -> ServiceResult<()> {
-    actor.may(Purpose::Billing, patient)
 }

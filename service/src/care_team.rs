@@ -181,11 +181,3 @@ pub async fn remove_member(
     model.removed_by = Set(Some(actor.user.into_uuid()));
     model.update(tx).await.or_db("removing a care team member")
 }
-
-/// Assignments by id (for mutations that return one).
-pub async fn get(tx: &Tx, id: AssignmentId) -> ServiceResult<Option<care_team_assignment::Model>> {
-    care_team_assignment::Entity::find_by_id(id.into_uuid())
-        .one(tx)
-        .await
-        .or_db("loading an assignment")
-}

@@ -172,29 +172,6 @@ impl AsRef<str> for Email {
     }
 }
 
-/// An IANA time zone name such as `America/New_York`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IanaTimezone(chrono_tz::Tz);
-
-impl IanaTimezone {
-    pub fn parse(raw: &str) -> Result<Self, ServiceError> {
-        raw.trim()
-            .parse::<chrono_tz::Tz>()
-            .map(Self)
-            .map_err(|_| ServiceError::invalid("timezone", "not an IANA time zone name"))
-    }
-
-    pub fn tz(&self) -> chrono_tz::Tz {
-        self.0
-    }
-}
-
-impl AsRef<str> for IanaTimezone {
-    fn as_ref(&self) -> &str {
-        self.0.name()
-    }
-}
-
 /// A person's name part or a label: trimmed, 1 to `max` characters.
 pub fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, ServiceError> {
     let value = raw.trim();
@@ -264,14 +241,5 @@ mod tests {
         assert!(Email::parse("no-at-sign").is_err());
         assert!(Email::parse("two@@signs").is_err());
         assert!(Email::parse("sp ace@x.example").is_err());
-    }
-
-    #[test]
-    fn timezone_must_be_iana() {
-        assert_eq!(
-            IanaTimezone::parse("America/New_York").unwrap().as_ref(),
-            "America/New_York"
-        );
-        assert!(IanaTimezone::parse("Mars/Olympus").is_err());
     }
 }
