@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::Tx;
 use crate::actor::Actor;
-use crate::domain::{Mrn, PatientId, ProviderId, new_id, required_text};
+use crate::domain::{ContactValue, Mrn, PatientId, ProviderId, new_id, required_text};
 use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 use crate::pagination::{NameKey, Page, PageRequest, search_terms};
 
@@ -216,8 +216,7 @@ pub async fn contact_methods_of(
 }
 
 pub struct NewContactMethod {
-    pub kind: ContactMethodType,
-    pub value: String,
+    pub value: ContactValue,
     pub is_primary: bool,
     pub is_safe_for_voicemail: bool,
 }
@@ -234,30 +233,11 @@ pub async fn add_contact_method(
 ) -> ServiceResult<contact_method::Model> {
     actor.require_staff()?;
     let current = require(tx, patient).await?;
-    let value = required_text("value", &input.value, 320)?;
-    match input.kind {
-        ContactMethodType::Email => {
-            crate::domain::Email::parse(&value)
-                .map_err(|_| ServiceError::invalid("value", "not an email address"))?;
-            if input.is_safe_for_voicemail {
-                return Err(ServiceError::invalid(
-                    "isSafeForVoicemail",
-                    "an email address has no voicemail",
-                ));
-            }
-        }
-        _ => {
-            let digits = value.chars().filter(char::is_ascii_digit).count();
-            let allowed = value
-                .chars()
-                .all(|c| c.is_ascii_digit() || " +-().x".contains(c));
-            if !allowed || !(7..=15).contains(&digits) {
-                return Err(ServiceError::invalid(
-                    "value",
-                    "a phone number has 7 to 15 digits",
-                ));
-            }
-        }
+    if input.value.kind() == ContactMethodType::Email && input.is_safe_for_voicemail {
+        return Err(ServiceError::invalid(
+            "isSafeForVoicemail",
+            "an email address has no voicemail",
+        ));
     }
     if input.is_primary {
         contact_method::Entity::update_many()
@@ -273,8 +253,8 @@ pub async fn add_contact_method(
         id: Set(new_id()),
         organization_id: Set(current.organization_id),
         patient_id: Set(current.id),
-        r#type: Set(input.kind),
-        value: Set(value),
+        r#type: Set(input.value.kind()),
+        value: Set(input.value.as_ref().to_owned()),
         is_primary: Set(input.is_primary),
         is_safe_for_voicemail: Set(input.is_safe_for_voicemail),
         ..Default::default()

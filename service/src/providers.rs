@@ -12,8 +12,8 @@ use sea_orm::{
 
 use crate::Tx;
 use crate::actor::{Actor, Role};
-use crate::domain::{Npi, ProviderId, new_id, required_text};
-use crate::error::{DbResultExt, ServiceError, ServiceResult};
+use crate::domain::{DeaNumber, Npi, ProviderId, StateLicenses, new_id, required_text};
+use crate::error::{DbResultExt, ServiceResult};
 use crate::pagination::{NameKey, Page, PageRequest, search_terms};
 use crate::sql::uuid_array;
 
@@ -95,9 +95,9 @@ pub async fn get(tx: &Tx, id: ProviderId) -> ServiceResult<Option<provider::Mode
 pub struct NewProvider {
     pub name: String,
     pub npi: Npi,
-    pub dea_number: Option<String>,
+    pub dea_number: Option<DeaNumber>,
     pub specialty: Option<String>,
-    pub state_licenses: Vec<String>,
+    pub state_licenses: StateLicenses,
 }
 
 /// Adds a provider to the actor's clinic. Clinic admins only. The NPI is
@@ -106,42 +106,18 @@ pub struct NewProvider {
 pub async fn create(tx: &Tx, actor: &Actor, input: NewProvider) -> ServiceResult<provider::Model> {
     actor.require(&[Role::Admin])?;
     let name = required_text("name", &input.name, 200)?;
-    let dea_number = match input.dea_number.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(dea) => {
-            let ok = dea.len() == 9
-                && dea.as_bytes()[0].is_ascii_uppercase()
-                && (dea.as_bytes()[1].is_ascii_uppercase() || dea.as_bytes()[1] == b'9')
-                && dea[2..].bytes().all(|b| b.is_ascii_digit());
-            if !ok {
-                return Err(ServiceError::invalid(
-                    "deaNumber",
-                    "a DEA number is two letters and seven digits",
-                ));
-            }
-            Some(dea.to_owned())
-        }
-    };
     let specialty = match input.specialty.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(s) => Some(required_text("specialty", s, 200)?),
     };
-    for state in &input.state_licenses {
-        if state.len() != 2 || !state.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ServiceError::invalid(
-                "stateLicenses",
-                "each state is a two-letter code such as NY",
-            ));
-        }
-    }
     let model = provider::ActiveModel {
         id: Set(new_id()),
         organization_id: Set(actor.tenant.into_uuid()),
         name: Set(name),
         npi: Set(input.npi.as_ref().to_owned()),
-        dea_number: Set(dea_number),
+        dea_number: Set(input.dea_number.map(|dea| dea.as_ref().to_owned())),
         specialty: Set(specialty),
-        state_licenses: Set(serde_json::json!(input.state_licenses)),
+        state_licenses: Set(serde_json::json!(input.state_licenses.as_ref())),
         ..Default::default()
     };
     model.insert(tx).await.or_db("creating a provider")
