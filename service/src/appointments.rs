@@ -96,6 +96,7 @@ async fn filtered(
 }
 
 /// Appointments by start time, one page.
+#[tracing::instrument(skip_all, name = "appointments.list", level = "debug")]
 pub async fn list(
     tx: &Tx,
     filter: &AppointmentFilter,
@@ -118,6 +119,7 @@ pub async fn list(
     Ok(Page::from_overfetch(rows, page.first))
 }
 
+#[tracing::instrument(skip_all, name = "appointments.count", level = "debug")]
 pub async fn count(tx: &Tx, filter: &AppointmentFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
     filtered(tx, filter)
@@ -143,6 +145,7 @@ pub enum Owner {
 
 /// A page of appointments for each of several patients (or providers),
 /// starting at `from` when given: one statement for all of them.
+#[tracing::instrument(skip_all, name = "appointments.pages_of", level = "debug", fields(owners = owners.len()))]
 pub async fn pages_of(
     tx: &Tx,
     owners: &[Owner],
@@ -235,6 +238,7 @@ pub struct NewAppointment {
 /// provider of the same clinic, in the future, at most 24 hours long. A
 /// provider is never double-booked: the database's exclusion constraint
 /// decides under concurrency (`DOUBLE_BOOKED`).
+#[tracing::instrument(skip_all, name = "appointments.schedule", level = "debug", fields(patient = %input.patient, provider = %input.provider))]
 pub async fn schedule(
     tx: &Tx,
     actor: &Actor,
@@ -309,6 +313,7 @@ pub fn can_transition(from: AppointmentStatus, to: AppointmentStatus) -> bool {
 /// Moves an appointment along its status machine (any other move is
 /// BAD_USER_INPUT on `to`). Cancelling needs a reason. A portal user may
 /// only cancel, and only for a patient they may schedule for.
+#[tracing::instrument(skip_all, name = "appointments.transition", level = "debug", fields(appointment = %id, to = ?to))]
 pub async fn transition(
     tx: &Tx,
     actor: &Actor,

@@ -10,6 +10,7 @@ use crate::error::{DbResultExt, ServiceResult};
 use crate::sql::uuid_array;
 
 /// Writes a non-row event (login, logout, refusal) to the audit trail.
+#[tracing::instrument(skip_all, name = "audit.record_event", level = "debug", fields(action))]
 pub async fn record_event(
     tx: &Tx,
     action: &str,
@@ -35,6 +36,7 @@ pub async fn record_event(
 /// One READ event per patient whose data a request returned, in one
 /// statement, so a compliance officer can answer "who looked at this
 /// patient's record, and when".
+#[tracing::instrument(skip_all, name = "audit.record_reads", level = "debug", fields(patients = patients.len()))]
 pub async fn record_reads(tx: &Tx, patients: &[Uuid]) -> ServiceResult<()> {
     if patients.is_empty() {
         return Ok(());
@@ -86,6 +88,7 @@ fn filtered(filter: &AuditFilter) -> sea_orm::Select<entity::audit_event::Entity
 }
 
 /// How many events match (clinic ADMIN).
+#[tracing::instrument(skip_all, name = "audit.count", level = "debug")]
 pub async fn count(tx: &Tx, actor: &crate::Actor, filter: &AuditFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
     actor.require(&[crate::Role::Admin])?;
@@ -97,6 +100,7 @@ pub async fn count(tx: &Tx, actor: &crate::Actor, filter: &AuditFilter) -> Servi
 
 /// The clinic's audit trail, newest first (clinic ADMIN; the database's
 /// policy shows it to no one else).
+#[tracing::instrument(skip_all, name = "audit.list", level = "debug")]
 pub async fn list(
     tx: &Tx,
     actor: &crate::Actor,

@@ -31,6 +31,7 @@ pub struct Clinic {
 
 /// The clinics the current user may act in (staff memberships first), with
 /// their names and the user's role in each.
+#[tracing::instrument(skip_all, name = "auth.clinics_of_current_user", level = "debug")]
 pub async fn clinics_of_current_user(tx: &Tx) -> ServiceResult<Vec<Clinic>> {
     let rows = tx
         .query_all_raw(Statement::from_string(
@@ -95,6 +96,7 @@ pub struct OpenedSession {
 /// to, are audited as ACCESS_DENIED with the email tried. Unknown emails
 /// cost the same time as wrong passwords (argon2 runs against a dummy
 /// hash). A super admin who names no clinic is told to name one.
+#[tracing::instrument(skip_all, name = "auth.login", level = "debug")]
 pub async fn login(
     tx: &Tx,
     counters: &impl ConnectionTrait,
@@ -264,6 +266,7 @@ async fn record_denied(tx: &Tx, email: &str, reason: &str) -> ServiceResult<()> 
 
 /// The clinics the current user may act in and their role in each: staff
 /// memberships first, then clinics where they hold a chart or a proxy grant.
+#[tracing::instrument(skip_all, name = "auth.organizations_of_current_user", level = "debug")]
 pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(TenantId, Role)>> {
     let rows = tx
         .query_all_raw(Statement::from_string(
@@ -286,6 +289,7 @@ pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(Tenant
 }
 
 /// The actor's own session.
+#[tracing::instrument(skip_all, name = "auth.session", level = "debug")]
 pub async fn session(tx: &Tx, id: SessionId) -> ServiceResult<user_session::Model> {
     user_session::Entity::find_by_id(id.into_uuid())
         .one(tx)
@@ -306,6 +310,7 @@ pub struct Switched {
 /// (NOT_FOUND otherwise). The request's context stays the old clinic's:
 /// the new clinic is read through `app.reachable_organization`, and the
 /// next request, with the new token, acts there.
+#[tracing::instrument(skip_all, name = "auth.switch_organization", level = "debug", fields(clinic = %target))]
 pub async fn switch_organization(
     tx: &Tx,
     actor: &Actor,
@@ -344,6 +349,7 @@ pub async fn switch_organization(
 }
 
 /// Ends the actor's session: its token stops working at once.
+#[tracing::instrument(skip_all, name = "auth.logout", level = "debug")]
 pub async fn logout(tx: &Tx, actor: &Actor) -> ServiceResult<()> {
     user_session::Entity::update_many()
         .col_expr(
@@ -366,6 +372,7 @@ pub async fn logout(tx: &Tx, actor: &Actor) -> ServiceResult<()> {
 }
 
 /// Whether the current user (set by the login context) is a super admin.
+#[tracing::instrument(skip_all, name = "auth.is_super_admin", level = "debug")]
 pub async fn is_super_admin(tx: &Tx) -> ServiceResult<bool> {
     let me = entity::user::Entity::find()
         .filter(sea_orm::sea_query::Expr::cust(

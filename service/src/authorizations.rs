@@ -15,6 +15,7 @@ use crate::domain::{AuthorizationId, PatientId, new_id, required_text};
 use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 
 /// The live authorizations of several patients: one statement.
+#[tracing::instrument(skip_all, name = "authorizations.of_patients", level = "debug", fields(patients = patients.len()))]
 pub async fn of_patients(
     tx: &Tx,
     patients: &[PatientId],
@@ -43,6 +44,7 @@ pub struct NewAuthorization {
 
 /// Records a payer's authorization for a patient (staff). The number is
 /// unique per payer within the clinic (`DUPLICATE_AUTHORIZATION`).
+#[tracing::instrument(skip_all, name = "authorizations.create", level = "debug", fields(patient = %input.patient))]
 pub async fn create(
     tx: &Tx,
     actor: &Actor,
@@ -114,6 +116,7 @@ async fn explain_refusal(tx: &Tx, id: AuthorizationId, exhausted: ConflictReason
 /// UPDATE adds the units only while they fit and only on a day (in the
 /// clinic's time zone) within the validity dates; when they do not fit,
 /// nothing is reserved and the answer is `UNITS_EXHAUSTED`.
+#[tracing::instrument(skip_all, name = "authorizations.reserve", level = "debug", fields(authorization = %id, units))]
 pub async fn reserve(
     tx: &Tx,
     actor: &Actor,
@@ -145,6 +148,7 @@ pub async fn reserve(
 }
 
 /// Gives back `units` (staff); never below zero (`UNITS_NOT_RESERVED`).
+#[tracing::instrument(skip_all, name = "authorizations.release", level = "debug", fields(authorization = %id, units))]
 pub async fn release(
     tx: &Tx,
     actor: &Actor,

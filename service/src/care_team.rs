@@ -14,6 +14,7 @@ use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 
 /// The active assignments of several patients, primary first: one statement
 /// for any number of patients.
+#[tracing::instrument(skip_all, name = "care_team.active_of", level = "debug", fields(patients = patients.len()))]
 pub async fn active_of(
     tx: &Tx,
     patients: &[PatientId],
@@ -69,6 +70,7 @@ async fn require_active_provider(tx: &Tx, provider: ProviderId) -> ServiceResult
 /// role rather than joining twice. The patient's row is locked first, so
 /// racing calls run one after another and leave exactly one primary (the
 /// partial unique index on active primaries is the backstop).
+#[tracing::instrument(skip_all, name = "care_team.assign_primary", level = "debug", fields(patient = %patient, provider = %provider))]
 pub async fn assign_primary(
     tx: &Tx,
     actor: &Actor,
@@ -138,6 +140,7 @@ fn new_assignment(
 /// `assign_primary` to replace one), as is a provider already on the team
 /// (`ALREADY_ON_CARE_TEAM`); the database's partial unique indexes decide
 /// both under concurrency.
+#[tracing::instrument(skip_all, name = "care_team.add_member", level = "debug", fields(patient = %patient, provider = %provider, role = ?role))]
 pub async fn add_member(
     tx: &Tx,
     actor: &Actor,
@@ -161,6 +164,7 @@ pub async fn add_member(
 
 /// Takes a provider off a patient's team: the assignment is kept, with who
 /// removed it and when (`ALREADY_REMOVED` the second time).
+#[tracing::instrument(skip_all, name = "care_team.remove_member", level = "debug", fields(assignment = %assignment))]
 pub async fn remove_member(
     tx: &Tx,
     actor: &Actor,

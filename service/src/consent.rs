@@ -11,6 +11,7 @@ use crate::domain::{DocumentId, new_id};
 use crate::error::{DbResultExt, ServiceError, ServiceResult};
 
 /// The active version of each document.
+#[tracing::instrument(skip_all, name = "consent.active_documents", level = "debug")]
 pub async fn active_documents(tx: &Tx) -> ServiceResult<Vec<consent_document::Model>> {
     consent_document::Entity::find()
         .filter(consent_document::Column::IsActive.eq(true))
@@ -21,6 +22,7 @@ pub async fn active_documents(tx: &Tx) -> ServiceResult<Vec<consent_document::Mo
 }
 
 /// The caller's signatures.
+#[tracing::instrument(skip_all, name = "consent.my_signatures", level = "debug")]
 pub async fn my_signatures(tx: &Tx) -> ServiceResult<Vec<user_consent::Model>> {
     user_consent::Entity::find()
         .order_by_desc(user_consent::Column::SignedAt)
@@ -32,6 +34,7 @@ pub async fn my_signatures(tx: &Tx) -> ServiceResult<Vec<user_consent::Model>> {
 /// Signs the active version of a document. The time is the server's, and
 /// the client's address and user agent are kept with it. Only an active
 /// version can be signed; signing twice is `CONSENT_ALREADY_SIGNED`.
+#[tracing::instrument(skip_all, name = "consent.sign", level = "debug", fields(document = %document))]
 pub async fn sign(
     tx: &Tx,
     actor: &Actor,

@@ -57,6 +57,7 @@ pub enum Claim {
 /// `request_hash` (sha256, hex). A retry racing the first request waits for
 /// it to commit or roll back. Expired keys of the clinic are purged on the
 /// way.
+#[tracing::instrument(skip_all, name = "idempotency.claim", level = "debug")]
 pub async fn claim(
     tx: &Tx,
     key: &IdempotencyKey,
@@ -125,6 +126,7 @@ pub async fn claim(
 
 /// Stores the response of the request that claimed `key` (JSON text) and
 /// the patients whose data it holds, in its transaction.
+#[tracing::instrument(skip_all, name = "idempotency.store", level = "debug", fields(reads = reads.len()))]
 pub async fn store(
     tx: &Tx,
     key: &IdempotencyKey,
@@ -149,6 +151,7 @@ pub async fn store(
 
 /// Whether the caller may still see every one of `patients` (row-level
 /// security decides): a stored answer is replayed only then.
+#[tracing::instrument(skip_all, name = "idempotency.all_visible", level = "debug", fields(patients = patients.len()))]
 pub async fn all_visible(tx: &Tx, patients: &[uuid::Uuid]) -> ServiceResult<bool> {
     if patients.is_empty() {
         return Ok(true);

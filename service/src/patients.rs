@@ -50,6 +50,7 @@ fn filtered(filter: &PatientFilter) -> sea_orm::Select<patient::Entity> {
 }
 
 /// Patients by name (last, first), one page.
+#[tracing::instrument(skip_all, name = "patients.list", level = "debug")]
 pub async fn list(
     tx: &Tx,
     filter: &PatientFilter,
@@ -85,12 +86,14 @@ pub fn key_of(p: &patient::Model) -> NameKey {
     }
 }
 
+#[tracing::instrument(skip_all, name = "patients.count", level = "debug")]
 pub async fn count(tx: &Tx, filter: &PatientFilter) -> ServiceResult<u64> {
     filtered(filter).count(tx).await.or_db("counting patients")
 }
 
 /// Patients by id; ids not visible to the caller (another clinic's, or
 /// outside a proxy's grant) are simply absent.
+#[tracing::instrument(skip_all, name = "patients.by_ids", level = "debug", fields(ids = ids.len()))]
 pub async fn by_ids(tx: &Tx, ids: &[PatientId]) -> ServiceResult<Vec<patient::Model>> {
     patient::Entity::find()
         .filter(patient::Column::Id.is_in(ids.iter().map(|id| id.into_uuid())))
@@ -100,6 +103,7 @@ pub async fn by_ids(tx: &Tx, ids: &[PatientId]) -> ServiceResult<Vec<patient::Mo
         .or_db("loading patients")
 }
 
+#[tracing::instrument(skip_all, name = "patients.get", level = "debug", fields(patient = %id))]
 pub async fn get(tx: &Tx, id: PatientId) -> ServiceResult<Option<patient::Model>> {
     Ok(by_ids(tx, &[id]).await?.into_iter().next())
 }
@@ -131,6 +135,7 @@ pub struct NewPatient {
 /// Opens a chart at the actor's clinic. Staff only. The MRN is unique per
 /// clinic (`DUPLICATE_MRN`); the same person may hold charts at other
 /// clinics, which this one never sees.
+#[tracing::instrument(skip_all, name = "patients.enroll", level = "debug")]
 pub async fn enroll(tx: &Tx, actor: &Actor, input: NewPatient) -> ServiceResult<patient::Model> {
     actor.require_staff()?;
     let model = patient::ActiveModel {
@@ -157,6 +162,7 @@ pub struct PatientChanges {
 }
 
 /// Changes a chart. Staff only.
+#[tracing::instrument(skip_all, name = "patients.update", level = "debug", fields(patient = %id))]
 pub async fn update(
     tx: &Tx,
     actor: &Actor,
@@ -186,6 +192,7 @@ pub async fn update(
 
 /// Closes a chart (status DISCHARGED, with the time). Staff only; a chart
 /// is discharged once (`ALREADY_DISCHARGED`).
+#[tracing::instrument(skip_all, name = "patients.discharge", level = "debug", fields(patient = %id))]
 pub async fn discharge(tx: &Tx, actor: &Actor, id: PatientId) -> ServiceResult<patient::Model> {
     actor.require_staff()?;
     let current = require(tx, id).await?;
@@ -200,6 +207,7 @@ pub async fn discharge(tx: &Tx, actor: &Actor, id: PatientId) -> ServiceResult<p
 
 /// The live contact methods of several patients, primary first: one
 /// statement for any number of patients.
+#[tracing::instrument(skip_all, name = "patients.contact_methods_of", level = "debug", fields(patients = patients.len()))]
 pub async fn contact_methods_of(
     tx: &Tx,
     patients: &[PatientId],
@@ -225,6 +233,7 @@ pub struct NewContactMethod {
 /// over from the previous one; PHI may be left on voicemail only where the
 /// patient said so (`is_safe_for_voicemail` defaults to false), and never on
 /// an email address.
+#[tracing::instrument(skip_all, name = "patients.add_contact_method", level = "debug", fields(patient = %patient))]
 pub async fn add_contact_method(
     tx: &Tx,
     actor: &Actor,

@@ -44,6 +44,7 @@ fn filtered(filter: &ProviderFilter) -> sea_orm::Select<provider::Entity> {
 }
 
 /// Providers by name, one page.
+#[tracing::instrument(skip_all, name = "providers.list", level = "debug")]
 pub async fn list(
     tx: &Tx,
     filter: &ProviderFilter,
@@ -74,11 +75,13 @@ pub fn key_of(p: &provider::Model) -> NameKey {
     }
 }
 
+#[tracing::instrument(skip_all, name = "providers.count", level = "debug")]
 pub async fn count(tx: &Tx, filter: &ProviderFilter) -> ServiceResult<u64> {
     filtered(filter).count(tx).await.or_db("counting providers")
 }
 
 /// Providers by id; ids not visible to the caller are simply absent.
+#[tracing::instrument(skip_all, name = "providers.by_ids", level = "debug", fields(ids = ids.len()))]
 pub async fn by_ids(tx: &Tx, ids: &[ProviderId]) -> ServiceResult<Vec<provider::Model>> {
     provider::Entity::find()
         .filter(provider::Column::Id.is_in(ids.iter().map(|id| id.into_uuid())))
@@ -88,6 +91,7 @@ pub async fn by_ids(tx: &Tx, ids: &[ProviderId]) -> ServiceResult<Vec<provider::
         .or_db("loading providers")
 }
 
+#[tracing::instrument(skip_all, name = "providers.get", level = "debug", fields(provider = %id))]
 pub async fn get(tx: &Tx, id: ProviderId) -> ServiceResult<Option<provider::Model>> {
     Ok(by_ids(tx, &[id]).await?.into_iter().next())
 }
@@ -103,6 +107,7 @@ pub struct NewProvider {
 /// Adds a provider to the actor's clinic. Clinic admins only. The NPI is
 /// unique among the clinic's active providers (the database's partial
 /// unique index decides under concurrency: `DUPLICATE_NPI`).
+#[tracing::instrument(skip_all, name = "providers.create", level = "debug")]
 pub async fn create(tx: &Tx, actor: &Actor, input: NewProvider) -> ServiceResult<provider::Model> {
     actor.require(&[Role::Admin])?;
     let name = required_text("name", &input.name, 200)?;
@@ -125,6 +130,7 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewProvider) -> ServiceResult
 
 /// The patients on each provider's care team (active assignments), by
 /// name: one statement for any number of providers.
+#[tracing::instrument(skip_all, name = "providers.patients_of", level = "debug", fields(providers = providers.len()))]
 pub async fn patients_of(
     tx: &Tx,
     providers: &[ProviderId],
@@ -175,6 +181,7 @@ pub async fn patients_of(
 
 /// How many live patients each provider has on active care teams: one
 /// statement for any number of providers.
+#[tracing::instrument(skip_all, name = "providers.patient_counts", level = "debug", fields(providers = providers.len()))]
 pub async fn patient_counts(
     tx: &Tx,
     providers: &[ProviderId],

@@ -42,6 +42,7 @@ pub struct NewGrant {
 /// the grant reaches the patient only once the person accepts it after
 /// logging in. One live grant (or invitation) per proxy and patient
 /// (`PROXY_ALREADY_GRANTED`: revoke, then grant anew to change it).
+#[tracing::instrument(skip_all, name = "proxies.grant", level = "debug", fields(patient = %input.patient))]
 pub async fn grant(
     tx: &Tx,
     actor: &Actor,
@@ -102,6 +103,7 @@ pub struct Invitation {
 }
 
 /// The signed-in user's pending proxy invitations, at every clinic.
+#[tracing::instrument(skip_all, name = "proxies.my_invitations", level = "debug")]
 pub async fn my_invitations(tx: &Tx) -> ServiceResult<Vec<Invitation>> {
     let rows = tx
         .query_all_raw(Statement::from_string(
@@ -135,6 +137,7 @@ pub async fn my_invitations(tx: &Tx) -> ServiceResult<Vec<Invitation>> {
 /// theirs, and reaches the patient from their next request in that clinic
 /// (`switchOrganization`). NOT_FOUND when there is no such invitation for
 /// them.
+#[tracing::instrument(skip_all, name = "proxies.accept_invitation", level = "debug", fields(invitation = %id))]
 pub async fn accept_invitation(tx: &Tx, id: uuid::Uuid) -> ServiceResult<Invitation> {
     let pending = my_invitations(tx)
         .await?
@@ -160,6 +163,7 @@ pub async fn accept_invitation(tx: &Tx, id: uuid::Uuid) -> ServiceResult<Invitat
 }
 
 /// Ends a grant at once (soft: the row keeps who revoked it and when).
+#[tracing::instrument(skip_all, name = "proxies.revoke", level = "debug", fields(grant = %id))]
 pub async fn revoke(
     tx: &Tx,
     actor: &Actor,
@@ -181,6 +185,7 @@ pub async fn revoke(
 }
 
 /// The grants of several patients (live and past), newest first: staff only.
+#[tracing::instrument(skip_all, name = "proxies.of_patients", level = "debug", fields(patients = patients.len()))]
 pub async fn of_patients(
     tx: &Tx,
     actor: &Actor,
@@ -196,6 +201,7 @@ pub async fn of_patients(
 }
 
 /// Display names of users connected to the clinic, by id.
+#[tracing::instrument(skip_all, name = "proxies.user_names", level = "debug", fields(ids = ids.len()))]
 pub async fn user_names(
     tx: &Tx,
     ids: &[uuid::Uuid],
