@@ -37,58 +37,7 @@ pub struct Model {
     pub updated_at: DateTimeWithTimeZone,
 }
 
-/// `AssignedBy` and `RemovedBy` both point at `users`, so neither gets a
-/// `Related` impl: join through the variant you mean.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::organization::Entity",
-        from = "Column::OrganizationId",
-        to = "super::organization::Column::Id"
-    )]
-    Organization,
-    #[sea_orm(
-        belongs_to = "super::patient::Entity",
-        from = "Column::PatientId",
-        to = "super::patient::Column::Id"
-    )]
-    Patient,
-    #[sea_orm(
-        belongs_to = "super::provider::Entity",
-        from = "Column::ProviderId",
-        to = "super::provider::Column::Id"
-    )]
-    Provider,
-    #[sea_orm(
-        belongs_to = "super::user::Entity",
-        from = "Column::AssignedBy",
-        to = "super::user::Column::Id"
-    )]
-    AssignedBy,
-    #[sea_orm(
-        belongs_to = "super::user::Entity",
-        from = "Column::RemovedBy",
-        to = "super::user::Column::Id"
-    )]
-    RemovedBy,
-}
-
-impl Related<super::organization::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Organization.def()
-    }
-}
-
-impl Related<super::patient::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Patient.def()
-    }
-}
-
-impl Related<super::provider::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Provider.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -36,15 +36,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(has_many = "super::user_consent::Entity")]
-    UserConsent,
-}
-
-impl Related<super::user_consent::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::UserConsent.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

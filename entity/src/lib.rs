@@ -2,6 +2,10 @@
 //! migrations in `migration/sql` column for column (constrained text columns
 //! become active enums, the generated `patients.search_name` is left out), and
 //! they describe storage only: the table shape is never the API type.
+//!
+//! No relations are declared: the service layer writes its joins in SQL.
+//! Each `Relation` enum is empty, there only because `DeriveEntityModel`
+//! requires one.
 
 pub mod appointment;
 pub mod audit_event;
@@ -17,21 +21,3 @@ pub mod proxy_assignment;
 pub mod user;
 pub mod user_consent;
 pub mod user_session;
-
-/// Every entity, named after its table in the singular.
-pub mod prelude {
-    pub use super::appointment::Entity as Appointment;
-    pub use super::audit_event::Entity as AuditEvent;
-    pub use super::care_team_assignment::Entity as CareTeamAssignment;
-    pub use super::consent_document::Entity as ConsentDocument;
-    pub use super::contact_method::Entity as ContactMethod;
-    pub use super::organization::Entity as Organization;
-    pub use super::organization_membership::Entity as OrganizationMembership;
-    pub use super::patient::Entity as Patient;
-    pub use super::payer_authorization::Entity as PayerAuthorization;
-    pub use super::provider::Entity as Provider;
-    pub use super::proxy_assignment::Entity as ProxyAssignment;
-    pub use super::user::Entity as User;
-    pub use super::user_consent::Entity as UserConsent;
-    pub use super::user_session::Entity as UserSession;
-}

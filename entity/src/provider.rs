@@ -24,47 +24,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::organization::Entity",
-        from = "Column::OrganizationId",
-        to = "super::organization::Column::Id"
-    )]
-    Organization,
-    #[sea_orm(
-        belongs_to = "super::user::Entity",
-        from = "Column::UserId",
-        to = "super::user::Column::Id"
-    )]
-    User,
-    #[sea_orm(has_many = "super::care_team_assignment::Entity")]
-    CareTeamAssignment,
-    #[sea_orm(has_many = "super::appointment::Entity")]
-    Appointment,
-}
-
-impl Related<super::organization::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Organization.def()
-    }
-}
-
-impl Related<super::user::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::User.def()
-    }
-}
-
-impl Related<super::care_team_assignment::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::CareTeamAssignment.def()
-    }
-}
-
-impl Related<super::appointment::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Appointment.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -50,52 +50,7 @@ pub struct Model {
     pub accepted_at: Option<DateTimeWithTimeZone>,
 }
 
-/// `ProxyUser`, `GrantedBy` and `RevokedBy` all point at `users`, so none
-/// gets a `Related` impl: join through the variant you mean.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::organization::Entity",
-        from = "Column::OrganizationId",
-        to = "super::organization::Column::Id"
-    )]
-    Organization,
-    #[sea_orm(
-        belongs_to = "super::patient::Entity",
-        from = "Column::PatientId",
-        to = "super::patient::Column::Id"
-    )]
-    Patient,
-    #[sea_orm(
-        belongs_to = "super::user::Entity",
-        from = "Column::ProxyUserId",
-        to = "super::user::Column::Id"
-    )]
-    ProxyUser,
-    #[sea_orm(
-        belongs_to = "super::user::Entity",
-        from = "Column::GrantedBy",
-        to = "super::user::Column::Id"
-    )]
-    GrantedBy,
-    #[sea_orm(
-        belongs_to = "super::user::Entity",
-        from = "Column::RevokedBy",
-        to = "super::user::Column::Id"
-    )]
-    RevokedBy,
-}
-
-impl Related<super::organization::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Organization.def()
-    }
-}
-
-impl Related<super::patient::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Patient.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

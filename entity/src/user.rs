@@ -22,53 +22,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(has_many = "super::organization_membership::Entity")]
-    OrganizationMembership,
-    #[sea_orm(has_many = "super::user_session::Entity")]
-    UserSession,
-    #[sea_orm(has_many = "super::provider::Entity")]
-    Provider,
-    #[sea_orm(has_many = "super::patient::Entity")]
-    Patient,
-    /// The assignments in which this user is the proxy.
-    #[sea_orm(
-        has_many = "super::proxy_assignment::Entity",
-        via_rel = "Relation::ProxyUser"
-    )]
-    ProxyAssignment,
-    #[sea_orm(has_many = "super::user_consent::Entity")]
-    UserConsent,
-}
-
-impl Related<super::organization_membership::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::OrganizationMembership.def()
-    }
-}
-
-impl Related<super::user_session::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::UserSession.def()
-    }
-}
-
-impl Related<super::provider::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Provider.def()
-    }
-}
-
-impl Related<super::patient::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Patient.def()
-    }
-}
-
-impl Related<super::user_consent::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::UserConsent.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -69,6 +69,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0011_hardening",
     "0012_proxy_invitations",
     "0013_user_clinics",
+    "0014_drop_unused_functions",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

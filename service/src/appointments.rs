@@ -15,7 +15,7 @@ use sea_orm::{
 use crate::Tx;
 use crate::actor::{Actor, Purpose, Role};
 use crate::domain::{AppointmentId, PatientId, ProviderId, new_id};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceError, ServiceResult};
 use crate::pagination::{Page, PageRequest, TimeKey};
 use crate::sql::uuid_array;
 
@@ -59,7 +59,7 @@ async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
             "SELECT timezone FROM organizations WHERE id = app.current_tenant_id()",
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "reading the clinic's time zone"))?
+        .or_db("reading the clinic's time zone")?
         .ok_or(ServiceError::NotFound)?;
     let tz: String = row.try_get("", "timezone").context("timezone")?;
     tz.parse()
@@ -96,6 +96,7 @@ async fn filtered(
 }
 
 /// Appointments by start time, one page.
+#[tracing::instrument(skip_all, name = "appointments.list", level = "debug")]
 pub async fn list(
     tx: &Tx,
     filter: &AppointmentFilter,
@@ -114,17 +115,18 @@ pub async fn list(
         .limit(page.first + 1)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing appointments"))?;
+        .or_db("listing appointments")?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 
+#[tracing::instrument(skip_all, name = "appointments.count", level = "debug")]
 pub async fn count(tx: &Tx, filter: &AppointmentFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
     filtered(tx, filter)
         .await?
         .count(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "counting appointments"))
+        .or_db("counting appointments")
 }
 
 pub fn key_of(a: &appointment::Model) -> TimeKey {
@@ -143,6 +145,7 @@ pub enum Owner {
 
 /// A page of appointments for each of several patients (or providers),
 /// starting at `from` when given: one statement for all of them.
+#[tracing::instrument(skip_all, name = "appointments.pages_of", level = "debug", fields(owners = owners.len()))]
 pub async fn pages_of(
     tx: &Tx,
     owners: &[Owner],
@@ -204,7 +207,7 @@ pub async fn pages_of(
                 ],
             ))
             .await
-            .map_err(|e| ServiceError::from_db(e, "loading appointments"))?;
+            .or_db("loading appointments")?;
         let mut grouped: HashMap<uuid::Uuid, Vec<appointment::Model>> = HashMap::new();
         for row in rows {
             let via: uuid::Uuid = row.try_get("", "via").context("via")?;
@@ -221,14 +224,6 @@ pub async fn pages_of(
     Ok(out)
 }
 
-pub async fn get(tx: &Tx, id: AppointmentId) -> ServiceResult<Option<appointment::Model>> {
-    appointment::Entity::find_by_id(id.into_uuid())
-        .filter(appointment::Column::DeletedAt.is_null())
-        .one(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "loading an appointment"))
-}
-
 pub struct NewAppointment {
     pub patient: PatientId,
     pub provider: ProviderId,
@@ -243,6 +238,7 @@ pub struct NewAppointment {
 /// provider of the same clinic, in the future, at most 24 hours long. A
 /// provider is never double-booked: the database's exclusion constraint
 /// decides under concurrency (`DOUBLE_BOOKED`).
+#[tracing::instrument(skip_all, name = "appointments.schedule", level = "debug", fields(patient = %input.patient, provider = %input.provider))]
 pub async fn schedule(
     tx: &Tx,
     actor: &Actor,
@@ -296,10 +292,7 @@ pub async fn schedule(
         created_by: Set(Some(actor.user.into_uuid())),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "scheduling an appointment"))
+    model.insert(tx).await.or_db("scheduling an appointment")
 }
 
 /// Whether the status machine allows `from -> to`: SCHEDULED -> CONFIRMED
@@ -320,6 +313,7 @@ pub fn can_transition(from: AppointmentStatus, to: AppointmentStatus) -> bool {
 /// Moves an appointment along its status machine (any other move is
 /// BAD_USER_INPUT on `to`). Cancelling needs a reason. A portal user may
 /// only cancel, and only for a patient they may schedule for.
+#[tracing::instrument(skip_all, name = "appointments.transition", level = "debug", fields(appointment = %id, to = ?to))]
 pub async fn transition(
     tx: &Tx,
     actor: &Actor,
@@ -334,7 +328,7 @@ pub async fn transition(
             [id.into_uuid().into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "locking an appointment"))?
+        .or_db("locking an appointment")?
         .ok_or(ServiceError::NotFound)?;
     let current = appointment::Model::from_query_result(&row, "").context("an appointment")?;
     if actor.role == Role::Portal {
@@ -368,7 +362,7 @@ pub async fn transition(
     model
         .update(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "changing an appointment's status"))
+        .or_db("changing an appointment's status")
 }
 
 /// A status as the schema and the database spell it (`CHECKED_IN`).

@@ -6,10 +6,11 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
 use crate::Tx;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceResult};
 use crate::sql::uuid_array;
 
 /// Writes a non-row event (login, logout, refusal) to the audit trail.
+#[tracing::instrument(skip_all, name = "audit.record_event", level = "debug", fields(action))]
 pub async fn record_event(
     tx: &Tx,
     action: &str,
@@ -28,13 +29,14 @@ pub async fn record_event(
         ],
     ))
     .await
-    .map_err(|e| ServiceError::from_db(e, "recording an audit event"))?;
+    .or_db("recording an audit event")?;
     Ok(())
 }
 
 /// One READ event per patient whose data a request returned, in one
 /// statement, so a compliance officer can answer "who looked at this
 /// patient's record, and when".
+#[tracing::instrument(skip_all, name = "audit.record_reads", level = "debug", fields(patients = patients.len()))]
 pub async fn record_reads(tx: &Tx, patients: &[Uuid]) -> ServiceResult<()> {
     if patients.is_empty() {
         return Ok(());
@@ -45,7 +47,7 @@ pub async fn record_reads(tx: &Tx, patients: &[Uuid]) -> ServiceResult<()> {
         [uuid_array(patients.iter().copied())],
     ))
     .await
-    .map_err(|e| ServiceError::from_db(e, "recording READ events"))?;
+    .or_db("recording READ events")?;
     Ok(())
 }
 
@@ -86,17 +88,19 @@ fn filtered(filter: &AuditFilter) -> sea_orm::Select<entity::audit_event::Entity
 }
 
 /// How many events match (clinic ADMIN).
+#[tracing::instrument(skip_all, name = "audit.count", level = "debug")]
 pub async fn count(tx: &Tx, actor: &crate::Actor, filter: &AuditFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
     actor.require(&[crate::Role::Admin])?;
     filtered(filter)
         .count(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "counting audit events"))
+        .or_db("counting audit events")
 }
 
 /// The clinic's audit trail, newest first (clinic ADMIN; the database's
 /// policy shows it to no one else).
+#[tracing::instrument(skip_all, name = "audit.list", level = "debug")]
 pub async fn list(
     tx: &Tx,
     actor: &crate::Actor,
@@ -120,6 +124,6 @@ pub async fn list(
         .limit(page.first + 1)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing audit events"))?;
+        .or_db("listing audit events")?;
     Ok(crate::pagination::Page::from_overfetch(rows, page.first))
 }

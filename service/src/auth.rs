@@ -15,7 +15,7 @@ use crate::actor::{Actor, Role};
 use crate::audit::record_event;
 use crate::context::{self, ContextError, RequestMeta, SessionOf};
 use crate::domain::{Email, SessionId, TenantId, UserId};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceError, ServiceResult};
 use crate::password;
 
 /// Failed logins allowed per 15-minute window.
@@ -35,6 +35,7 @@ pub struct Clinic {
 
 /// The clinics the current user may act in (staff memberships first), with
 /// their names and the user's role in each.
+#[tracing::instrument(skip_all, name = "auth.clinics_of_current_user", level = "debug")]
 pub async fn clinics_of_current_user(tx: &Tx) -> ServiceResult<Vec<Clinic>> {
     let rows = tx
         .query_all_raw(Statement::from_string(
@@ -42,7 +43,7 @@ pub async fn clinics_of_current_user(tx: &Tx) -> ServiceResult<Vec<Clinic>> {
             "SELECT organization_id, name, role FROM app.user_clinics()",
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing a user's clinics"))?;
+        .or_db("listing a user's clinics")?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: uuid::Uuid = row
@@ -134,6 +135,7 @@ pub struct LoggedIn {
 ///
 /// The request (anonymous until now) then acts as the new session, and the
 /// login is audited as LOGIN.
+#[tracing::instrument(skip_all, name = "auth.login", level = "debug")]
 pub async fn login(
     tx: &Tx,
     settings: &LoginSettings,
@@ -214,10 +216,10 @@ async fn open_session(
             ],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "reserving a login attempt"))?
+        .or_db("reserving a login attempt")?
         .map(|row| row.try_get::<bool>("", "allowed"))
         .transpose()
-        .map_err(|e| ServiceError::from_db(e, "reading a login reservation"))?
+        .or_db("reading a login reservation")?
         .unwrap_or(false);
     if !allowed {
         tracing::warn!(
@@ -250,7 +252,7 @@ async fn open_session(
             ],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "opening a session"))?
+        .or_db("opening a session")?
         .context("app.open_session returned no row")?;
     let status: String = row.try_get("", "status").context("status")?;
     match status.as_str() {
@@ -306,7 +308,7 @@ async fn refund(
             [email.into(), ip.map(str::to_owned).into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "refunding a login attempt"))?;
+        .or_db("refunding a login attempt")?;
     Ok(())
 }
 
@@ -324,7 +326,7 @@ async fn verify_credentials(
                 [email.as_ref().into()],
             ))
             .await
-            .map_err(|e| ServiceError::from_db(e, "looking up a login"))?,
+            .or_db("looking up a login")?,
         Err(_) => None,
     };
     let (user, hash) = match found {
@@ -353,6 +355,7 @@ async fn record_denied(tx: &Tx, email: &str, reason: &str) -> ServiceResult<()> 
 
 /// The clinics the current user may act in and their role in each: staff
 /// memberships first, then clinics where they hold a chart or a proxy grant.
+#[tracing::instrument(skip_all, name = "auth.organizations_of_current_user", level = "debug")]
 pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(TenantId, Role)>> {
     let rows = tx
         .query_all_raw(Statement::from_string(
@@ -360,7 +363,7 @@ pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(Tenant
             "SELECT organization_id, role FROM app.user_organizations()",
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing a user's clinics"))?;
+        .or_db("listing a user's clinics")?;
     let mut out = Vec::new();
     for row in rows {
         let org: uuid::Uuid = row
@@ -375,11 +378,12 @@ pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(Tenant
 }
 
 /// The actor's own session.
+#[tracing::instrument(skip_all, name = "auth.session", level = "debug")]
 pub async fn session(tx: &Tx, id: SessionId) -> ServiceResult<user_session::Model> {
     user_session::Entity::find_by_id(id.into_uuid())
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading a session"))?
+        .or_db("loading a session")?
         .ok_or(ServiceError::Unauthenticated("session not found"))
 }
 
@@ -395,6 +399,7 @@ pub struct Switched {
 /// (NOT_FOUND otherwise). The request's context stays the old clinic's:
 /// the new clinic is read through `app.reachable_organization`, and the
 /// next request, with the new token, acts there.
+#[tracing::instrument(skip_all, name = "auth.switch_organization", level = "debug", fields(clinic = %target))]
 pub async fn switch_organization(
     tx: &Tx,
     actor: &Actor,
@@ -414,7 +419,7 @@ pub async fn switch_organization(
         ))
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "reading the clinic switched to"))?
+        .or_db("reading the clinic switched to")?
         .ok_or(ServiceError::NotFound)?;
     user_session::Entity::update_many()
         .col_expr(
@@ -424,7 +429,7 @@ pub async fn switch_organization(
         .filter(user_session::Column::Id.eq(actor.session.into_uuid()))
         .exec(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "switching a session's clinic"))?;
+        .or_db("switching a session's clinic")?;
     Ok(Switched {
         role,
         session: session(tx, actor.session).await?,
@@ -433,6 +438,7 @@ pub async fn switch_organization(
 }
 
 /// Ends the actor's session: its token stops working at once.
+#[tracing::instrument(skip_all, name = "auth.logout", level = "debug")]
 pub async fn logout(tx: &Tx, actor: &Actor) -> ServiceResult<()> {
     user_session::Entity::update_many()
         .col_expr(
@@ -443,7 +449,7 @@ pub async fn logout(tx: &Tx, actor: &Actor) -> ServiceResult<()> {
         .filter(user_session::Column::RevokedAt.is_null())
         .exec(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "revoking a session"))?;
+        .or_db("revoking a session")?;
     record_event(
         tx,
         "LOGOUT",
@@ -455,6 +461,7 @@ pub async fn logout(tx: &Tx, actor: &Actor) -> ServiceResult<()> {
 }
 
 /// Whether the current user (set by the login context) is a super admin.
+#[tracing::instrument(skip_all, name = "auth.is_super_admin", level = "debug")]
 pub async fn is_super_admin(tx: &Tx) -> ServiceResult<bool> {
     let me = entity::user::Entity::find()
         .filter(sea_orm::sea_query::Expr::cust(
@@ -462,7 +469,7 @@ pub async fn is_super_admin(tx: &Tx) -> ServiceResult<bool> {
         ))
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading the user"))?;
+        .or_db("loading the user")?;
     Ok(me.is_some_and(|u| u.is_super_admin))
 }
 

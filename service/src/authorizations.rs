@@ -10,11 +10,12 @@ use sea_orm::{
 };
 
 use crate::Tx;
-use crate::actor::{Actor, Purpose};
+use crate::actor::Actor;
 use crate::domain::{AuthorizationId, PatientId, new_id, required_text};
-use crate::error::{ConflictReason, ServiceError, ServiceResult};
+use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 
 /// The live authorizations of several patients: one statement.
+#[tracing::instrument(skip_all, name = "authorizations.of_patients", level = "debug", fields(patients = patients.len()))]
 pub async fn of_patients(
     tx: &Tx,
     patients: &[PatientId],
@@ -28,7 +29,7 @@ pub async fn of_patients(
         .order_by_asc(payer_authorization::Column::Id)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading authorizations"))
+        .or_db("loading authorizations")
 }
 
 pub struct NewAuthorization {
@@ -43,6 +44,7 @@ pub struct NewAuthorization {
 
 /// Records a payer's authorization for a patient (staff). The number is
 /// unique per payer within the clinic (`DUPLICATE_AUTHORIZATION`).
+#[tracing::instrument(skip_all, name = "authorizations.create", level = "debug", fields(patient = %input.patient))]
 pub async fn create(
     tx: &Tx,
     actor: &Actor,
@@ -78,10 +80,7 @@ pub async fn create(
         valid_to: Set(input.valid_to),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "creating an authorization"))
+    model.insert(tx).await.or_db("creating an authorization")
 }
 
 fn check_units(units: i32) -> ServiceResult<()> {
@@ -117,6 +116,7 @@ async fn explain_refusal(tx: &Tx, id: AuthorizationId, exhausted: ConflictReason
 /// UPDATE adds the units only while they fit and only on a day (in the
 /// clinic's time zone) within the validity dates; when they do not fit,
 /// nothing is reserved and the answer is `UNITS_EXHAUSTED`.
+#[tracing::instrument(skip_all, name = "authorizations.reserve", level = "debug", fields(authorization = %id, units))]
 pub async fn reserve(
     tx: &Tx,
     actor: &Actor,
@@ -137,7 +137,7 @@ pub async fn reserve(
             [id.into_uuid().into(), units.into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "reserving units"))?;
+        .or_db("reserving units")?;
     match row {
         Some(row) => {
             Ok(payer_authorization::Model::from_query_result(&row, "")
@@ -148,6 +148,7 @@ pub async fn reserve(
 }
 
 /// Gives back `units` (staff); never below zero (`UNITS_NOT_RESERVED`).
+#[tracing::instrument(skip_all, name = "authorizations.release", level = "debug", fields(authorization = %id, units))]
 pub async fn release(
     tx: &Tx,
     actor: &Actor,
@@ -164,7 +165,7 @@ pub async fn release(
             [id.into_uuid().into(), units.into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "releasing units"))?;
+        .or_db("releasing units")?;
     match row {
         Some(row) => {
             Ok(payer_authorization::Model::from_query_result(&row, "")
@@ -174,16 +175,11 @@ pub async fn release(
             let exists = payer_authorization::Entity::find_by_id(id.into_uuid())
                 .one(tx)
                 .await
-                .map_err(|e| ServiceError::from_db(e, "reading an authorization"))?;
+                .or_db("reading an authorization")?;
             Err(match exists {
                 None => ServiceError::NotFound,
                 Some(_) => ServiceError::Conflict(ConflictReason::UnitsNotReserved),
             })
         }
     }
-}
-
-/// Whether a portal user may see a patient's authorizations.
-pub fn may_view(actor: &Actor, patient: PatientId) -> ServiceResult<()> {
-    actor.may(Purpose::Billing, patient)
 }

@@ -10,10 +10,11 @@ use sea_orm::{
 use crate::Tx;
 use crate::actor::Actor;
 use crate::domain::{AssignmentId, PatientId, ProviderId, new_id};
-use crate::error::{ConflictReason, ServiceError, ServiceResult};
+use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 
 /// The active assignments of several patients, primary first: one statement
 /// for any number of patients.
+#[tracing::instrument(skip_all, name = "care_team.active_of", level = "debug", fields(patients = patients.len()))]
 pub async fn active_of(
     tx: &Tx,
     patients: &[PatientId],
@@ -27,7 +28,7 @@ pub async fn active_of(
         .order_by_asc(care_team_assignment::Column::Id)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading care teams"))
+        .or_db("loading care teams")
 }
 
 /// Locks the patient's chart for the rest of the transaction, so changes to
@@ -41,11 +42,11 @@ async fn lock_patient(tx: &Tx, patient: PatientId) -> ServiceResult<PatientStatu
             [patient.into_uuid().into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "locking a patient"))?
+        .or_db("locking a patient")?
         .ok_or(ServiceError::NotFound)?;
     let status: String = row
         .try_get("", "status")
-        .map_err(|e| ServiceError::from_db(e, "reading a patient's status"))?;
+        .or_db("reading a patient's status")?;
     Ok(if status == "DISCHARGED" {
         PatientStatus::Discharged
     } else {
@@ -69,6 +70,7 @@ async fn require_active_provider(tx: &Tx, provider: ProviderId) -> ServiceResult
 /// role rather than joining twice. The patient's row is locked first, so
 /// racing calls run one after another and leave exactly one primary (the
 /// partial unique index on active primaries is the backstop).
+#[tracing::instrument(skip_all, name = "care_team.assign_primary", level = "debug", fields(patient = %patient, provider = %provider))]
 pub async fn assign_primary(
     tx: &Tx,
     actor: &Actor,
@@ -96,7 +98,7 @@ pub async fn assign_primary(
         demoted
             .update(tx)
             .await
-            .map_err(|e| ServiceError::from_db(e, "demoting the primary provider"))?;
+            .or_db("demoting the primary provider")?;
     }
     let result = match team
         .into_iter()
@@ -113,7 +115,7 @@ pub async fn assign_primary(
                 .await
         }
     };
-    result.map_err(|e| ServiceError::from_db(e, "assigning the primary provider"))
+    result.or_db("assigning the primary provider")
 }
 
 fn new_assignment(
@@ -138,6 +140,7 @@ fn new_assignment(
 /// `assign_primary` to replace one), as is a provider already on the team
 /// (`ALREADY_ON_CARE_TEAM`); the database's partial unique indexes decide
 /// both under concurrency.
+#[tracing::instrument(skip_all, name = "care_team.add_member", level = "debug", fields(patient = %patient, provider = %provider, role = ?role))]
 pub async fn add_member(
     tx: &Tx,
     actor: &Actor,
@@ -156,11 +159,12 @@ pub async fn add_member(
     new_assignment(actor, patient, provider, role)
         .insert(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "adding a care team member"))
+        .or_db("adding a care team member")
 }
 
 /// Takes a provider off a patient's team: the assignment is kept, with who
 /// removed it and when (`ALREADY_REMOVED` the second time).
+#[tracing::instrument(skip_all, name = "care_team.remove_member", level = "debug", fields(assignment = %assignment))]
 pub async fn remove_member(
     tx: &Tx,
     actor: &Actor,
@@ -170,7 +174,7 @@ pub async fn remove_member(
     let current = care_team_assignment::Entity::find_by_id(assignment.into_uuid())
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading an assignment"))?
+        .or_db("loading an assignment")?
         .ok_or(ServiceError::NotFound)?;
     if current.removed_at.is_some() {
         return Err(ServiceError::Conflict(ConflictReason::AlreadyRemoved));
@@ -179,16 +183,5 @@ pub async fn remove_member(
     let mut model = current.into_active_model();
     model.removed_at = Set(Some(chrono::Utc::now().fixed_offset()));
     model.removed_by = Set(Some(actor.user.into_uuid()));
-    model
-        .update(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "removing a care team member"))
-}
-
-/// Assignments by id (for mutations that return one).
-pub async fn get(tx: &Tx, id: AssignmentId) -> ServiceResult<Option<care_team_assignment::Model>> {
-    care_team_assignment::Entity::find_by_id(id.into_uuid())
-        .one(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "loading an assignment"))
+    model.update(tx).await.or_db("removing a care team member")
 }

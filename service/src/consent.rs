@@ -8,30 +8,33 @@ use crate::Tx;
 use crate::actor::Actor;
 use crate::auth::Client;
 use crate::domain::{DocumentId, new_id};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceError, ServiceResult};
 
 /// The active version of each document.
+#[tracing::instrument(skip_all, name = "consent.active_documents", level = "debug")]
 pub async fn active_documents(tx: &Tx) -> ServiceResult<Vec<consent_document::Model>> {
     consent_document::Entity::find()
         .filter(consent_document::Column::IsActive.eq(true))
         .order_by_asc(consent_document::Column::Kind)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading consent documents"))
+        .or_db("loading consent documents")
 }
 
 /// The caller's signatures.
+#[tracing::instrument(skip_all, name = "consent.my_signatures", level = "debug")]
 pub async fn my_signatures(tx: &Tx) -> ServiceResult<Vec<user_consent::Model>> {
     user_consent::Entity::find()
         .order_by_desc(user_consent::Column::SignedAt)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading signatures"))
+        .or_db("loading signatures")
 }
 
 /// Signs the active version of a document. The time is the server's, and
 /// the client's address and user agent are kept with it. Only an active
 /// version can be signed; signing twice is `CONSENT_ALREADY_SIGNED`.
+#[tracing::instrument(skip_all, name = "consent.sign", level = "debug", fields(document = %document))]
 pub async fn sign(
     tx: &Tx,
     actor: &Actor,
@@ -41,7 +44,7 @@ pub async fn sign(
     let doc = consent_document::Entity::find_by_id(document.into_uuid())
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading a consent document"))?
+        .or_db("loading a consent document")?
         .ok_or(ServiceError::NotFound)?;
     if !doc.is_active {
         return Err(ServiceError::invalid(
@@ -60,8 +63,5 @@ pub async fn sign(
             .map(|ua| ua.chars().take(1000).collect())),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "signing a consent document"))
+    model.insert(tx).await.or_db("signing a consent document")
 }

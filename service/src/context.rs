@@ -72,6 +72,7 @@ pub enum ContextError {
 /// Opens a request's transaction with its context: `BEGIN` and
 /// `app.begin_request` in one round trip. Without a session the caller is
 /// anonymous (they may only log in).
+#[tracing::instrument(skip_all, name = "context.open", level = "debug")]
 pub async fn open(
     pool: &PgPool,
     statements: Counter,
@@ -95,6 +96,7 @@ pub async fn open(
 
 /// Turns an anonymous request into the session a login just opened: the
 /// same statement as [`open`], in the request's transaction.
+#[tracing::instrument(skip_all, name = "context.enter", level = "debug")]
 pub async fn enter(
     tx: &Tx,
     meta: &RequestMeta,

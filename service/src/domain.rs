@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use entity::contact_method::ContactMethodType;
 use uuid::Uuid;
 
 use crate::error::ServiceError;
@@ -172,26 +173,137 @@ impl AsRef<str> for Email {
     }
 }
 
-/// An IANA time zone name such as `America/New_York`.
+/// A DEA registration number: two capital letters (the second may be `9`)
+/// and seven digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IanaTimezone(chrono_tz::Tz);
+pub struct DeaNumber(String);
 
-impl IanaTimezone {
+impl DeaNumber {
     pub fn parse(raw: &str) -> Result<Self, ServiceError> {
-        raw.trim()
-            .parse::<chrono_tz::Tz>()
-            .map(Self)
-            .map_err(|_| ServiceError::invalid("timezone", "not an IANA time zone name"))
+        let raw = raw.trim();
+        let b = raw.as_bytes();
+        let valid = b.len() == 9
+            && b[0].is_ascii_uppercase()
+            && (b[1].is_ascii_uppercase() || b[1] == b'9')
+            && b[2..].iter().all(u8::is_ascii_digit);
+        if !valid {
+            return Err(ServiceError::invalid(
+                "deaNumber",
+                "a DEA number is two letters and seven digits",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
     }
 
-    pub fn tz(&self) -> chrono_tz::Tz {
-        self.0
+    /// An optional argument: absent or blank means no DEA number.
+    pub fn parse_optional(raw: Option<&str>) -> Result<Option<Self>, ServiceError> {
+        match raw.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(raw) => Self::parse(raw).map(Some),
+        }
     }
 }
 
-impl AsRef<str> for IanaTimezone {
+impl AsRef<str> for DeaNumber {
     fn as_ref(&self) -> &str {
-        self.0.name()
+        &self.0
+    }
+}
+
+/// The states a provider is licensed in, each a code of two capital letters
+/// such as `NY`, taken as given (a code with spaces around it is refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct StateLicenses(Vec<String>);
+
+impl StateLicenses {
+    pub fn parse(raw: &[String]) -> Result<Self, ServiceError> {
+        let valid = raw
+            .iter()
+            .all(|state| state.len() == 2 && state.bytes().all(|b| b.is_ascii_uppercase()));
+        if !valid {
+            return Err(ServiceError::invalid(
+                "stateLicenses",
+                "each state is a two-letter code such as NY",
+            ));
+        }
+        Ok(Self(raw.to_vec()))
+    }
+}
+
+impl AsRef<[String]> for StateLicenses {
+    fn as_ref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// A phone number as people write it: 7 to 15 digits, which may also hold
+/// spaces and `+ - ( ) . x`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(raw: &str) -> Result<Self, ServiceError> {
+        let raw = raw.trim();
+        let digits = raw.chars().filter(char::is_ascii_digit).count();
+        let allowed = raw
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().x".contains(c));
+        if !allowed || !(7..=15).contains(&digits) {
+            return Err(ServiceError::invalid(
+                "phone",
+                "a phone number has 7 to 15 digits",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl AsRef<str> for Phone {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How to reach someone, with its kind: an email address for `EMAIL`, a
+/// phone number for every other kind; at most 320 characters. A refusal
+/// names the argument `value`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContactValue {
+    kind: ContactMethodType,
+    value: String,
+}
+
+impl ContactValue {
+    pub fn parse(kind: ContactMethodType, raw: &str) -> Result<Self, ServiceError> {
+        let value = required_text("value", raw, 320)?;
+        let value = match kind {
+            ContactMethodType::Email => Email::parse(&value).map_err(as_value)?.0,
+            ContactMethodType::Mobile | ContactMethodType::Home | ContactMethodType::Work => {
+                Phone::parse(&value).map_err(as_value)?.0
+            }
+        };
+        Ok(Self { kind, value })
+    }
+
+    pub fn kind(&self) -> ContactMethodType {
+        self.kind
+    }
+}
+
+impl AsRef<str> for ContactValue {
+    fn as_ref(&self) -> &str {
+        &self.value
+    }
+}
+
+/// The same refusal, naming the `value` argument it arrived in.
+fn as_value(err: ServiceError) -> ServiceError {
+    match err {
+        ServiceError::Invalid { message, .. } => ServiceError::Invalid {
+            field: "value",
+            message,
+        },
+        other => other,
     }
 }
 
@@ -266,12 +378,154 @@ mod tests {
         assert!(Email::parse("sp ace@x.example").is_err());
     }
 
+    fn invalid_on<T: fmt::Debug>(result: Result<T, ServiceError>) -> (&'static str, String) {
+        match result {
+            Err(ServiceError::Invalid { field, message }) => (field, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn timezone_must_be_iana() {
+    fn dea_number_is_two_letters_and_seven_digits() {
+        assert_eq!(DeaNumber::parse("AB1234563").unwrap().as_ref(), "AB1234563");
         assert_eq!(
-            IanaTimezone::parse("America/New_York").unwrap().as_ref(),
-            "America/New_York"
+            DeaNumber::parse(" AB1234563 ").unwrap().as_ref(),
+            "AB1234563"
         );
-        assert!(IanaTimezone::parse("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn dea_number_second_character_may_be_nine() {
+        assert!(DeaNumber::parse("A91234563").is_ok());
+        assert!(DeaNumber::parse("A81234563").is_err());
+    }
+
+    #[test]
+    fn dea_number_of_wrong_shape_is_refused_on_dea_number() {
+        for bad in [
+            "",
+            "AB123456",
+            "AB12345678",
+            "ab1234563",
+            "1B1234563",
+            "AB12345X3",
+            "ÄB123456",
+        ] {
+            assert_eq!(
+                invalid_on(DeaNumber::parse(bad)),
+                (
+                    "deaNumber",
+                    "a DEA number is two letters and seven digits".to_owned()
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dea_number_absent_or_blank_is_none() {
+        assert_eq!(DeaNumber::parse_optional(None).unwrap(), None);
+        assert_eq!(DeaNumber::parse_optional(Some("  ")).unwrap(), None);
+        assert!(
+            DeaNumber::parse_optional(Some("AB1234563"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(DeaNumber::parse_optional(Some("AB")).is_err());
+    }
+
+    #[test]
+    fn state_licenses_are_two_capital_letters_each() {
+        let states = vec!["NY".to_owned(), "NJ".to_owned()];
+        assert_eq!(StateLicenses::parse(&states).unwrap().as_ref(), &states[..]);
+        assert!(StateLicenses::parse(&[]).unwrap().as_ref().is_empty());
+    }
+
+    #[test]
+    fn state_licenses_with_one_bad_code_are_refused_on_state_licenses() {
+        for bad in ["ny", "N", "NYC", " NY", "N1", ""] {
+            let states = vec!["NY".to_owned(), bad.to_owned()];
+            assert_eq!(
+                invalid_on(StateLicenses::parse(&states)),
+                (
+                    "stateLicenses",
+                    "each state is a two-letter code such as NY".to_owned()
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn phone_has_seven_to_fifteen_digits_and_common_punctuation() {
+        assert_eq!(
+            Phone::parse(" +1 (555) 010-0999 x12 ").unwrap().as_ref(),
+            "+1 (555) 010-0999 x12"
+        );
+        assert!(Phone::parse("555.0100").is_ok());
+        assert!(Phone::parse("1234567").is_ok());
+        assert!(Phone::parse("123456789012345").is_ok());
+    }
+
+    #[test]
+    fn phone_with_too_few_or_too_many_digits_or_other_characters_is_refused() {
+        for bad in [
+            "",
+            "123456",
+            "1234567890123456",
+            "555-0100 ext 9",
+            "555#0100999",
+        ] {
+            assert_eq!(
+                invalid_on(Phone::parse(bad)),
+                ("phone", "a phone number has 7 to 15 digits".to_owned()),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn contact_value_is_checked_by_its_kind() {
+        let email = ContactValue::parse(ContactMethodType::Email, " a@b.example ").unwrap();
+        assert_eq!(email.kind(), ContactMethodType::Email);
+        assert_eq!(email.as_ref(), "a@b.example");
+        for kind in [
+            ContactMethodType::Mobile,
+            ContactMethodType::Home,
+            ContactMethodType::Work,
+        ] {
+            let phone = ContactValue::parse(kind, " +1 555 0100 999 ").unwrap();
+            assert_eq!(phone.kind(), kind);
+            assert_eq!(phone.as_ref(), "+1 555 0100 999");
+        }
+    }
+
+    #[test]
+    fn contact_value_refusals_name_the_value() {
+        let cases = [
+            (
+                ContactMethodType::Email,
+                "+1 555 0100 999",
+                "not an email address",
+            ),
+            (
+                ContactMethodType::Mobile,
+                "a@b.example",
+                "a phone number has 7 to 15 digits",
+            ),
+            (ContactMethodType::Home, "  ", "must not be empty"),
+            (
+                ContactMethodType::Work,
+                &"5".repeat(321),
+                "must be at most 320 characters",
+            ),
+        ];
+        for (kind, raw, message) in cases {
+            assert_eq!(
+                invalid_on(ContactValue::parse(kind, raw)),
+                ("value", message.to_owned()),
+                "{raw:?}"
+            );
+        }
     }
 }

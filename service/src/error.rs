@@ -2,8 +2,9 @@
 //!
 //! Database refusals (unique violations, exclusion violations, check
 //! violations, row-level security) are turned into precise domain errors
-//! here, in [`ServiceError::from_db`], so the API maps one enum to its error
-//! codes and never sees SQL.
+//! here, in [`ServiceError::from_db`] (reached from a `Result` with
+//! `.or_db("what failed")`, see [`DbResultExt`]), so the API maps one enum
+//! to its error codes and never sees SQL.
 
 use sea_orm::{DbErr, RuntimeErr};
 
@@ -171,6 +172,20 @@ impl ServiceError {
             }
             _ => Self::Unexpected(anyhow::Error::new(err).context(context)),
         }
+    }
+}
+
+/// `.or_db("what failed")` on a database result: maps a database refusal
+/// into the precise domain error via [`ServiceError::from_db`] (a conflict,
+/// not found, invalid input), and anything else into an unexpected error
+/// that keeps its cause with `context` for the log.
+pub trait DbResultExt<T> {
+    fn or_db(self, context: &'static str) -> ServiceResult<T>;
+}
+
+impl<T> DbResultExt<T> for Result<T, DbErr> {
+    fn or_db(self, context: &'static str) -> ServiceResult<T> {
+        self.map_err(|err| ServiceError::from_db(err, context))
     }
 }
 

@@ -10,7 +10,7 @@
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use crate::Tx;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceError, ServiceResult};
 
 /// An idempotency key as a client sent it: 1 to 255 visible ASCII
 /// characters (a UUID or ULID is typical).
@@ -57,6 +57,7 @@ pub enum Claim {
 /// `request_hash` (sha256, hex). A retry racing the first request waits for
 /// it to commit or roll back. Expired keys of the clinic are purged on the
 /// way.
+#[tracing::instrument(skip_all, name = "idempotency.claim", level = "debug")]
 pub async fn claim(
     tx: &Tx,
     key: &IdempotencyKey,
@@ -82,7 +83,7 @@ pub async fn claim(
             ],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "claiming an idempotency key"))?;
+        .or_db("claiming an idempotency key")?;
     if claimed.is_some() {
         return Ok(Claim::New);
     }
@@ -95,22 +96,22 @@ pub async fn claim(
             [key.as_ref().into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?
+        .or_db("reading an idempotency key")?
         .ok_or_else(|| {
             ServiceError::Unexpected(anyhow::anyhow!("a claimed idempotency key is not visible"))
         })?;
     let hash: String = row
         .try_get("", "request_hash")
-        .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?;
+        .or_db("reading an idempotency key")?;
     if hash != request_hash {
         return Ok(Claim::Mismatch);
     }
     let response: Option<String> = row
         .try_get("", "response")
-        .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?;
+        .or_db("reading an idempotency key")?;
     let reads: Vec<String> = row
         .try_get("", "reads")
-        .map_err(|e| ServiceError::from_db(e, "reading an idempotency key"))?;
+        .or_db("reading an idempotency key")?;
     let reads = reads
         .iter()
         .map(|id| id.parse())
@@ -125,6 +126,7 @@ pub async fn claim(
 
 /// Stores the response of the request that claimed `key` (JSON text) and
 /// the patients whose data it holds, in its transaction.
+#[tracing::instrument(skip_all, name = "idempotency.store", level = "debug", fields(reads = reads.len()))]
 pub async fn store(
     tx: &Tx,
     key: &IdempotencyKey,
@@ -143,12 +145,13 @@ pub async fn store(
         ],
     ))
     .await
-    .map_err(|e| ServiceError::from_db(e, "storing an idempotent response"))?;
+    .or_db("storing an idempotent response")?;
     Ok(())
 }
 
 /// Whether the caller may still see every one of `patients` (row-level
 /// security decides): a stored answer is replayed only then.
+#[tracing::instrument(skip_all, name = "idempotency.all_visible", level = "debug", fields(patients = patients.len()))]
 pub async fn all_visible(tx: &Tx, patients: &[uuid::Uuid]) -> ServiceResult<bool> {
     if patients.is_empty() {
         return Ok(true);
@@ -160,11 +163,9 @@ pub async fn all_visible(tx: &Tx, patients: &[uuid::Uuid]) -> ServiceResult<bool
             [crate::sql::uuid_array(patients.iter().copied())],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "checking a replay's patients"))?;
+        .or_db("checking a replay's patients")?;
     let n: i64 = match row {
-        Some(row) => row
-            .try_get("", "n")
-            .map_err(|e| ServiceError::from_db(e, "checking a replay's patients"))?,
+        Some(row) => row.try_get("", "n").or_db("checking a replay's patients")?,
         None => 0,
     };
     Ok(n as usize == patients.len())

@@ -1,9 +1,16 @@
 //! caregate's business rules.
 //!
-//! Every function here takes the request's transaction — the one the API's
-//! guard opened and put the row-level security context on — states its rule
-//! in its doc comment, and leans on a database constraint for the part that
-//! must hold under concurrency. Nothing here knows GraphQL or HTTP.
+//! Every function that serves a request takes the request's transaction —
+//! the one the API's guard opened with `context::open`, which is the one
+//! function that opens it — states its rule in its doc comment, and leans
+//! on a database constraint for the part that must hold under concurrency.
+//! The other exceptions: `auth::login` also counts each attempt against the
+//! login limits on a separate connection (`LoginSettings::counters`),
+//! outside the request's transaction; and `demo` and `integrity` serve no
+//! request (seeding and development sessions, the integrity and catalog
+//! checks of the CLI and of server start): they run on whatever connection
+//! they are given, with no request context. Nothing here knows GraphQL or
+//! HTTP.
 
 pub mod actor;
 pub mod appointments;
@@ -28,7 +35,7 @@ mod sql;
 pub mod tx;
 
 pub use actor::{Actor, PortalScope, Purpose, Role};
-pub use error::{ConflictReason, ForbiddenReason, ServiceError, ServiceResult};
+pub use error::{ConflictReason, DbResultExt, ForbiddenReason, ServiceError, ServiceResult};
 
 /// The transaction every service function runs in.
 pub type Tx = tx::RequestTx;

@@ -15,7 +15,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
 use uuid::Uuid;
 
 use crate::Tx;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{DbResultExt, ServiceResult};
 use crate::sql::uuid_array;
 
 /// The kinds of object an id may name.
@@ -56,6 +56,7 @@ impl Kind {
 }
 
 /// Which visible object each id names, in one statement.
+#[tracing::instrument(skip_all, name = "nodes.kinds", level = "debug", fields(ids = ids.len()))]
 pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
@@ -103,15 +104,11 @@ pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> 
             [uuid_array(ids.iter().copied())],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "looking up objects by id"))?;
+        .or_db("looking up objects by id")?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
-        let id: Uuid = row
-            .try_get("", "id")
-            .map_err(|e| ServiceError::from_db(e, "reading an object's id"))?;
-        let kind: String = row
-            .try_get("", "kind")
-            .map_err(|e| ServiceError::from_db(e, "reading an object's kind"))?;
+        let id: Uuid = row.try_get("", "id").or_db("reading an object's id")?;
+        let kind: String = row.try_get("", "kind").or_db("reading an object's kind")?;
         if let Some(kind) = Kind::parse(&kind) {
             out.insert(id, kind);
         }
@@ -120,33 +117,71 @@ pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> 
 }
 
 macro_rules! by_ids {
-    ($name:ident, $entity:ident, $what:literal) => {
+    ($name:ident, $entity:ident, $what:literal, $span:literal) => {
         /// The visible rows among `ids`.
+        #[tracing::instrument(skip_all, name = $span, level = "debug", fields(ids = ids.len()))]
         pub async fn $name(tx: &Tx, ids: &[Uuid]) -> ServiceResult<Vec<$entity::Model>> {
             $entity::Entity::find()
                 .filter($entity::Column::Id.is_in(ids.iter().copied()))
                 .all(tx)
                 .await
-                .map_err(|e| ServiceError::from_db(e, $what))
+                .or_db($what)
         }
     };
 }
 
-by_ids!(contact_methods, contact_method, "loading contact methods");
-by_ids!(appointments, appointment, "loading appointments");
-by_ids!(care_team, care_team_assignment, "loading care team rows");
+by_ids!(
+    contact_methods,
+    contact_method,
+    "loading contact methods",
+    "nodes.contact_methods"
+);
+by_ids!(
+    appointments,
+    appointment,
+    "loading appointments",
+    "nodes.appointments"
+);
+by_ids!(
+    care_team,
+    care_team_assignment,
+    "loading care team rows",
+    "nodes.care_team"
+);
 by_ids!(
     authorizations,
     payer_authorization,
-    "loading authorizations"
+    "loading authorizations",
+    "nodes.authorizations"
 );
-by_ids!(proxies, proxy_assignment, "loading proxy grants");
-by_ids!(audit_events, audit_event, "loading audit events");
+by_ids!(
+    proxies,
+    proxy_assignment,
+    "loading proxy grants",
+    "nodes.proxies"
+);
+by_ids!(
+    audit_events,
+    audit_event,
+    "loading audit events",
+    "nodes.audit_events"
+);
 by_ids!(
     consent_documents,
     consent_document,
-    "loading consent documents"
+    "loading consent documents",
+    "nodes.consent_documents"
 );
-by_ids!(user_consents, user_consent, "loading consents");
-by_ids!(organizations, organization, "loading clinics");
-by_ids!(users, user, "loading users");
+by_ids!(
+    user_consents,
+    user_consent,
+    "loading consents",
+    "nodes.user_consents"
+);
+by_ids!(
+    organizations,
+    organization,
+    "loading clinics",
+    "nodes.organizations"
+);
+by_ids!(users, user, "loading users", "nodes.users");

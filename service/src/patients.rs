@@ -11,8 +11,8 @@ use sea_orm::{
 
 use crate::Tx;
 use crate::actor::Actor;
-use crate::domain::{Mrn, PatientId, ProviderId, new_id, required_text};
-use crate::error::{ConflictReason, ServiceError, ServiceResult};
+use crate::domain::{ContactValue, Mrn, PatientId, ProviderId, new_id, required_text};
+use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 use crate::pagination::{NameKey, Page, PageRequest, search_terms};
 
 #[derive(Debug, Clone, Default)]
@@ -50,6 +50,7 @@ fn filtered(filter: &PatientFilter) -> sea_orm::Select<patient::Entity> {
 }
 
 /// Patients by name (last, first), one page.
+#[tracing::instrument(skip_all, name = "patients.list", level = "debug")]
 pub async fn list(
     tx: &Tx,
     filter: &PatientFilter,
@@ -73,7 +74,7 @@ pub async fn list(
         .limit(page.first + 1)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing patients"))?;
+        .or_db("listing patients")?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 
@@ -85,24 +86,24 @@ pub fn key_of(p: &patient::Model) -> NameKey {
     }
 }
 
+#[tracing::instrument(skip_all, name = "patients.count", level = "debug")]
 pub async fn count(tx: &Tx, filter: &PatientFilter) -> ServiceResult<u64> {
-    filtered(filter)
-        .count(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "counting patients"))
+    filtered(filter).count(tx).await.or_db("counting patients")
 }
 
 /// Patients by id; ids not visible to the caller (another clinic's, or
 /// outside a proxy's grant) are simply absent.
+#[tracing::instrument(skip_all, name = "patients.by_ids", level = "debug", fields(ids = ids.len()))]
 pub async fn by_ids(tx: &Tx, ids: &[PatientId]) -> ServiceResult<Vec<patient::Model>> {
     patient::Entity::find()
         .filter(patient::Column::Id.is_in(ids.iter().map(|id| id.into_uuid())))
         .filter(patient::Column::DeletedAt.is_null())
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading patients"))
+        .or_db("loading patients")
 }
 
+#[tracing::instrument(skip_all, name = "patients.get", level = "debug", fields(patient = %id))]
 pub async fn get(tx: &Tx, id: PatientId) -> ServiceResult<Option<patient::Model>> {
     Ok(by_ids(tx, &[id]).await?.into_iter().next())
 }
@@ -134,6 +135,7 @@ pub struct NewPatient {
 /// Opens a chart at the actor's clinic. Staff only. The MRN is unique per
 /// clinic (`DUPLICATE_MRN`); the same person may hold charts at other
 /// clinics, which this one never sees.
+#[tracing::instrument(skip_all, name = "patients.enroll", level = "debug")]
 pub async fn enroll(tx: &Tx, actor: &Actor, input: NewPatient) -> ServiceResult<patient::Model> {
     actor.require_staff()?;
     let model = patient::ActiveModel {
@@ -146,10 +148,7 @@ pub async fn enroll(tx: &Tx, actor: &Actor, input: NewPatient) -> ServiceResult<
         legal_sex: Set(input.legal_sex),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "enrolling a patient"))
+    model.insert(tx).await.or_db("enrolling a patient")
 }
 
 /// Fields of a chart to change; `None` leaves a field as it is.
@@ -163,6 +162,7 @@ pub struct PatientChanges {
 }
 
 /// Changes a chart. Staff only.
+#[tracing::instrument(skip_all, name = "patients.update", level = "debug", fields(patient = %id))]
 pub async fn update(
     tx: &Tx,
     actor: &Actor,
@@ -187,14 +187,12 @@ pub async fn update(
     if let Some(v) = changes.mrn {
         model.medical_record_number = Set(v.as_ref().to_owned());
     }
-    model
-        .update(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "updating a patient"))
+    model.update(tx).await.or_db("updating a patient")
 }
 
 /// Closes a chart (status DISCHARGED, with the time). Staff only; a chart
 /// is discharged once (`ALREADY_DISCHARGED`).
+#[tracing::instrument(skip_all, name = "patients.discharge", level = "debug", fields(patient = %id))]
 pub async fn discharge(tx: &Tx, actor: &Actor, id: PatientId) -> ServiceResult<patient::Model> {
     actor.require_staff()?;
     let current = require(tx, id).await?;
@@ -204,14 +202,12 @@ pub async fn discharge(tx: &Tx, actor: &Actor, id: PatientId) -> ServiceResult<p
     let mut model = current.into_active_model();
     model.status = Set(PatientStatus::Discharged);
     model.discharged_at = Set(Some(chrono::Utc::now().fixed_offset()));
-    model
-        .update(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "discharging a patient"))
+    model.update(tx).await.or_db("discharging a patient")
 }
 
 /// The live contact methods of several patients, primary first: one
 /// statement for any number of patients.
+#[tracing::instrument(skip_all, name = "patients.contact_methods_of", level = "debug", fields(patients = patients.len()))]
 pub async fn contact_methods_of(
     tx: &Tx,
     patients: &[PatientId],
@@ -224,12 +220,11 @@ pub async fn contact_methods_of(
         .order_by_asc(contact_method::Column::Id)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading contact methods"))
+        .or_db("loading contact methods")
 }
 
 pub struct NewContactMethod {
-    pub kind: ContactMethodType,
-    pub value: String,
+    pub value: ContactValue,
     pub is_primary: bool,
     pub is_safe_for_voicemail: bool,
 }
@@ -238,6 +233,7 @@ pub struct NewContactMethod {
 /// over from the previous one; PHI may be left on voicemail only where the
 /// patient said so (`is_safe_for_voicemail` defaults to false), and never on
 /// an email address.
+#[tracing::instrument(skip_all, name = "patients.add_contact_method", level = "debug", fields(patient = %patient))]
 pub async fn add_contact_method(
     tx: &Tx,
     actor: &Actor,
@@ -246,30 +242,11 @@ pub async fn add_contact_method(
 ) -> ServiceResult<contact_method::Model> {
     actor.require_staff()?;
     let current = require(tx, patient).await?;
-    let value = required_text("value", &input.value, 320)?;
-    match input.kind {
-        ContactMethodType::Email => {
-            crate::domain::Email::parse(&value)
-                .map_err(|_| ServiceError::invalid("value", "not an email address"))?;
-            if input.is_safe_for_voicemail {
-                return Err(ServiceError::invalid(
-                    "isSafeForVoicemail",
-                    "an email address has no voicemail",
-                ));
-            }
-        }
-        _ => {
-            let digits = value.chars().filter(char::is_ascii_digit).count();
-            let allowed = value
-                .chars()
-                .all(|c| c.is_ascii_digit() || " +-().x".contains(c));
-            if !allowed || !(7..=15).contains(&digits) {
-                return Err(ServiceError::invalid(
-                    "value",
-                    "a phone number has 7 to 15 digits",
-                ));
-            }
-        }
+    if input.value.kind() == ContactMethodType::Email && input.is_safe_for_voicemail {
+        return Err(ServiceError::invalid(
+            "isSafeForVoicemail",
+            "an email address has no voicemail",
+        ));
     }
     if input.is_primary {
         contact_method::Entity::update_many()
@@ -279,20 +256,17 @@ pub async fn add_contact_method(
             .filter(contact_method::Column::DeletedAt.is_null())
             .exec(tx)
             .await
-            .map_err(|e| ServiceError::from_db(e, "demoting the primary contact method"))?;
+            .or_db("demoting the primary contact method")?;
     }
     let model = contact_method::ActiveModel {
         id: Set(new_id()),
         organization_id: Set(current.organization_id),
         patient_id: Set(current.id),
-        r#type: Set(input.kind),
-        value: Set(value),
+        r#type: Set(input.value.kind()),
+        value: Set(input.value.as_ref().to_owned()),
         is_primary: Set(input.is_primary),
         is_safe_for_voicemail: Set(input.is_safe_for_voicemail),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "adding a contact method"))
+    model.insert(tx).await.or_db("adding a contact method")
 }

@@ -12,8 +12,8 @@ use sea_orm::{
 
 use crate::Tx;
 use crate::actor::{Actor, Role};
-use crate::domain::{Npi, ProviderId, new_id, required_text};
-use crate::error::{ServiceError, ServiceResult};
+use crate::domain::{DeaNumber, Npi, ProviderId, StateLicenses, new_id, required_text};
+use crate::error::{DbResultExt, ServiceResult};
 use crate::pagination::{NameKey, Page, PageRequest, search_terms};
 use crate::sql::uuid_array;
 
@@ -44,6 +44,7 @@ fn filtered(filter: &ProviderFilter) -> sea_orm::Select<provider::Entity> {
 }
 
 /// Providers by name, one page.
+#[tracing::instrument(skip_all, name = "providers.list", level = "debug")]
 pub async fn list(
     tx: &Tx,
     filter: &ProviderFilter,
@@ -62,7 +63,7 @@ pub async fn list(
         .limit(page.first + 1)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing providers"))?;
+        .or_db("listing providers")?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 
@@ -74,23 +75,23 @@ pub fn key_of(p: &provider::Model) -> NameKey {
     }
 }
 
+#[tracing::instrument(skip_all, name = "providers.count", level = "debug")]
 pub async fn count(tx: &Tx, filter: &ProviderFilter) -> ServiceResult<u64> {
-    filtered(filter)
-        .count(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "counting providers"))
+    filtered(filter).count(tx).await.or_db("counting providers")
 }
 
 /// Providers by id; ids not visible to the caller are simply absent.
+#[tracing::instrument(skip_all, name = "providers.by_ids", level = "debug", fields(ids = ids.len()))]
 pub async fn by_ids(tx: &Tx, ids: &[ProviderId]) -> ServiceResult<Vec<provider::Model>> {
     provider::Entity::find()
         .filter(provider::Column::Id.is_in(ids.iter().map(|id| id.into_uuid())))
         .filter(provider::Column::DeletedAt.is_null())
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading providers"))
+        .or_db("loading providers")
 }
 
+#[tracing::instrument(skip_all, name = "providers.get", level = "debug", fields(provider = %id))]
 pub async fn get(tx: &Tx, id: ProviderId) -> ServiceResult<Option<provider::Model>> {
     Ok(by_ids(tx, &[id]).await?.into_iter().next())
 }
@@ -98,63 +99,38 @@ pub async fn get(tx: &Tx, id: ProviderId) -> ServiceResult<Option<provider::Mode
 pub struct NewProvider {
     pub name: String,
     pub npi: Npi,
-    pub dea_number: Option<String>,
+    pub dea_number: Option<DeaNumber>,
     pub specialty: Option<String>,
-    pub state_licenses: Vec<String>,
+    pub state_licenses: StateLicenses,
 }
 
 /// Adds a provider to the actor's clinic. Clinic admins only. The NPI is
 /// unique among the clinic's active providers (the database's partial
 /// unique index decides under concurrency: `DUPLICATE_NPI`).
+#[tracing::instrument(skip_all, name = "providers.create", level = "debug")]
 pub async fn create(tx: &Tx, actor: &Actor, input: NewProvider) -> ServiceResult<provider::Model> {
     actor.require(&[Role::Admin])?;
     let name = required_text("name", &input.name, 200)?;
-    let dea_number = match input.dea_number.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(dea) => {
-            let ok = dea.len() == 9
-                && dea.as_bytes()[0].is_ascii_uppercase()
-                && (dea.as_bytes()[1].is_ascii_uppercase() || dea.as_bytes()[1] == b'9')
-                && dea[2..].bytes().all(|b| b.is_ascii_digit());
-            if !ok {
-                return Err(ServiceError::invalid(
-                    "deaNumber",
-                    "a DEA number is two letters and seven digits",
-                ));
-            }
-            Some(dea.to_owned())
-        }
-    };
     let specialty = match input.specialty.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(s) => Some(required_text("specialty", s, 200)?),
     };
-    for state in &input.state_licenses {
-        if state.len() != 2 || !state.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ServiceError::invalid(
-                "stateLicenses",
-                "each state is a two-letter code such as NY",
-            ));
-        }
-    }
     let model = provider::ActiveModel {
         id: Set(new_id()),
         organization_id: Set(actor.tenant.into_uuid()),
         name: Set(name),
         npi: Set(input.npi.as_ref().to_owned()),
-        dea_number: Set(dea_number),
+        dea_number: Set(input.dea_number.map(|dea| dea.as_ref().to_owned())),
         specialty: Set(specialty),
-        state_licenses: Set(serde_json::json!(input.state_licenses)),
+        state_licenses: Set(serde_json::json!(input.state_licenses.as_ref())),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "creating a provider"))
+    model.insert(tx).await.or_db("creating a provider")
 }
 
 /// The patients on each provider's care team (active assignments), by
 /// name: one statement for any number of providers.
+#[tracing::instrument(skip_all, name = "providers.patients_of", level = "debug", fields(providers = providers.len()))]
 pub async fn patients_of(
     tx: &Tx,
     providers: &[ProviderId],
@@ -185,7 +161,7 @@ pub async fn patients_of(
             ],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading providers' patients"))?;
+        .or_db("loading providers' patients")?;
     let mut grouped: HashMap<ProviderId, Vec<patient::Model>> = HashMap::new();
     for row in rows {
         let via: uuid::Uuid = row
@@ -205,6 +181,7 @@ pub async fn patients_of(
 
 /// How many live patients each provider has on active care teams: one
 /// statement for any number of providers.
+#[tracing::instrument(skip_all, name = "providers.patient_counts", level = "debug", fields(providers = providers.len()))]
 pub async fn patient_counts(
     tx: &Tx,
     providers: &[ProviderId],
@@ -219,7 +196,7 @@ pub async fn patient_counts(
             [uuid_array(providers.iter().map(|p| p.into_uuid()))],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "counting providers' patients"))?;
+        .or_db("counting providers' patients")?;
     let mut out: HashMap<ProviderId, i64> = providers.iter().map(|p| (*p, 0)).collect();
     for row in rows {
         let provider: uuid::Uuid = row.try_get("", "provider_id").context("provider_id")?;

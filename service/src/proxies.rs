@@ -11,7 +11,7 @@ use sea_orm::{
 use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::domain::{Email, PatientId, ProxyAssignmentId, new_id};
-use crate::error::{ConflictReason, ServiceError, ServiceResult};
+use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult};
 
 /// What a proxy may do for the patient.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,6 +42,7 @@ pub struct NewGrant {
 /// the grant reaches the patient only once the person accepts it after
 /// logging in. One live grant (or invitation) per proxy and patient
 /// (`PROXY_ALREADY_GRANTED`: revoke, then grant anew to change it).
+#[tracing::instrument(skip_all, name = "proxies.grant", level = "debug", fields(patient = %input.patient))]
 pub async fn grant(
     tx: &Tx,
     actor: &Actor,
@@ -63,7 +64,7 @@ pub async fn grant(
             [input.proxy_email.as_ref().into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "looking up the proxy"))?;
+        .or_db("looking up the proxy")?;
     let proxy_user: Option<uuid::Uuid> = match row {
         Some(row) => row.try_get("", "id").context("id")?,
         None => None,
@@ -87,10 +88,7 @@ pub async fn grant(
         expires_at: Set(input.expires_at),
         ..Default::default()
     };
-    model
-        .insert(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "granting proxy access"))
+    model.insert(tx).await.or_db("granting proxy access")
 }
 
 /// A pending invitation to the signed-in user.
@@ -105,6 +103,7 @@ pub struct Invitation {
 }
 
 /// The signed-in user's pending proxy invitations, at every clinic.
+#[tracing::instrument(skip_all, name = "proxies.my_invitations", level = "debug")]
 pub async fn my_invitations(tx: &Tx) -> ServiceResult<Vec<Invitation>> {
     let rows = tx
         .query_all_raw(Statement::from_string(
@@ -113,7 +112,7 @@ pub async fn my_invitations(tx: &Tx) -> ServiceResult<Vec<Invitation>> {
              FROM app.my_proxy_invitations()",
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "listing proxy invitations"))?;
+        .or_db("listing proxy invitations")?;
     rows.into_iter()
         .map(|r| {
             let relationship: String = r.try_get("", "relationship").context("relationship")?;
@@ -138,6 +137,7 @@ pub async fn my_invitations(tx: &Tx) -> ServiceResult<Vec<Invitation>> {
 /// theirs, and reaches the patient from their next request in that clinic
 /// (`switchOrganization`). NOT_FOUND when there is no such invitation for
 /// them.
+#[tracing::instrument(skip_all, name = "proxies.accept_invitation", level = "debug", fields(invitation = %id))]
 pub async fn accept_invitation(tx: &Tx, id: uuid::Uuid) -> ServiceResult<Invitation> {
     let pending = my_invitations(tx)
         .await?
@@ -151,7 +151,7 @@ pub async fn accept_invitation(tx: &Tx, id: uuid::Uuid) -> ServiceResult<Invitat
             [id.into()],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "accepting a proxy invitation"))?;
+        .or_db("accepting a proxy invitation")?;
     let clinic: Option<uuid::Uuid> = match accepted {
         Some(row) => row
             .try_get("", "organization_id")
@@ -163,6 +163,7 @@ pub async fn accept_invitation(tx: &Tx, id: uuid::Uuid) -> ServiceResult<Invitat
 }
 
 /// Ends a grant at once (soft: the row keeps who revoked it and when).
+#[tracing::instrument(skip_all, name = "proxies.revoke", level = "debug", fields(grant = %id))]
 pub async fn revoke(
     tx: &Tx,
     actor: &Actor,
@@ -172,7 +173,7 @@ pub async fn revoke(
     let current = proxy_assignment::Entity::find_by_id(id.into_uuid())
         .one(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading a grant"))?
+        .or_db("loading a grant")?
         .ok_or(ServiceError::NotFound)?;
     if current.revoked_at.is_some() {
         return Err(ServiceError::Conflict(ConflictReason::AlreadyRevoked));
@@ -180,13 +181,11 @@ pub async fn revoke(
     let mut model = current.into_active_model();
     model.revoked_at = Set(Some(chrono::Utc::now().fixed_offset()));
     model.revoked_by = Set(Some(actor.user.into_uuid()));
-    model
-        .update(tx)
-        .await
-        .map_err(|e| ServiceError::from_db(e, "revoking proxy access"))
+    model.update(tx).await.or_db("revoking proxy access")
 }
 
 /// The grants of several patients (live and past), newest first: staff only.
+#[tracing::instrument(skip_all, name = "proxies.of_patients", level = "debug", fields(patients = patients.len()))]
 pub async fn of_patients(
     tx: &Tx,
     actor: &Actor,
@@ -198,10 +197,11 @@ pub async fn of_patients(
         .order_by_desc(proxy_assignment::Column::GrantedAt)
         .all(tx)
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading proxy grants"))
+        .or_db("loading proxy grants")
 }
 
 /// Display names of users connected to the clinic, by id.
+#[tracing::instrument(skip_all, name = "proxies.user_names", level = "debug", fields(ids = ids.len()))]
 pub async fn user_names(
     tx: &Tx,
     ids: &[uuid::Uuid],
@@ -213,7 +213,7 @@ pub async fn user_names(
             [crate::sql::uuid_array(ids.iter().copied())],
         ))
         .await
-        .map_err(|e| ServiceError::from_db(e, "loading user names"))?;
+        .or_db("loading user names")?;
     rows.into_iter()
         .map(|r| {
             Ok((

@@ -11,9 +11,18 @@
 //! A transaction dropped without `commit` (an error, a cancelled request) is
 //! rolled back before its connection goes back to the pool, so no context
 //! and no half-done write can reach another request.
+//!
+//! Every statement runs in a debug-level `sql` span holding its text, and
+//! ends with a debug event giving its `duration_ms`. A statement with bound
+//! parameters shows its text with `$n` placeholders, never the values; a
+//! statement sent as a simple query carries its values as literals, so only
+//! what precedes its first quoted literal is shown.
 
+use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::postgres::PgPool;
@@ -21,6 +30,7 @@ use sea_orm::sqlx::{self, Executor, Postgres};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
 use tokio::sync::Mutex;
+use tracing::{Instrument, Span};
 
 fn db_err(err: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
@@ -28,6 +38,57 @@ fn db_err(err: sqlx::Error) -> DbErr {
 
 fn closed() -> DbErr {
     DbErr::Custom("the request transaction is closed".to_owned())
+}
+
+/// The span of a statement whose values are bound as parameters: its text
+/// holds `$n` placeholders and no value.
+fn statement_span(sql: &str) -> Span {
+    tracing::debug_span!("sql", statement = sql)
+}
+
+/// The span of a statement sent as a simple query, whose values are
+/// literals in its text: only the text before the first quoted literal.
+fn simple_statement_span(sql: &str) -> Span {
+    tracing::debug_span!("sql", statement = %BeforeLiterals(sql))
+}
+
+/// At most this many bytes of a simple query's text go into its span.
+const SHOWN_SIMPLE_SQL: usize = 200;
+
+/// A simple query's text up to its first quoted literal (`'…'`, `E'…'`,
+/// `$$…$$`) and at most [`SHOWN_SIMPLE_SQL`] bytes, `…` marking a cut.
+struct BeforeLiterals<'a>(&'a str);
+
+impl fmt::Display for BeforeLiterals<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sql = self.0;
+        let mut end = sql
+            .find(['\'', '$'])
+            .unwrap_or(sql.len())
+            .min(SHOWN_SIMPLE_SQL);
+        while !sql.is_char_boundary(end) {
+            end -= 1;
+        }
+        f.write_str(&sql[..end])?;
+        if end < sql.len() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one statement inside `span` and reports how long it took (nothing
+/// is measured or formatted when the span is disabled).
+async fn timed<T, E>(span: Span, statement: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    if span.is_disabled() {
+        return statement.await;
+    }
+    let started = Instant::now();
+    let result = statement.instrument(span.clone()).await;
+    // Whole microseconds, so the log reads 1.666 rather than 1.6663979999999998.
+    let duration_ms = started.elapsed().as_micros() as f64 / 1000.0;
+    tracing::debug!(parent: &span, duration_ms, ok = result.is_ok(), "statement done");
+    result
 }
 
 /// Counts round trips to PostgreSQL: `BEGIN` with the context counts one,
@@ -77,9 +138,12 @@ impl RequestTx {
     ) -> Result<(Self, Vec<QueryResult>), DbErr> {
         let mut conn = pool.acquire().await.map_err(db_err)?;
         let sql = format!("BEGIN; {first}");
-        let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&mut *conn)
-            .await;
+        let span = simple_statement_span(&sql);
+        let result = timed(
+            span,
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn),
+        )
+        .await;
         statements.fetch_add(1, Ordering::Relaxed);
         let tx = Self {
             conn: Mutex::new(Some(conn)),
@@ -99,8 +163,8 @@ impl RequestTx {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(closed)?;
         self.statements.fetch_add(1, Ordering::Relaxed);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&mut **conn)
+        let statement = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&mut **conn);
+        timed(simple_statement_span(sql), statement)
             .await
             .map(|rows| rows.into_iter().map(QueryResult::from).collect())
             .map_err(|e| self.failed(e))
@@ -137,7 +201,10 @@ impl RequestTx {
         // closed, never put back in the pool.
         let mut committing = Committing(Some(conn));
         let result = match committing.0.as_mut() {
-            Some(conn) => sqlx::raw_sql("SELECT; COMMIT").execute(&mut **conn).await,
+            Some(conn) => {
+                let statement = sqlx::raw_sql("SELECT; COMMIT").execute(&mut **conn);
+                timed(simple_statement_span("SELECT; COMMIT"), statement).await
+            }
             None => return Err(CommitError::Aborted),
         };
         let conn = committing.0.take();
@@ -209,8 +276,9 @@ impl Drop for RequestTx {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
+                let span = simple_statement_span("ROLLBACK");
                 runtime.spawn(async move {
-                    if conn.execute("ROLLBACK").await.is_err() {
+                    if timed(span, conn.execute("ROLLBACK")).await.is_err() {
                         conn.close_on_drop();
                     }
                 });
@@ -246,8 +314,7 @@ impl ConnectionTrait for RequestTx {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(closed)?;
         self.statements.fetch_add(1, Ordering::Relaxed);
-        query(&stmt)
-            .execute(&mut **conn)
+        timed(statement_span(&stmt.sql), query(&stmt).execute(&mut **conn))
             .await
             .map(ExecResult::from)
             .map_err(|e| self.failed(e))
@@ -257,8 +324,8 @@ impl ConnectionTrait for RequestTx {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(closed)?;
         self.statements.fetch_add(1, Ordering::Relaxed);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut **conn)
+        let statement = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut **conn);
+        timed(simple_statement_span(sql), statement)
             .await
             .map(ExecResult::from)
             .map_err(|e| self.failed(e))
@@ -268,21 +335,55 @@ impl ConnectionTrait for RequestTx {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(closed)?;
         self.statements.fetch_add(1, Ordering::Relaxed);
-        query(&stmt)
-            .fetch_optional(&mut **conn)
-            .await
-            .map(|row| row.map(QueryResult::from))
-            .map_err(|e| self.failed(e))
+        timed(
+            statement_span(&stmt.sql),
+            query(&stmt).fetch_optional(&mut **conn),
+        )
+        .await
+        .map(|row| row.map(QueryResult::from))
+        .map_err(|e| self.failed(e))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(closed)?;
         self.statements.fetch_add(1, Ordering::Relaxed);
-        query(&stmt)
-            .fetch_all(&mut **conn)
-            .await
-            .map(|rows| rows.into_iter().map(QueryResult::from).collect())
-            .map_err(|e| self.failed(e))
+        timed(
+            statement_span(&stmt.sql),
+            query(&stmt).fetch_all(&mut **conn),
+        )
+        .await
+        .map(|rows| rows.into_iter().map(QueryResult::from).collect())
+        .map_err(|e| self.failed(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simple_query_is_shown_up_to_its_first_literal() {
+        let sql = "BEGIN; SELECT role FROM app.begin_request(convert_from(decode('3132', 'hex'), 'UTF8'), NULL::uuid)";
+        assert_eq!(
+            BeforeLiterals(sql).to_string(),
+            "BEGIN; SELECT role FROM app.begin_request(convert_from(decode(…"
+        );
+        assert_eq!(
+            BeforeLiterals("DO $$ BEGIN NULL; END $$").to_string(),
+            "DO …"
+        );
+    }
+
+    #[test]
+    fn a_simple_query_without_literals_is_shown_whole_up_to_the_limit() {
+        assert_eq!(
+            BeforeLiterals("SAVEPOINT sp_0").to_string(),
+            "SAVEPOINT sp_0"
+        );
+        let long = format!("SELECT {}", "é".repeat(SHOWN_SIMPLE_SQL));
+        let shown = BeforeLiterals(&long).to_string();
+        assert!(shown.ends_with('…'));
+        assert!(shown.len() <= SHOWN_SIMPLE_SQL + '…'.len_utf8());
     }
 }

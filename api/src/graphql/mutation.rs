@@ -161,9 +161,10 @@ impl ProviderMutation {
         let new = NewProvider {
             npi: Npi::parse(&input.npi).gql()?,
             name: input.name,
-            dea_number: input.dea_number,
+            dea_number: service::domain::DeaNumber::parse_optional(input.dea_number.as_deref())
+                .gql()?,
             specialty: input.specialty,
-            state_licenses: input.state_licenses,
+            state_licenses: service::domain::StateLicenses::parse(&input.state_licenses).gql()?,
         };
         let row = in_savepoint(ctx, async |tx| {
             service::providers::create(tx, actor, new).await
@@ -248,8 +249,7 @@ impl PatientMutation {
     ) -> GqlResult<ContactMethod> {
         let actor = ctx.clinical_actor()?;
         let new = NewContactMethod {
-            kind: input.kind.into(),
-            value: input.value,
+            value: service::domain::ContactValue::parse(input.kind.into(), &input.value).gql()?,
             is_primary: input.is_primary,
             is_safe_for_voicemail: input.is_safe_for_voicemail,
         };
