@@ -586,8 +586,16 @@ async fn run(
         let response = match p {
             Ok(p) => {
                 let mut p = p;
+                let span = tracing::debug_span!(
+                    "operation",
+                    name = p.request.operation_name.as_deref().unwrap_or_default(),
+                    kind = if p.is_mutation { "mutation" } else { "query" },
+                );
                 p.request = p.request.data(scope.clone()).data(loaders.clone());
-                state.preparation.execute(&state.schema, p).await
+                loaders
+                    .drive(state.preparation.execute(&state.schema, p))
+                    .instrument(span)
+                    .await
             }
             Err(err) => Response::from_errors(vec![err]),
         };

@@ -379,7 +379,7 @@ pub async fn organizations_of_current_user(tx: &Tx) -> ServiceResult<Vec<(Tenant
 
 /// The actor's own session.
 #[tracing::instrument(skip_all, name = "auth.session", level = "debug")]
-pub async fn session(tx: &Tx, id: SessionId) -> ServiceResult<user_session::Model> {
+async fn session(tx: &Tx, id: SessionId) -> ServiceResult<user_session::Model> {
     user_session::Entity::find_by_id(id.into_uuid())
         .one(tx)
         .await
@@ -458,19 +458,6 @@ pub async fn logout(tx: &Tx, actor: &Actor) -> ServiceResult<()> {
         serde_json::Value::Null,
     )
     .await
-}
-
-/// Whether the current user (set by the login context) is a super admin.
-#[tracing::instrument(skip_all, name = "auth.is_super_admin", level = "debug")]
-pub async fn is_super_admin(tx: &Tx) -> ServiceResult<bool> {
-    let me = entity::user::Entity::find()
-        .filter(sea_orm::sea_query::Expr::cust(
-            "users.id = app.current_user_id()",
-        ))
-        .one(tx)
-        .await
-        .or_db("loading the user")?;
-    Ok(me.is_some_and(|u| u.is_super_admin))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! DataLoaders for every relation, built per request by the handler (never
 //! on the schema: a loader shared across requests would serve one clinic's
-//! rows to another). Each batches the keys asked for during one tick into a
-//! single statement inside the request's transaction, so the statements a
+//! rows to another). Each batches the keys asked for while the request's
+//! execution runs into a single statement inside the request's
+//! transaction (`batches` says when a batch starts), so the statements a
 //! request runs grow with its nesting depth, never with list length.
 //!
 //! Loaders hold the transaction weakly: when the request ends, the handler
@@ -22,10 +23,10 @@ use service::Tx;
 use service::appointments::Owner;
 use service::domain::{PatientId, ProviderId};
 use service::pagination::{NameKey, Page, PageRequest, TimeKey};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::graphql::batches::Batches;
 
 /// The request's transaction, as loaders see it.
 #[derive(Clone)]
@@ -241,27 +242,19 @@ fn group<T>(
     out
 }
 
-/// How long a batch stays open for more keys: a few turns of the scheduler
-/// rather than a fixed time. A list of more than 32 items is resolved in
-/// several polls (the futures crate yields every 32), each after a turn of
-/// the run queue; a batch that waits the same turns catches every key of the
-/// list however busy the machine is, where a fixed 1 ms window is too short
-/// under load and too long when idle.
-async fn settle() {
-    for _ in 0..SETTLE_TURNS {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Enough turns for a page of 100 (four polls of 32) and a nested level.
-const SETTLE_TURNS: usize = 8;
-
-fn loader<L, S, R>(inner: L, spawner: S) -> DataLoader<L, HashMapCache>
+fn loader<L>(inner: L, batches: &Batches) -> DataLoader<L, HashMapCache>
 where
     L: Send + Sync + 'static,
-    S: Fn(futures::future::BoxFuture<'static, ()>) -> R + Send + Sync + 'static,
 {
-    DataLoader::with_cache(inner, spawner, HashMapCache::default()).delay(Duration::ZERO)
+    let batches = batches.clone();
+    // No delay: a batch starts when the request's execution is waiting
+    // (`Batches::drive`), not after a time.
+    DataLoader::with_cache(
+        inner,
+        move |batch| batches.queue(batch),
+        HashMapCache::default(),
+    )
+    .delay(Duration::ZERO)
 }
 
 /// The loaders of one request.
@@ -277,36 +270,34 @@ pub struct Loaders {
     /// Present for staff only.
     pub proxies: Option<DataLoader<ProxiesByPatient, HashMapCache>>,
     pub user_names: DataLoader<UserNames, HashMapCache>,
+    batches: Batches,
 }
 
 impl Loaders {
     pub fn new(tx: &Arc<Tx>, actor: Option<&Actor>) -> Self {
         let tx = TxRef(Arc::downgrade(tx));
-        // Batches run on spawned tasks; they keep the request's span, so
-        // their log lines carry its request id.
-        let span = tracing::Span::current();
-        let spawner = move |fut: futures::future::BoxFuture<'static, ()>| {
-            tokio::spawn(
-                async move {
-                    settle().await;
-                    fut.await
-                }
-                .instrument(span.clone()),
-            )
-        };
+        let batches = Batches::default();
+        let b = &batches;
         Self {
-            provider: loader(ProviderById(tx.clone()), spawner.clone()),
-            patient: loader(PatientById(tx.clone()), spawner.clone()),
-            care_team: loader(CareTeamByPatient(tx.clone()), spawner.clone()),
-            contact_methods: loader(ContactMethodsByPatient(tx.clone()), spawner.clone()),
-            patients_by_provider: loader(PatientsByProvider(tx.clone()), spawner.clone()),
-            patient_count_by_provider: loader(PatientCountByProvider(tx.clone()), spawner.clone()),
-            appointments: loader(AppointmentPages(tx.clone()), spawner.clone()),
-            authorizations: loader(AuthorizationsByPatient(tx.clone()), spawner.clone()),
+            provider: loader(ProviderById(tx.clone()), b),
+            patient: loader(PatientById(tx.clone()), b),
+            care_team: loader(CareTeamByPatient(tx.clone()), b),
+            contact_methods: loader(ContactMethodsByPatient(tx.clone()), b),
+            patients_by_provider: loader(PatientsByProvider(tx.clone()), b),
+            patient_count_by_provider: loader(PatientCountByProvider(tx.clone()), b),
+            appointments: loader(AppointmentPages(tx.clone()), b),
+            authorizations: loader(AuthorizationsByPatient(tx.clone()), b),
             proxies: actor
                 .filter(|a| a.role.is_staff())
-                .map(|a| loader(ProxiesByPatient(tx.clone(), a.clone()), spawner.clone())),
-            user_names: loader(UserNames(tx), spawner),
+                .map(|a| loader(ProxiesByPatient(tx.clone(), a.clone()), b)),
+            user_names: loader(UserNames(tx), b),
+            batches,
         }
+    }
+
+    /// Runs a request's execution with these loaders' batches (see
+    /// [`Batches::drive`]): every resolver that uses them runs inside it.
+    pub async fn drive<F: std::future::Future>(&self, execution: F) -> F::Output {
+        self.batches.drive(execution).await
     }
 }

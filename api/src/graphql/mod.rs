@@ -1,6 +1,7 @@
 //! The GraphQL schema: types, resolvers, per-request loaders and the
 //! operation limits.
 
+pub mod batches;
 pub mod cache;
 pub mod inputs;
 pub mod limits;

@@ -194,3 +194,43 @@ fn root_fields(doc: &ExecutableDocument, set: &SelectionSet) -> Vec<Name> {
     walk(doc, set, &mut HashSet::new(), &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+
+    use super::CONTEXT_CHANGING;
+
+    /// The handler keeps these mutations alone in their request by name: a
+    /// renamed mutation would slip past that rule without this test.
+    #[test]
+    fn every_context_changing_mutation_named_here_is_in_the_schema() {
+        let sdl = crate::graphql::sdl();
+        let doc = async_graphql::parser::parse_schema(&sdl).expect("the schema parses");
+        let mutation_fields: Vec<String> = doc
+            .definitions
+            .iter()
+            .filter_map(|d| match d {
+                TypeSystemDefinition::Type(t) if t.node.name.node == "Mutation" => {
+                    Some(&t.node.kind)
+                }
+                _ => None,
+            })
+            .flat_map(|kind| match kind {
+                TypeKind::Object(o) => o
+                    .fields
+                    .iter()
+                    .map(|f| f.node.name.node.to_string())
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert!(!mutation_fields.is_empty(), "no Mutation type in the SDL");
+        for name in CONTEXT_CHANGING {
+            assert!(
+                mutation_fields.iter().any(|f| f == name),
+                "{name} is not a mutation of the schema: {mutation_fields:?}"
+            );
+        }
+    }
+}

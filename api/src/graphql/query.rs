@@ -128,9 +128,6 @@ impl PatientQuery {
         ctx.clinical_actor()?;
         let scope = ctx.scope()?;
         let row = service::patients::get(&scope.tx, id.into()).await.gql()?;
-        if let Some(p) = &row {
-            patient::prefetch(ctx, ctx.look_ahead(), &[p.id.into()]).await?;
-        }
         Ok(Patient::returned(ctx, row.into_iter().collect())?.pop())
     }
 }

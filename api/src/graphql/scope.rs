@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_graphql::Context;
 use service::Tx;
 use service::context::{RequestMeta, Viewer};
-use service::{Actor, ForbiddenReason, ServiceError, ServiceResult};
+use service::{Actor, DbResultExt, ForbiddenReason, ServiceError, ServiceResult};
 use uuid::Uuid;
 
 use crate::error::{ApiError, GqlResult};
@@ -52,17 +52,10 @@ impl RequestScope {
     where
         F: AsyncFnOnce(&Tx) -> ServiceResult<T>,
     {
-        let savepoint = self
-            .tx
-            .savepoint()
-            .await
-            .map_err(|e| ServiceError::from_db(e, "opening a savepoint"))?;
+        let savepoint = self.tx.savepoint().await.or_db("opening a savepoint")?;
         match f(&self.tx).await {
             Ok(value) => {
-                savepoint
-                    .release()
-                    .await
-                    .map_err(|e| ServiceError::from_db(e, "releasing a savepoint"))?;
+                savepoint.release().await.or_db("releasing a savepoint")?;
                 Ok(value)
             }
             Err(err) => {

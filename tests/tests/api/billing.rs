@@ -21,7 +21,14 @@ async fn create(
     from: i64,
     to: i64,
 ) -> Value {
-    let today = chrono::Utc::now().date_naive();
+    // "Today" is the clinic's day, in its time zone, as the rule reads it
+    // (around midnight UTC it is not the UTC day).
+    let today: chrono::NaiveDate = sqlx::query_scalar(
+        "SELECT (now() AT TIME ZONE timezone)::date FROM organizations WHERE slug = 'northside'",
+    )
+    .fetch_one(&app.db.owner().await)
+    .await
+    .expect("the clinic's day");
     let day = |offset: i64| {
         (today + chrono::Duration::days(offset))
             .format("%Y-%m-%d")

@@ -3,11 +3,10 @@
 use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject};
 use chrono::{DateTime, FixedOffset};
 use entity::{organization, user};
-use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use super::enums::{Role, SubscriptionStatus};
-use crate::error::{ApiError, GqlResult};
+use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::graphql::scope::ScopeExt;
 
 /// A clinic. `.1` says whether the caller is staff there, when that is not
@@ -147,10 +146,10 @@ impl Viewer {
     /// The signed-in user.
     async fn user(&self, ctx: &Context<'_>) -> GqlResult<User> {
         let scope = ctx.scope()?;
-        user::Entity::find_by_id(self.user_id)
-            .one(scope.tx.as_ref())
+        service::nodes::users(&scope.tx, &[self.user_id])
             .await
-            .map_err(|e| ApiError::from(service::ServiceError::from_db(e, "loading the user")))?
+            .gql()?
+            .pop()
             .map(User)
             .ok_or_else(|| ApiError::unauthenticated().into())
     }
@@ -169,10 +168,10 @@ impl Viewer {
 
 pub async fn load_organization(ctx: &Context<'_>, id: Uuid) -> GqlResult<Organization> {
     let scope = ctx.scope()?;
-    organization::Entity::find_by_id(id)
-        .one(scope.tx.as_ref())
+    service::nodes::organizations(&scope.tx, &[id])
         .await
-        .map_err(|e| ApiError::from(service::ServiceError::from_db(e, "loading the clinic")))?
+        .gql()?
+        .pop()
         .map(Organization::of)
         .ok_or_else(|| ApiError::not_found().into())
 }

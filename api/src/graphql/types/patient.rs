@@ -1,7 +1,7 @@
 //! Patients and their contact methods.
 
 use async_graphql::connection::{Connection, Edge, OpaqueCursor};
-use async_graphql::{Context, ID, InputObject, Lookahead, Object};
+use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, FixedOffset};
 use entity::{contact_method, patient};
 use service::domain::{Mrn, PatientId};
@@ -295,59 +295,12 @@ pub const CONNECTION_DESCRIPTION: &str = "\
     A page of patients, by name (last, then first). Ask for the next page\n\
     with `after: pageInfo.endCursor` while `pageInfo.hasNextPage`.";
 
-/// Loads what the query asks of a whole page of patients — care teams and
-/// their providers, contact methods, authorizations — one statement per
-/// relation, before the per-patient resolvers run; they then find it in the
-/// loaders' caches.
-///
-/// The loaders alone would batch the same way on an idle machine, but a list
-/// of more than 32 items is resolved in several polls (the futures crate
-/// yields to the scheduler every 32), and on a busy machine the loader's
-/// batching window can close in between, cutting one statement into several.
-pub async fn prefetch(ctx: &Context<'_>, node: Lookahead<'_>, ids: &[PatientId]) -> GqlResult<()> {
-    let loaders = ctx.loaders()?;
-    let care_team = node.field("careTeam");
-    let primary = node.field("primaryProvider");
-    if care_team.exists() || primary.exists() {
-        let teams = loaders
-            .care_team
-            .load_many(ids.iter().copied())
-            .await
-            .gql()?;
-        if care_team.field("provider").exists() || primary.exists() {
-            let providers: std::collections::BTreeSet<service::domain::ProviderId> = teams
-                .values()
-                .flatten()
-                .map(|a| a.provider_id.into())
-                .collect();
-            loaders.provider.load_many(providers).await.gql()?;
-        }
-    }
-    if node.field("contactMethods").exists() {
-        loaders
-            .contact_methods
-            .load_many(ids.iter().copied())
-            .await
-            .gql()?;
-    }
-    if node.field("authorizations").exists() && ctx.actor()?.role.is_staff() {
-        loaders
-            .authorizations
-            .load_many(ids.iter().copied())
-            .await
-            .gql()?;
-    }
-    Ok(())
-}
-
 /// Builds a connection from one page of patients.
 pub async fn connection<Extra: async_graphql::ObjectType>(
     ctx: &Context<'_>,
     page: service::pagination::Page<patient::Model>,
     extra: Extra,
 ) -> GqlResult<PatientConnection<Extra>> {
-    let ids: Vec<PatientId> = page.items.iter().map(|p| p.id.into()).collect();
-    prefetch(ctx, ctx.look_ahead().field("edges").field("node"), &ids).await?;
     let mut conn = Connection::with_additional_fields(false, page.has_next_page, extra);
     let cursors: Vec<_> = page.items.iter().map(service::patients::key_of).collect();
     for (key, patient) in cursors.into_iter().zip(Patient::returned(ctx, page.items)?) {
