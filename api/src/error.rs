@@ -11,154 +11,80 @@
 use async_graphql::{ErrorExtensionValues, ServerError};
 use service::{ConflictReason, ForbiddenReason, ServiceError};
 
-/// What kind of error a client got: `extensions.code`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// No valid token or session.
-    Unauthenticated,
-    /// The caller may not do this (`reason` says why).
-    Forbidden,
-    /// Absent, or not visible to the caller: never told apart.
-    NotFound,
-    /// The request or a value in it is wrong (`field` names it, `reason`
-    /// names a limit or a malformed request).
-    BadUserInput,
-    /// The write conflicts with what is already there (`reason`).
-    Conflict,
-    /// Too many attempts; retry later.
-    RateLimited,
-    /// The database cannot be reached; retry shortly (`Retry-After`).
-    Unavailable,
-    /// A persisted document the server does not hold (send its text once).
-    PersistedQueryNotFound,
-    /// Something failed on the server (`reason` says whether it was saved).
-    Internal,
-}
-
-impl ErrorCode {
-    pub const ALL: [Self; 9] = [
-        Self::Unauthenticated,
-        Self::Forbidden,
-        Self::NotFound,
-        Self::BadUserInput,
-        Self::Conflict,
-        Self::RateLimited,
-        Self::Unavailable,
-        Self::PersistedQueryNotFound,
-        Self::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Forbidden => "FORBIDDEN",
-            Self::NotFound => "NOT_FOUND",
-            Self::BadUserInput => "BAD_USER_INPUT",
-            Self::Conflict => "CONFLICT",
-            Self::RateLimited => "RATE_LIMITED",
-            Self::Unavailable => "UNAVAILABLE",
-            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
-            Self::Internal => "INTERNAL",
-        }
+service::vocabulary! {
+    /// What kind of error a client got: `extensions.code`.
+    pub enum ErrorCode {
+        /// No valid token or session.
+        Unauthenticated => "UNAUTHENTICATED",
+        /// The caller may not do this (`reason` says why).
+        Forbidden => "FORBIDDEN",
+        /// Absent, or not visible to the caller: never told apart.
+        NotFound => "NOT_FOUND",
+        /// The request or a value in it is wrong (`field` names it, `reason`
+        /// names a limit or a malformed request).
+        BadUserInput => "BAD_USER_INPUT",
+        /// The write conflicts with what is already there (`reason`).
+        Conflict => "CONFLICT",
+        /// Too many attempts; retry later.
+        RateLimited => "RATE_LIMITED",
+        /// The database cannot be reached; retry shortly (`Retry-After`).
+        Unavailable => "UNAVAILABLE",
+        /// A persisted document the server does not hold (send its text once).
+        PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+        /// Something failed on the server (`reason` says whether it was saved).
+        Internal => "INTERNAL",
     }
 }
 
-/// Why a request was refused or failed, where the service layer does not
-/// say it: limits, malformed HTTP, persisted documents, the transaction's
-/// outcome, idempotency keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestReason {
-    /// Selection sets nested deeper than MAX_QUERY_DEPTH.
-    MaxDepth,
-    /// An operation costing more than MAX_QUERY_COMPLEXITY.
-    MaxComplexity,
-    /// More aliases than MAX_ALIASES.
-    MaxAliases,
-    /// More root fields than MAX_ROOT_FIELDS.
-    MaxRootFields,
-    /// A batch of more than MAX_BATCH_SIZE operations (or none).
-    MaxBatch,
-    /// A query text nested deeper than MAX_QUERY_NESTING.
-    MaxNesting,
-    /// A body over MAX_BODY_BYTES.
-    BodyTooLarge,
-    /// A body that did not arrive within BODY_READ_TIMEOUT_MS.
-    BodyTimeout,
-    /// A method other than GET and POST.
-    MethodNotAllowed,
-    /// A mutation sent by GET.
-    MutationOverGet,
-    /// A POST body that is not `application/json`.
-    UnsupportedMediaType,
-    /// A body that could not be read.
-    UnreadableBody,
-    /// A body that is not JSON (or not UTF-8).
-    InvalidJson,
-    /// No document to run.
-    MissingQuery,
-    /// A GET query string that cannot be read.
-    InvalidQueryString,
-    /// Only documents of the reviewed manifest are accepted.
-    PersistedQueryRequired,
-    /// An Idempotency-Key sent again with other operations or variables.
-    IdempotencyKeyReused,
-    /// A replay whose stored answer shows patients the caller may no longer see.
-    AlreadyProcessed,
-    /// The transaction failed: nothing of the request was saved.
-    NotCommitted,
-    /// The connection broke during COMMIT: the request may have been saved.
-    CommitOutcomeUnknown,
+service::vocabulary! {
+    /// Why a request was refused or failed, where the service layer does not
+    /// say it: limits, malformed HTTP, persisted documents, the transaction's
+    /// outcome, idempotency keys.
+    pub enum RequestReason {
+        /// Selection sets nested deeper than MAX_QUERY_DEPTH.
+        MaxDepth => "MAX_DEPTH",
+        /// An operation costing more than MAX_QUERY_COMPLEXITY.
+        MaxComplexity => "MAX_COMPLEXITY",
+        /// More aliases than MAX_ALIASES.
+        MaxAliases => "MAX_ALIASES",
+        /// More root fields than MAX_ROOT_FIELDS.
+        MaxRootFields => "MAX_ROOT_FIELDS",
+        /// A batch of more than MAX_BATCH_SIZE operations (or none).
+        MaxBatch => "MAX_BATCH",
+        /// A query text nested deeper than MAX_QUERY_NESTING.
+        MaxNesting => "MAX_NESTING",
+        /// A body over MAX_BODY_BYTES.
+        BodyTooLarge => "BODY_TOO_LARGE",
+        /// A body that did not arrive within BODY_READ_TIMEOUT_MS.
+        BodyTimeout => "BODY_TIMEOUT",
+        /// A method other than GET and POST.
+        MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        /// A mutation sent by GET.
+        MutationOverGet => "MUTATION_OVER_GET",
+        /// A POST body that is not `application/json`.
+        UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+        /// A body that could not be read.
+        UnreadableBody => "UNREADABLE_BODY",
+        /// A body that is not JSON (or not UTF-8).
+        InvalidJson => "INVALID_JSON",
+        /// No document to run.
+        MissingQuery => "MISSING_QUERY",
+        /// A GET query string that cannot be read.
+        InvalidQueryString => "INVALID_QUERY_STRING",
+        /// Only documents of the reviewed manifest are accepted.
+        PersistedQueryRequired => "PERSISTED_QUERY_REQUIRED",
+        /// An Idempotency-Key sent again with other operations or variables.
+        IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+        /// A replay whose stored answer shows patients the caller may no longer see.
+        AlreadyProcessed => "ALREADY_PROCESSED",
+        /// The transaction failed: nothing of the request was saved.
+        NotCommitted => "NOT_COMMITTED",
+        /// The connection broke during COMMIT: the request may have been saved.
+        CommitOutcomeUnknown => "COMMIT_OUTCOME_UNKNOWN",
+    }
 }
 
 impl RequestReason {
-    pub const ALL: [Self; 20] = [
-        Self::MaxDepth,
-        Self::MaxComplexity,
-        Self::MaxAliases,
-        Self::MaxRootFields,
-        Self::MaxBatch,
-        Self::MaxNesting,
-        Self::BodyTooLarge,
-        Self::BodyTimeout,
-        Self::MethodNotAllowed,
-        Self::MutationOverGet,
-        Self::UnsupportedMediaType,
-        Self::UnreadableBody,
-        Self::InvalidJson,
-        Self::MissingQuery,
-        Self::InvalidQueryString,
-        Self::PersistedQueryRequired,
-        Self::IdempotencyKeyReused,
-        Self::AlreadyProcessed,
-        Self::NotCommitted,
-        Self::CommitOutcomeUnknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MaxDepth => "MAX_DEPTH",
-            Self::MaxComplexity => "MAX_COMPLEXITY",
-            Self::MaxAliases => "MAX_ALIASES",
-            Self::MaxRootFields => "MAX_ROOT_FIELDS",
-            Self::MaxBatch => "MAX_BATCH",
-            Self::MaxNesting => "MAX_NESTING",
-            Self::BodyTooLarge => "BODY_TOO_LARGE",
-            Self::BodyTimeout => "BODY_TIMEOUT",
-            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            Self::MutationOverGet => "MUTATION_OVER_GET",
-            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
-            Self::UnreadableBody => "UNREADABLE_BODY",
-            Self::InvalidJson => "INVALID_JSON",
-            Self::MissingQuery => "MISSING_QUERY",
-            Self::InvalidQueryString => "INVALID_QUERY_STRING",
-            Self::PersistedQueryRequired => "PERSISTED_QUERY_REQUIRED",
-            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            Self::AlreadyProcessed => "ALREADY_PROCESSED",
-            Self::NotCommitted => "NOT_COMMITTED",
-            Self::CommitOutcomeUnknown => "COMMIT_OUTCOME_UNKNOWN",
-        }
-    }
-
     /// The limit a message of async-graphql's own validation names: depth
     /// and complexity are checked by the library, which gives no code.
     pub fn of_library_message(message: &str) -> Option<Self> {

@@ -10,7 +10,7 @@ use crate::error::{DbResultExt, ServiceResult};
 use crate::sql::uuid_array;
 
 /// Writes a non-row event (login, logout, refusal) to the audit trail.
-#[tracing::instrument(skip_all, name = "audit.record_event", level = "debug", fields(action))]
+#[tracing::instrument(skip_all, name = "audit.record_event", level = "debug", fields(action = action))]
 pub async fn record_event(
     tx: &Tx,
     action: &str,

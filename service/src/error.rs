@@ -8,63 +8,58 @@
 
 use sea_orm::{DbErr, RuntimeErr};
 
-/// Why a write conflicts with what is already there. The string form is the
-/// stable `extensions.reason` clients see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConflictReason {
-    PrimaryProviderExists,
-    AlreadyOnCareTeam,
-    DoubleBooked,
-    UnitsExhausted,
-    UnitsNotReserved,
-    AuthorizationNotValidToday,
-    DuplicateNpi,
-    DuplicateMrn,
-    DuplicateAuthorization,
-    ProxyAlreadyGranted,
-    AlreadyRemoved,
-    AlreadyRevoked,
-    AlreadyDischarged,
-    ConsentAlreadySigned,
+/// An enum of the stable strings clients see, with `ALL` and `as_str`
+/// generated from one list, so that no value can be missing from either
+/// (the README's error catalogue is tested against `ALL`).
+#[macro_export]
+macro_rules! vocabulary {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
+
+            /// The stable string clients see.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Why a write conflicts with what is already there: `extensions.reason`.
+    pub enum ConflictReason {
+        PrimaryProviderExists => "PRIMARY_PROVIDER_EXISTS",
+        AlreadyOnCareTeam => "ALREADY_ON_CARE_TEAM",
+        DoubleBooked => "DOUBLE_BOOKED",
+        UnitsExhausted => "UNITS_EXHAUSTED",
+        UnitsNotReserved => "UNITS_NOT_RESERVED",
+        AuthorizationNotValidToday => "AUTHORIZATION_NOT_VALID_TODAY",
+        DuplicateNpi => "DUPLICATE_NPI",
+        DuplicateMrn => "DUPLICATE_MRN",
+        DuplicateAuthorization => "DUPLICATE_AUTHORIZATION",
+        ProxyAlreadyGranted => "PROXY_ALREADY_GRANTED",
+        AlreadyRemoved => "ALREADY_REMOVED",
+        AlreadyRevoked => "ALREADY_REVOKED",
+        AlreadyDischarged => "ALREADY_DISCHARGED",
+        ConsentAlreadySigned => "CONSENT_ALREADY_SIGNED",
+    }
 }
 
 impl ConflictReason {
-    pub const ALL: [Self; 14] = [
-        Self::PrimaryProviderExists,
-        Self::AlreadyOnCareTeam,
-        Self::DoubleBooked,
-        Self::UnitsExhausted,
-        Self::UnitsNotReserved,
-        Self::AuthorizationNotValidToday,
-        Self::DuplicateNpi,
-        Self::DuplicateMrn,
-        Self::DuplicateAuthorization,
-        Self::ProxyAlreadyGranted,
-        Self::AlreadyRemoved,
-        Self::AlreadyRevoked,
-        Self::AlreadyDischarged,
-        Self::ConsentAlreadySigned,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PrimaryProviderExists => "PRIMARY_PROVIDER_EXISTS",
-            Self::AlreadyOnCareTeam => "ALREADY_ON_CARE_TEAM",
-            Self::DoubleBooked => "DOUBLE_BOOKED",
-            Self::UnitsExhausted => "UNITS_EXHAUSTED",
-            Self::UnitsNotReserved => "UNITS_NOT_RESERVED",
-            Self::AuthorizationNotValidToday => "AUTHORIZATION_NOT_VALID_TODAY",
-            Self::DuplicateNpi => "DUPLICATE_NPI",
-            Self::DuplicateMrn => "DUPLICATE_MRN",
-            Self::DuplicateAuthorization => "DUPLICATE_AUTHORIZATION",
-            Self::ProxyAlreadyGranted => "PROXY_ALREADY_GRANTED",
-            Self::AlreadyRemoved => "ALREADY_REMOVED",
-            Self::AlreadyRevoked => "ALREADY_REVOKED",
-            Self::AlreadyDischarged => "ALREADY_DISCHARGED",
-            Self::ConsentAlreadySigned => "CONSENT_ALREADY_SIGNED",
-        }
-    }
-
     /// The reason a named database constraint stands for, when it stands for one.
     fn from_constraint(name: &str) -> Option<Self> {
         Some(match name {
@@ -84,27 +79,15 @@ impl ConflictReason {
     }
 }
 
-/// Why a caller may not do what they asked. The string form is the stable
-/// `extensions.reason` clients see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForbiddenReason {
-    /// The caller's role does not allow this.
-    Role,
-    /// The active HIPAA notice has not been signed yet.
-    ConsentRequired,
-    /// A proxy's grant does not include this.
-    ProxyScope,
-}
-
-impl ForbiddenReason {
-    pub const ALL: [Self; 3] = [Self::Role, Self::ConsentRequired, Self::ProxyScope];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Role => "ROLE",
-            Self::ConsentRequired => "CONSENT_REQUIRED",
-            Self::ProxyScope => "PROXY_SCOPE",
-        }
+vocabulary! {
+    /// Why a caller may not do what they asked: `extensions.reason`.
+    pub enum ForbiddenReason {
+        /// The caller's role does not allow this.
+        Role => "ROLE",
+        /// The active HIPAA notice has not been signed yet.
+        ConsentRequired => "CONSENT_REQUIRED",
+        /// A proxy's grant does not include this.
+        ProxyScope => "PROXY_SCOPE",
     }
 }
 

@@ -32,10 +32,14 @@ use futures::stream::FuturesUnordered;
 /// through the runtime's queue.
 const REPOLLS: usize = 8;
 
-/// The batches one request's loaders queued, not started yet.
+/// One request's batches: queued by its loaders, then running.
 #[derive(Clone, Default)]
 pub struct Batches {
     queued: Arc<Mutex<Vec<BoxFuture<'static, ()>>>>,
+    /// Kept across the operations of a request: a batch that an operation
+    /// finished without (a failed sibling field stops waiting for it)
+    /// still runs in the next one, so its keys are never stranded.
+    running: Arc<Mutex<FuturesUnordered<BoxFuture<'static, ()>>>>,
 }
 
 impl Batches {
@@ -56,24 +60,22 @@ impl Batches {
     /// (a batch queued outside would never start).
     pub async fn drive<F: Future>(&self, execution: F) -> F::Output {
         let mut execution = pin!(execution);
-        let mut running: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
         // One waker for the execution while the task's own stays the same:
         // a new one each poll would make every future inside it register
         // its waker again.
         let mut flag: Option<(Arc<WokenFlag>, Waker)> = None;
         poll_fn(|cx| {
-            if !flag
-                .as_ref()
-                .is_some_and(|(f, _)| f.task.will_wake(cx.waker()))
-            {
-                let f = Arc::new(WokenFlag {
-                    woken: AtomicBool::new(false),
-                    task: cx.waker().clone(),
-                });
-                flag = Some((f.clone(), Waker::from(f)));
-            }
-            let Some((woken, waker)) = flag.as_ref() else {
-                return Poll::Pending;
+            let (woken, waker) = match &flag {
+                Some((f, w)) if f.task.will_wake(cx.waker()) => (f.clone(), w.clone()),
+                _ => {
+                    let f = Arc::new(WokenFlag {
+                        woken: AtomicBool::new(false),
+                        task: cx.waker().clone(),
+                    });
+                    let w = Waker::from(f.clone());
+                    flag = Some((f.clone(), w.clone()));
+                    (f, w)
+                }
             };
             // A yield, or a batch's answer, is taken up at once, a few times,
             // rather than through the runtime's queue (behind every other
@@ -81,7 +83,8 @@ impl Batches {
             // round trip would cost a turn of the whole queue.
             for _ in 0..REPOLLS {
                 woken.woken.store(false, Ordering::Release);
-                if let Poll::Ready(out) = execution.as_mut().poll(&mut Context::from_waker(waker)) {
+                if let Poll::Ready(out) = execution.as_mut().poll(&mut Context::from_waker(&waker))
+                {
                     return Poll::Ready(out);
                 }
                 // Woken while it was polled: it yielded (a long list, or the
@@ -90,15 +93,7 @@ impl Batches {
                 if woken.woken.load(Ordering::Acquire) {
                     continue;
                 }
-                running.extend(self.take());
-                // Batches still waiting on the database wake this task when
-                // their answer comes; one that has answered lets its
-                // resolvers go on at once.
-                let mut answered = false;
-                while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
-                    answered = true;
-                }
-                if !answered {
+                if !self.run_batches(cx) {
                     return Poll::Pending;
                 }
             }
@@ -107,6 +102,25 @@ impl Batches {
             Poll::Pending
         })
         .await
+    }
+
+    /// Starts the queued batches and polls the running ones. True when one
+    /// answered or a batch queued another: the execution can go on at once.
+    fn run_batches(&self, cx: &mut Context<'_>) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.extend(self.take());
+        // Batches still waiting on the database wake this task when their
+        // answer comes.
+        let mut answered = false;
+        while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
+            answered = true;
+        }
+        answered
+            || !self
+                .queued
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
     }
 }
 

@@ -37,10 +37,10 @@ async fn enroll_many(app: &TestApp, n: usize) {
     .unwrap();
 }
 
-/// Statements one request runs. A DataLoader batches the keys asked for
-/// while its batch waits a few turns of the scheduler; on a starved machine
-/// (the whole test suite at once on two cores) a batch may still be cut in
-/// two, so the fewest of three runs is what the request needs.
+/// Statements one request runs (the fewest of three runs, so that a
+/// session's first activity stamp does not count). A DataLoader batch
+/// starts only when the request's execution waits on it, so a level of the
+/// response is one statement per relation however long its lists.
 async fn statements_for(app: &TestApp, token: &str, n: i64) -> u64 {
     let mut fewest = u64::MAX;
     for _ in 0..3 {
