@@ -181,6 +181,13 @@ pub struct Config {
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// A request's operations must have run within this many milliseconds
+    /// (statements are bounded by STATEMENT_TIMEOUT_MS; this bounds the
+    /// whole): beyond it nothing of the request is saved, and it is answered
+    /// INTERNAL / NOT_COMMITTED (HTTP 500). COMMIT itself is never cut short.
+    #[arg(long, env = "EXECUTION_TIMEOUT_MS", default_value_t = 30_000)]
+    pub execution_timeout_ms: u64,
+
     /// `/readyz` checks the database on a connection of its own and gives up
     /// after this many milliseconds (HTTP 503).
     #[arg(long, env = "READINESS_TIMEOUT_MS", default_value_t = 1_000)]
@@ -315,6 +322,7 @@ impl Config {
             ("DB_ACQUIRE_TIMEOUT_MS", self.db_acquire_timeout_ms),
             ("READINESS_TIMEOUT_MS", self.readiness_timeout_ms),
             ("RESPONSE_WRITE_TIMEOUT_MS", self.response_write_timeout_ms),
+            ("EXECUTION_TIMEOUT_MS", self.execution_timeout_ms),
             ("MAX_CONNECTIONS", self.max_connections as u64),
             (
                 "MAX_CONNECTIONS_PER_CLIENT",

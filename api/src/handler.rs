@@ -581,26 +581,39 @@ async fn run(
 
     let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta));
     let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
-    let mut responses = Vec::with_capacity(prepared.len());
-    for p in prepared {
-        let response = match p {
-            Ok(p) => {
-                let mut p = p;
-                let span = tracing::debug_span!(
-                    "operation",
-                    name = p.request.operation_name.as_deref().unwrap_or_default(),
-                    kind = if p.is_mutation { "mutation" } else { "query" },
-                );
-                p.request = p.request.data(scope.clone()).data(loaders.clone());
-                loaders
-                    .drive(state.preparation.execute(&state.schema, p))
-                    .instrument(span)
-                    .await
-            }
-            Err(err) => Response::from_errors(vec![err]),
-        };
-        responses.push(response);
-    }
+    // The operations run within EXECUTION_TIMEOUT_MS; past it they are
+    // dropped (and with them their statements), and the transaction is
+    // rolled back. COMMIT, below, is never cut short.
+    let limit = Duration::from_millis(state.config.execution_timeout_ms);
+    let execution = async {
+        let mut responses = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let response = match p {
+                Ok(mut p) => {
+                    let span = tracing::debug_span!(
+                        "operation",
+                        name = p.request.operation_name.as_deref().unwrap_or_default(),
+                        kind = if p.is_mutation { "mutation" } else { "query" },
+                    );
+                    p.request = p.request.data(scope.clone()).data(loaders.clone());
+                    loaders
+                        .drive(state.preparation.execute(&state.schema, p))
+                        .instrument(span)
+                        .await
+                }
+                Err(err) => Response::from_errors(vec![err]),
+            };
+            responses.push(response);
+        }
+        responses
+    };
+    let Ok(mut responses) = tokio::time::timeout(limit, execution).await else {
+        tracing::error!(
+            timeout_ms = state.config.execution_timeout_ms,
+            "the request's operations did not finish in time; rolling back"
+        );
+        return Err(Refusal::not_committed());
+    };
     let mut response = match batch {
         Shape::Single => BatchResponse::Single(responses.pop().unwrap_or_default()),
         Shape::Batch(_) => BatchResponse::Batch(responses),

@@ -414,3 +414,38 @@ async fn dates_postgresql_cannot_hold_are_bad_input_not_a_failed_request() {
     assert_eq!(error_codes(&res), ["BAD_USER_INPUT"], "{res}");
     assert_eq!(first_error(&res)["field"], "after", "{res}");
 }
+
+#[tokio::test]
+async fn a_request_past_its_execution_deadline_is_answered_then_and_saves_nothing() {
+    // The statement would wait 5 s on the lock; the request may take 300 ms.
+    let app = spawn_app_with(|c| c.execution_timeout_ms = 300).await;
+    let token = app.login_as("admin@northside.example").await;
+    let owner = app.db.owner().await;
+    let npi = valid_npi(700_000_009);
+    let held = lock(&owner, "appointments").await;
+    let started = std::time::Instant::now();
+    let (status, res) = app
+        .post(
+            Some(&token),
+            &json!([
+                { "query": CREATE_PROVIDER, "variables": { "npi": npi } },
+                { "query": "{ appointments(first: 5) { edges { node { id } } } }" },
+            ]),
+        )
+        .await;
+    let took = started.elapsed();
+    drop(held);
+    assert_eq!(status, 500, "{res}");
+    for answer in res.as_array().expect("one answer per operation") {
+        assert!(answer["data"].is_null(), "no result is reported: {res}");
+        assert_eq!(first_error(answer)["reason"], "NOT_COMMITTED", "{res}");
+    }
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "answered at the deadline, not after the statement timeout: {took:?}"
+    );
+    assert!(
+        !provider_exists(&app, &token, &npi).await,
+        "nothing of the request was saved"
+    );
+}
