@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use caregate::error::{ErrorCode, RequestReason};
+use sea_orm::sqlx;
 use serde_json::{Value, json};
 use service::{ConflictReason, ForbiddenReason};
 use uuid::Uuid;
@@ -546,4 +547,80 @@ fn the_readme_error_catalogue_is_exactly_the_codes_and_reasons_of_the_code() {
         unknown.is_empty(),
         "in the README, not in the code: {unknown:?}"
     );
+}
+
+#[tokio::test]
+async fn malformed_dea_state_and_phone_are_bad_input_naming_their_field_and_change_nothing() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let admin = app.login_as("admin@northside.example").await;
+    let staff = app.login_as("frontdesk@northside.example").await;
+    const PROVIDER: &str = "mutation($dea: String, $states: [String!]! = []) {
+        createProvider(input: { name: \"Dr. Shape\", npi: \"1555555550\",
+                                deaNumber: $dea, stateLicenses: $states }) { id } }";
+    const CONTACT: &str = "mutation($p: UUID!, $t: ContactMethodType!, $v: String!) {
+        addContactMethod(patientId: $p, input: { type: $t, value: $v }) { id } }";
+    let chart = patient(&owner, "NS-0001").await;
+    let probes: Vec<(&str, &str, Value, &str)> = vec![
+        (&admin, PROVIDER, json!({ "dea": "AB12345" }), "deaNumber"),
+        (&admin, PROVIDER, json!({ "dea": "A81234563" }), "deaNumber"),
+        (
+            &admin,
+            PROVIDER,
+            json!({ "states": ["NY", "ny"] }),
+            "stateLicenses",
+        ),
+        (
+            &admin,
+            PROVIDER,
+            json!({ "states": ["NYC"] }),
+            "stateLicenses",
+        ),
+        (
+            &staff,
+            CONTACT,
+            json!({ "p": chart, "t": "MOBILE", "v": "call me" }),
+            "value",
+        ),
+        (
+            &staff,
+            CONTACT,
+            json!({ "p": chart, "t": "HOME", "v": "12345" }),
+            "value",
+        ),
+        (
+            &staff,
+            CONTACT,
+            json!({ "p": chart, "t": "EMAIL", "v": "not-an-email" }),
+            "value",
+        ),
+    ];
+    for (token, query, vars, field) in probes {
+        let res = app.graphql(Some(token), query, vars.clone()).await;
+        assert_eq!(error_codes(&res), ["BAD_USER_INPUT"], "{vars}: {res}");
+        assert_eq!(first_error(&res)["field"], field, "{vars}: {res}");
+    }
+    // Well-formed values pass the same edge.
+    let res = app
+        .graphql(
+            Some(&admin),
+            PROVIDER,
+            json!({ "dea": "A91234563", "states": ["NY", "NJ"] }),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    let res = app
+        .graphql(
+            Some(&staff),
+            CONTACT,
+            json!({ "p": chart, "t": "WORK", "v": "+1 (212) 555-0100 x12" }),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    let providers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM providers WHERE name = 'Dr. Shape'")
+            .fetch_one(&owner)
+            .await
+            .expect("count");
+    assert_eq!(providers, 1, "only the well-formed provider was created");
 }
