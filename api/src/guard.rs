@@ -25,25 +25,6 @@ use service::tx::{CommitError, Counter};
 
 use crate::tokens::Claims;
 
-#[derive(Debug, thiserror::Error)]
-pub enum GuardError {
-    /// The token's session is unknown, revoked, expired or idle, or the user
-    /// no longer belongs to the token's clinic.
-    #[error("unauthenticated: {0}")]
-    Unauthenticated(String),
-    #[error(transparent)]
-    Database(#[from] anyhow::Error),
-}
-
-impl From<ContextError> for GuardError {
-    fn from(err: ContextError) -> Self {
-        match err {
-            ContextError::Refused(why) => Self::Unauthenticated(why),
-            ContextError::Database(err) => Self::Database(err),
-        }
-    }
-}
-
 /// Opens the request's transaction with the context of `claims` (or of an
 /// anonymous caller): `BEGIN` and the context in one round trip.
 pub async fn open(
@@ -52,7 +33,7 @@ pub async fn open(
     claims: Option<&Claims>,
     meta: &RequestMeta,
     idle_minutes: u32,
-) -> Result<(Arc<Tx>, Viewer), GuardError> {
+) -> Result<(Arc<Tx>, Viewer), ContextError> {
     let who = claims.map(|claims| SessionOf {
         user: claims.sub.into(),
         tenant: meta

@@ -14,7 +14,7 @@ use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response,
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
-use service::context::RequestMeta;
+use service::context::{ContextError, RequestMeta};
 use service::domain::TenantId;
 use service::idempotency::{self, Claim, IdempotencyKey};
 use service::tx::CommitError;
@@ -24,7 +24,7 @@ use crate::error::{ApiError, ErrorCode, RequestReason};
 use crate::graphql::loaders::Loaders;
 use crate::graphql::prepare::Prepared;
 use crate::graphql::scope::RequestScope;
-use crate::guard::{self, GuardError};
+use crate::guard;
 use crate::state::AppState;
 use crate::wire;
 
@@ -547,11 +547,11 @@ async fn run(
     )
     .await
     .map_err(|err| match err {
-        GuardError::Unauthenticated(why) => {
+        ContextError::Refused(why) => {
             tracing::info!(reason = why, "session refused");
             Refusal::unauthenticated("invalid or expired session")
         }
-        GuardError::Database(err) => {
+        ContextError::Database(err) => {
             tracing::error!(error = format!("{err:#}"), "opening the request failed");
             Refusal::unavailable("the database is unavailable; retry shortly")
         }

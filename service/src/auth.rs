@@ -61,22 +61,6 @@ pub async fn clinics_of_current_user(tx: &Tx) -> ServiceResult<Vec<Clinic>> {
     Ok(out)
 }
 
-/// Where a session was opened from.
-#[derive(Debug, Clone, Default)]
-pub struct Client {
-    pub ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-}
-
-impl From<&RequestMeta> for Client {
-    fn from(meta: &RequestMeta) -> Self {
-        Self {
-            ip: meta.ip,
-            user_agent: meta.user_agent.clone(),
-        }
-    }
-}
-
 /// A login to check.
 pub struct Credentials<'a> {
     pub email: &'a str,
@@ -142,14 +126,13 @@ pub async fn login(
     credentials: Credentials<'_>,
     meta: &RequestMeta,
 ) -> ServiceResult<LoggedIn> {
-    let client = Client::from(meta);
     let opened = open_session(
         tx,
         &settings.counters,
         settings.attempts,
         credentials,
         settings.session_ttl,
-        &client,
+        meta,
     )
     .await?;
     let who = SessionOf {
@@ -192,7 +175,7 @@ async fn open_session(
     limits: AttemptLimits,
     credentials: Credentials<'_>,
     ttl: chrono::Duration,
-    client: &Client,
+    client: &RequestMeta,
 ) -> ServiceResult<OpenedSession> {
     let email = credentials.email;
     // Counted as verified: the address as login reads it (trimmed, any

@@ -6,7 +6,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use crate::Tx;
 use crate::actor::Actor;
-use crate::auth::Client;
+use crate::context::RequestMeta;
 use crate::domain::{DocumentId, new_id};
 use crate::error::{DbResultExt, ServiceError, ServiceResult};
 
@@ -39,7 +39,7 @@ pub async fn sign(
     tx: &Tx,
     actor: &Actor,
     document: DocumentId,
-    client: &Client,
+    client: &RequestMeta,
 ) -> ServiceResult<user_consent::Model> {
     let doc = consent_document::Entity::find_by_id(document.into_uuid())
         .one(tx)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, MergedObject, Object};
 use service::appointments::NewAppointment;
-use service::auth::{Client, Credentials, LoginSettings};
+use service::auth::{Credentials, LoginSettings};
 use service::authorizations::NewAuthorization;
 use service::domain::{Email, Mrn, Npi, SessionId};
 use service::patients::{NewContactMethod, NewPatient, PatientChanges};
@@ -546,10 +546,9 @@ impl ConsentMutation {
     ) -> GqlResult<UserConsent> {
         let actor = ctx.actor()?;
         let scope = ctx.scope()?;
-        let client = Client::from(&scope.meta);
         let row = scope
             .in_savepoint(async |tx| {
-                service::consent::sign(tx, actor, document_id.into(), &client).await
+                service::consent::sign(tx, actor, document_id.into(), &scope.meta).await
             })
             .await
             .gql()?;

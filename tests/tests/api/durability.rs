@@ -46,6 +46,27 @@ async fn lock(owner: &PgPool, table: &str) -> sqlx::pool::PoolConnection<sqlx::P
     conn
 }
 
+/// Sends a batch that creates a provider (`npi`) and then reads
+/// `appointments` while the owner holds that table's lock; returns the
+/// status, the answer and how long it took.
+async fn create_then_read_locked(app: &TestApp, token: &str, npi: &str) -> (u16, Value, Duration) {
+    let owner = app.db.owner().await;
+    let held = lock(&owner, "appointments").await;
+    let started = std::time::Instant::now();
+    let (status, res) = app
+        .post(
+            Some(token),
+            &json!([
+                { "query": CREATE_PROVIDER, "variables": { "npi": npi } },
+                { "query": "{ appointments(first: 5) { edges { node { id } } } }" },
+            ]),
+        )
+        .await;
+    let took = started.elapsed();
+    drop(held);
+    (status, res, took)
+}
+
 #[tokio::test]
 async fn a_batch_whose_read_is_refused_keeps_and_reports_its_committed_write() {
     let app = spawn_app().await;
@@ -73,19 +94,8 @@ async fn a_batch_whose_read_is_refused_keeps_and_reports_its_committed_write() {
 async fn a_batch_whose_later_read_times_out_reports_nothing_as_done_and_saves_nothing() {
     let app = spawn_app_with(|c| c.statement_timeout_ms = 300).await;
     let token = app.login_as("admin@northside.example").await;
-    let owner = app.db.owner().await;
     let npi = valid_npi(700_000_002);
-    let held = lock(&owner, "appointments").await;
-    let (status, res) = app
-        .post(
-            Some(&token),
-            &json!([
-                { "query": CREATE_PROVIDER, "variables": { "npi": npi } },
-                { "query": "{ appointments(first: 5) { edges { node { id } } } }" },
-            ]),
-        )
-        .await;
-    drop(held);
+    let (status, res, _) = create_then_read_locked(&app, &token, &npi).await;
     assert_eq!(status, 500, "{res}");
     let answers = res.as_array().expect("one answer per operation");
     assert_eq!(answers.len(), 2, "{res}");
@@ -420,28 +430,15 @@ async fn a_request_past_its_execution_deadline_is_answered_then_and_saves_nothin
     // The statement would wait 5 s on the lock; the request may take 300 ms.
     let app = spawn_app_with(|c| c.execution_timeout_ms = 300).await;
     let token = app.login_as("admin@northside.example").await;
-    let owner = app.db.owner().await;
     let npi = valid_npi(700_000_009);
-    let held = lock(&owner, "appointments").await;
-    let started = std::time::Instant::now();
-    let (status, res) = app
-        .post(
-            Some(&token),
-            &json!([
-                { "query": CREATE_PROVIDER, "variables": { "npi": npi } },
-                { "query": "{ appointments(first: 5) { edges { node { id } } } }" },
-            ]),
-        )
-        .await;
-    let took = started.elapsed();
-    drop(held);
+    let (status, res, took) = create_then_read_locked(&app, &token, &npi).await;
     assert_eq!(status, 500, "{res}");
     for answer in res.as_array().expect("one answer per operation") {
         assert!(answer["data"].is_null(), "no result is reported: {res}");
         assert_eq!(first_error(answer)["reason"], "NOT_COMMITTED", "{res}");
     }
     assert!(
-        took < std::time::Duration::from_secs(4),
+        took < Duration::from_secs(4),
         "answered at the deadline, not after the statement timeout: {took:?}"
     );
     assert!(
