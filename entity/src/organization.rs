@@ -36,6 +36,16 @@ pub struct Model {
     pub member_count: i32,
     /// Kept by a trigger; the runtime role cannot write it.
     pub patient_count: i32,
+    /// The clinic's billing identity on its claims (all optional until it
+    /// bills); `billing_state` is the clinic's state for licences.
+    pub group_npi: Option<String>,
+    pub tax_id: Option<String>,
+    pub billing_phone: Option<String>,
+    pub billing_address_line1: Option<String>,
+    pub billing_address_line2: Option<String>,
+    pub billing_city: Option<String>,
+    pub billing_state: Option<String>,
+    pub billing_postal_code: Option<String>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub deleted_at: Option<DateTimeWithTimeZone>,

@@ -53,6 +53,13 @@ pub struct Model {
     pub status: PatientStatus,
     pub enrolled_at: DateTimeWithTimeZone,
     pub discharged_at: Option<DateTimeWithTimeZone>,
+    /// Postal address: all of line 1, city, state and postal code, or none
+    /// (`patients_address_complete`).
+    pub address_line1: Option<String>,
+    pub address_line2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub deleted_at: Option<DateTimeWithTimeZone>,

@@ -70,6 +70,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0012_proxy_invitations",
     "0013_user_clinics",
     "0014_drop_unused_functions",
+    "0015_therapy",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

@@ -48,6 +48,7 @@ vocabulary! {
         UnitsExhausted => "UNITS_EXHAUSTED",
         UnitsNotReserved => "UNITS_NOT_RESERVED",
         AuthorizationNotValidToday => "AUTHORIZATION_NOT_VALID_TODAY",
+        AuthorizationNotValidOnDate => "AUTHORIZATION_NOT_VALID_ON_DATE",
         DuplicateNpi => "DUPLICATE_NPI",
         DuplicateMrn => "DUPLICATE_MRN",
         DuplicateAuthorization => "DUPLICATE_AUTHORIZATION",
@@ -56,6 +57,18 @@ vocabulary! {
         AlreadyRevoked => "ALREADY_REVOKED",
         AlreadyDischarged => "ALREADY_DISCHARGED",
         ConsentAlreadySigned => "CONSENT_ALREADY_SIGNED",
+        DuplicateCredential => "DUPLICATE_CREDENTIAL",
+        CoveragePriorityTaken => "COVERAGE_PRIORITY_TAKEN",
+        PrimaryDiagnosisExists => "PRIMARY_DIAGNOSIS_EXISTS",
+        DuplicateDiagnosis => "DUPLICATE_DIAGNOSIS",
+        DuplicateEventType => "DUPLICATE_EVENT_TYPE",
+        DuplicateFee => "DUPLICATE_FEE",
+        AppointmentNotCheckedIn => "APPOINTMENT_NOT_CHECKED_IN",
+        SessionExists => "SESSION_EXISTS",
+        SessionEnded => "SESSION_ENDED",
+        SessionNotEnded => "SESSION_NOT_ENDED",
+        SessionSigned => "SESSION_SIGNED",
+        SessionAlreadyBilled => "SESSION_ALREADY_BILLED",
     }
 }
 
@@ -74,8 +87,21 @@ impl ConflictReason {
                 Self::ProxyAlreadyGranted
             }
             "user_consents_user_id_document_id_key" => Self::ConsentAlreadySigned,
+            "staff_credentials_number_key" => Self::DuplicateCredential,
+            "patient_insurances_priority_key" => Self::CoveragePriorityTaken,
+            "diagnoses_primary_key" => Self::PrimaryDiagnosisExists,
+            "diagnoses_code_key" => Self::DuplicateDiagnosis,
+            "session_event_types_code_key" => Self::DuplicateEventType,
+            "fee_schedule_entries_code_key" => Self::DuplicateFee,
+            "therapy_sessions_appointment_key" => Self::SessionExists,
+            "claim_lines_session_key" => Self::SessionAlreadyBilled,
             _ => return None,
         })
+    }
+
+    /// The reason a trigger raised (SQLSTATE CG409, the reason as message).
+    fn from_trigger(message: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == message)
     }
 }
 
@@ -88,6 +114,19 @@ vocabulary! {
         ConsentRequired => "CONSENT_REQUIRED",
         /// A proxy's grant does not include this.
         ProxyScope => "PROXY_SCOPE",
+        /// Only a session's rendering provider (the provider record linked
+        /// to the caller's login) records, ends and signs it.
+        NotRenderingProvider => "NOT_RENDERING_PROVIDER",
+        /// The provider holds no licence of the clinic's state valid on the
+        /// session's day.
+        NoValidLicense => "NO_VALID_LICENSE",
+    }
+}
+
+impl ForbiddenReason {
+    /// The reason a trigger raised (SQLSTATE CG403, the reason as message).
+    fn from_trigger(message: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == message)
     }
 }
 
@@ -139,7 +178,23 @@ impl ServiceError {
         {
             return Self::Conflict(reason);
         }
-        match sqlstate(&err).as_deref() {
+        let state = sqlstate(&err);
+        // A rule a trigger holds, its reason as the message.
+        let trigger_reason = || db_message(&err).unwrap_or_default();
+        match state.as_deref() {
+            Some("CG409") => {
+                if let Some(reason) = ConflictReason::from_trigger(&trigger_reason()) {
+                    return Self::Conflict(reason);
+                }
+            }
+            Some("CG403") => {
+                if let Some(reason) = ForbiddenReason::from_trigger(&trigger_reason()) {
+                    return Self::Forbidden(reason);
+                }
+            }
+            _ => {}
+        }
+        match state.as_deref() {
             // Row-level security refused the row: to the caller it does not exist.
             Some("42501") => Self::NotFound,
             // A value the database cannot hold (out of range, a character it
@@ -172,7 +227,7 @@ impl<T> DbResultExt<T> for Result<T, DbErr> {
     }
 }
 
-fn constraint_name(err: &DbErr) -> Option<String> {
+pub(crate) fn constraint_name(err: &DbErr) -> Option<String> {
     database_error(err).and_then(|e| e.constraint().map(str::to_owned))
 }
 

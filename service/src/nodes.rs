@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use entity::{
     appointment, audit_event, care_team_assignment, consent_document, contact_method, organization,
-    payer_authorization, proxy_assignment, user, user_consent,
+    patient_insurance, payer_authorization, proxy_assignment, user, user_consent,
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use uuid::Uuid;
@@ -185,3 +185,9 @@ by_ids!(
     "nodes.organizations"
 );
 by_ids!(users, user, "loading users", "nodes.users");
+by_ids!(
+    insurances,
+    patient_insurance,
+    "loading coverages",
+    "nodes.insurances"
+);

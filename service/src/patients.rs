@@ -159,6 +159,8 @@ pub struct PatientChanges {
     pub date_of_birth: Option<NaiveDate>,
     pub legal_sex: Option<LegalSex>,
     pub mrn: Option<Mrn>,
+    /// The postal address (a claim's subscriber or patient address).
+    pub address: Option<crate::codes::Address>,
 }
 
 /// Changes a chart. Staff only.
@@ -186,6 +188,13 @@ pub async fn update(
     }
     if let Some(v) = changes.mrn {
         model.medical_record_number = Set(v.as_ref().to_owned());
+    }
+    if let Some(a) = changes.address {
+        model.address_line1 = Set(Some(a.line1));
+        model.address_line2 = Set(a.line2);
+        model.city = Set(Some(a.city));
+        model.state = Set(Some(a.state.into_string()));
+        model.postal_code = Set(Some(a.postal_code.into_string()));
     }
     model.update(tx).await.or_db("updating a patient")
 }

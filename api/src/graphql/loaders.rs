@@ -15,8 +15,9 @@ use std::time::Duration;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, FixedOffset};
 use entity::{
-    appointment, care_team_assignment, contact_method, patient, payer_authorization, provider,
-    proxy_assignment,
+    appointment, care_team_assignment, claim_line, contact_method, diagnosis, patient,
+    patient_insurance, payer_authorization, provider, proxy_assignment, session_event,
+    staff_credential, therapy_session,
 };
 use service::Actor;
 use service::Tx;
@@ -228,14 +229,145 @@ impl Loader<Uuid> for UserNames {
     }
 }
 
+/// Rows by their own id: a loader over a `by_ids` service function.
+macro_rules! by_id_loader {
+    ($(#[$doc:meta])* $name:ident, $model:ty, $fetch:path) => {
+        $(#[$doc])*
+        pub struct $name(TxRef);
+
+        impl Loader<Uuid> for $name {
+            type Value = $model;
+            type Error = ApiError;
+
+            async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, $model>, ApiError> {
+                let tx = self.0.get()?;
+                Ok($fetch(&tx, keys).await?.into_iter().map(|r| (r.id, r)).collect())
+            }
+        }
+    };
+}
+
+by_id_loader!(SessionById, therapy_session::Model, service::sessions::by_ids);
+by_id_loader!(InsuranceById, patient_insurance::Model, service::nodes::insurances);
+by_id_loader!(AuthorizationById, payer_authorization::Model, service::nodes::authorizations);
+
+pub struct CredentialsByProvider(TxRef);
+
+impl Loader<ProviderId> for CredentialsByProvider {
+    type Value = Vec<staff_credential::Model>;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[ProviderId],
+    ) -> Result<HashMap<ProviderId, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::credentials::of_providers(&tx, keys).await?;
+        Ok(group(keys, rows, |c| c.provider_id.into()))
+    }
+}
+
+/// Coverages of patients (those whose billing the caller may view).
+pub struct InsurancesByPatient(TxRef, Option<Actor>);
+
+impl Loader<PatientId> for InsurancesByPatient {
+    type Value = Vec<patient_insurance::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[PatientId]) -> Result<HashMap<PatientId, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let Some(actor) = &self.1 else {
+            return Ok(HashMap::new());
+        };
+        let rows = service::insurance::of_patients(&tx, actor, keys).await?;
+        Ok(group(keys, rows, |i| i.patient_id.into()))
+    }
+}
+
+/// Open diagnoses of patients (those whose clinical notes the caller may
+/// view).
+pub struct DiagnosesByPatient(TxRef, Option<Actor>);
+
+impl Loader<PatientId> for DiagnosesByPatient {
+    type Value = Vec<diagnosis::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[PatientId]) -> Result<HashMap<PatientId, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let Some(actor) = &self.1 else {
+            return Ok(HashMap::new());
+        };
+        let rows = service::diagnoses::of_patients(&tx, actor, keys).await?;
+        Ok(group(keys, rows, |d| d.patient_id.into()))
+    }
+}
+
+/// The lines of claims, in order.
+pub struct LinesByClaim(TxRef);
+
+impl Loader<Uuid> for LinesByClaim {
+    type Value = Vec<claim_line::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::claims::lines_of(&tx, keys).await?;
+        Ok(group(keys, rows, |l| l.claim_id))
+    }
+}
+
+/// A page per owner, with keys of the same page sharing one statement.
+macro_rules! page_loader {
+    ($(#[$doc:meta])* $name:ident, $model:ty, $fetch:path) => {
+        $(#[$doc])*
+        pub struct $name(TxRef);
+
+        impl Loader<(Uuid, PageRequest<TimeKey>)> for $name {
+            type Value = Page<$model>;
+            type Error = ApiError;
+
+            async fn load(
+                &self,
+                keys: &[(Uuid, PageRequest<TimeKey>)],
+            ) -> Result<HashMap<(Uuid, PageRequest<TimeKey>), Self::Value>, ApiError> {
+                let tx = self.0.get()?;
+                let mut by_page: HashMap<&PageRequest<TimeKey>, Vec<Uuid>> = HashMap::new();
+                for (owner, page) in keys {
+                    by_page.entry(page).or_default().push(*owner);
+                }
+                let mut out = HashMap::new();
+                for (page, owners) in by_page {
+                    for (owner, result) in $fetch(&tx, &owners, page).await? {
+                        out.insert((owner, page.clone()), result);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+page_loader!(
+    /// A page of sessions of each patient.
+    SessionsByPatient,
+    therapy_session::Model,
+    service::sessions::pages_of_patients
+);
+page_loader!(
+    /// A page of events of each session.
+    EventsBySession,
+    session_event::Model,
+    service::sessions::event_pages
+);
+
 /// Every key gets an entry (an empty list when it has no rows), in the
 /// order the rows came.
-fn group<T>(
-    keys: &[PatientId],
+fn group<K: Copy + Eq + std::hash::Hash, T>(
+    keys: &[K],
     rows: Vec<T>,
-    key: impl Fn(&T) -> PatientId,
-) -> HashMap<PatientId, Vec<T>> {
-    let mut out: HashMap<PatientId, Vec<T>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+    key: impl Fn(&T) -> K,
+) -> HashMap<K, Vec<T>> {
+    let mut out: HashMap<K, Vec<T>> = keys.iter().map(|k| (*k, Vec::new())).collect();
     for row in rows {
         out.entry(key(&row)).or_default().push(row);
     }
@@ -270,6 +402,15 @@ pub struct Loaders {
     /// Present for staff only.
     pub proxies: Option<DataLoader<ProxiesByPatient, HashMapCache>>,
     pub user_names: DataLoader<UserNames, HashMapCache>,
+    pub credentials: DataLoader<CredentialsByProvider, HashMapCache>,
+    pub insurances: DataLoader<InsurancesByPatient, HashMapCache>,
+    pub insurance: DataLoader<InsuranceById, HashMapCache>,
+    pub diagnoses: DataLoader<DiagnosesByPatient, HashMapCache>,
+    pub authorization: DataLoader<AuthorizationById, HashMapCache>,
+    pub session: DataLoader<SessionById, HashMapCache>,
+    pub sessions_by_patient: DataLoader<SessionsByPatient, HashMapCache>,
+    pub session_events: DataLoader<EventsBySession, HashMapCache>,
+    pub claim_lines: DataLoader<LinesByClaim, HashMapCache>,
     batches: Batches,
 }
 
@@ -290,6 +431,15 @@ impl Loaders {
             proxies: actor
                 .filter(|a| a.role.is_staff())
                 .map(|a| loader(ProxiesByPatient(tx.clone(), a.clone()), b)),
+            credentials: loader(CredentialsByProvider(tx.clone()), b),
+            insurances: loader(InsurancesByPatient(tx.clone(), actor.cloned()), b),
+            insurance: loader(InsuranceById(tx.clone()), b),
+            diagnoses: loader(DiagnosesByPatient(tx.clone(), actor.cloned()), b),
+            authorization: loader(AuthorizationById(tx.clone()), b),
+            session: loader(SessionById(tx.clone()), b),
+            sessions_by_patient: loader(SessionsByPatient(tx.clone()), b),
+            session_events: loader(EventsBySession(tx.clone()), b),
+            claim_lines: loader(LinesByClaim(tx.clone()), b),
             user_names: loader(UserNames(tx), b),
             batches,
         }

@@ -12,6 +12,7 @@ pub mod prepare;
 pub mod query;
 pub mod scalars;
 pub mod scope;
+pub mod therapy;
 pub mod types;
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
@@ -24,7 +25,7 @@ use crate::config::{Config, Environment};
 use crate::tokens::Tokens;
 use mutation::Mutation;
 use query::Query;
-use types::{appointment, audit, patient, provider};
+use types::{appointment, audit, claim, patient, provider, session};
 
 pub type CaregateSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -53,6 +54,13 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
         .override_output_type_description::<audit::AuditEventConnection>(
             audit::CONNECTION_DESCRIPTION,
         )
+        .override_output_type_description::<session::SessionConnection>(
+            session::CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<session::SessionEventConnection>(
+            session::EVENT_CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<claim::ClaimConnection>(claim::CONNECTION_DESCRIPTION)
 }
 
 /// The schema with the limits and switches of `config`, and the two values

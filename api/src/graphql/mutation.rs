@@ -46,6 +46,9 @@ pub struct Mutation(
     ProxyMutation,
     BillingMutation,
     ConsentMutation,
+    super::therapy::ClinicSetupMutation,
+    super::therapy::SessionMutation,
+    super::therapy::ClaimMutation,
 );
 
 #[derive(Default)]
@@ -215,6 +218,11 @@ impl PatientMutation {
             last_name: input.last_name,
             date_of_birth: input.date_of_birth.map(|d| d.0),
             legal_sex: input.legal_sex.map(Into::into),
+            address: input
+                .address
+                .as_ref()
+                .map(|a| a.parse(&super::types::address::address_fields!("address")))
+                .transpose()?,
         };
         let row = in_savepoint(ctx, async |tx| {
             service::patients::update(tx, actor, id.into(), changes).await

@@ -28,6 +28,7 @@ pub struct Query(
     ProviderQuery,
     ScheduleQuery,
     ComplianceQuery,
+    super::therapy::TherapyQuery,
 );
 
 #[derive(Default)]

@@ -175,3 +175,88 @@ pub enum AuditAction {
     /// act in.
     AccessDenied,
 }
+
+/// What a staff credential is.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::staff_credential::CredentialKind")]
+pub enum CredentialKind {
+    /// A state licence to practise (names its issuing state): a provider
+    /// renders therapy sessions only with one of the clinic's state, valid
+    /// on the session's day.
+    License,
+    /// A professional certification (e.g. a board certification).
+    Certification,
+}
+
+/// Which payer a coverage is billed to first.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::patient_insurance::CoveragePriority")]
+pub enum CoveragePriority {
+    /// Billed first.
+    Primary,
+    /// Billed after the primary payer.
+    Secondary,
+    /// Billed after the secondary payer.
+    Tertiary,
+}
+
+/// The patient's relationship to a coverage's subscriber (the policy
+/// holder).
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::patient_insurance::SubscriberRelationship")]
+pub enum SubscriberRelationship {
+    /// The patient is the subscriber.
+    #[graphql(name = "SELF")]
+    SelfInsured,
+    /// The patient is the subscriber's spouse.
+    Spouse,
+    /// The patient is the subscriber's child.
+    Child,
+    /// Another relationship.
+    Other,
+}
+
+/// A subscriber's sex as the payer records it.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::patient_insurance::SubscriberSex")]
+pub enum SubscriberSex {
+    /// Female.
+    Female,
+    /// Male.
+    Male,
+    /// Not known.
+    Unknown,
+}
+
+/// Where a therapy session stands.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::therapy_session::SessionStatus")]
+pub enum SessionStatus {
+    /// Started, not ended: events are being recorded.
+    InProgress,
+    /// Ended: units computed and consumed from the authorization; awaiting
+    /// the provider's signature.
+    Completed,
+    /// Signed by its rendering provider: locked. Events recorded later are
+    /// addenda.
+    Signed,
+}
+
+/// Where a claim stands: DRAFT → SUBMITTED → ACCEPTED or REJECTED;
+/// ACCEPTED → PAID or DENIED.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::claim::ClaimStatus")]
+pub enum ClaimStatus {
+    /// Created, not sent.
+    Draft,
+    /// Sent to the payer (its 837P rendered and checked).
+    Submitted,
+    /// The payer accepted it for adjudication.
+    Accepted,
+    /// The payer's front end rejected it; its sessions may be billed again.
+    Rejected,
+    /// Paid (see `paidCents`).
+    Paid,
+    /// Adjudicated and denied.
+    Denied,
+}

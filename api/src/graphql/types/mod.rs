@@ -1,18 +1,23 @@
 //! GraphQL output and input types. They wrap the service's rows rather than
 //! expose them, so the table shape never becomes the contract.
 
+pub mod address;
 pub mod appointment;
 pub mod audit;
 pub mod billing;
 pub mod care_team;
+pub mod claim;
+pub mod clinic;
 pub mod connection;
 pub mod consent;
+pub mod coverage;
 pub mod enums;
 pub mod node;
 pub mod organization;
 pub mod patient;
 pub mod provider;
 pub mod proxy;
+pub mod session;
 
 /// A client address as stored (`inet` as text): a single host has no prefix
 /// length to show.

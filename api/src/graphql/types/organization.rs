@@ -63,6 +63,49 @@ impl Organization {
     async fn patient_count(&self, ctx: &Context<'_>) -> GqlResult<Option<i32>> {
         Ok(self.staff(ctx)?.then_some(self.0.patient_count))
     }
+    /// The clinic's identity on its claims (staff only; null for patients
+    /// and proxies). Set with `setBillingIdentity`.
+    async fn billing_identity(
+        &self,
+        ctx: &Context<'_>,
+    ) -> GqlResult<Option<super::clinic::BillingIdentity>> {
+        if !self.staff(ctx)? {
+            return Ok(None);
+        }
+        let o = &self.0;
+        Ok(Some(super::clinic::BillingIdentity {
+            group_npi: o.group_npi.clone(),
+            tax_id: o.tax_id.clone(),
+            phone: o.billing_phone.clone(),
+            address: super::address::PostalAddress::from_parts(
+                &o.billing_address_line1,
+                &o.billing_address_line2,
+                &o.billing_city,
+                &o.billing_state,
+                &o.billing_postal_code,
+            ),
+        }))
+    }
+    /// The fee schedule, by code and date (staff only).
+    async fn fee_schedule(
+        &self,
+        ctx: &Context<'_>,
+    ) -> GqlResult<Vec<super::clinic::FeeScheduleEntry>> {
+        let actor = ctx.clinical_actor()?;
+        let scope = ctx.scope()?;
+        let rows = service::clinic::fees(&scope.tx, actor).await.gql()?;
+        Ok(rows.into_iter().map(super::clinic::FeeScheduleEntry).collect())
+    }
+    /// The catalogue of session event types, by code.
+    async fn session_event_types(
+        &self,
+        ctx: &Context<'_>,
+    ) -> GqlResult<Vec<super::clinic::SessionEventType>> {
+        ctx.actor()?;
+        let scope = ctx.scope()?;
+        let rows = service::clinic::event_types(&scope.tx).await.gql()?;
+        Ok(rows.into_iter().map(super::clinic::SessionEventType).collect())
+    }
 }
 
 #[derive(Clone)]

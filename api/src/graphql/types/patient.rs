@@ -16,6 +16,8 @@ use service::pagination::TimeKey;
 use super::appointment::{self, AppointmentConnection, AppointmentTotal};
 use super::billing::PayerAuthorization;
 use super::care_team::CareTeamAssignment;
+use super::coverage::{Diagnosis, Insurance};
+use super::session::SessionConnection;
 use super::connection::page_request;
 use super::enums::{CareTeamRole, ContactMethodType, LegalSex, PatientStatus};
 use super::provider::Provider;
@@ -174,6 +176,60 @@ impl Patient {
             .into_iter()
             .map(ProxyAssignment)
             .collect())
+    }
+
+    /// The postal address; null when none is recorded. A proxy needs the
+    /// profile permission (as for the chart itself).
+    async fn address(&self) -> Option<super::address::PostalAddress> {
+        let m = &self.0;
+        super::address::PostalAddress::from_parts(
+            &m.address_line1,
+            &m.address_line2,
+            &m.city,
+            &m.state,
+            &m.postal_code,
+        )
+    }
+
+    /// Insurance coverages: active first, by priority. A proxy needs the
+    /// billing permission.
+    async fn insurances(&self, ctx: &Context<'_>) -> GqlResult<Vec<Insurance>> {
+        ctx.clinical_actor()?
+            .may(Purpose::Billing, self.key())
+            .gql()?;
+        let rows = ctx.loaders()?.insurances.load_one(self.key()).await.gql()?;
+        Ok(rows.unwrap_or_default().into_iter().map(Insurance).collect())
+    }
+
+    /// Open diagnoses: the primary first, then by date. A proxy needs the
+    /// clinical-notes permission.
+    async fn diagnoses(&self, ctx: &Context<'_>) -> GqlResult<Vec<Diagnosis>> {
+        ctx.clinical_actor()?
+            .may(Purpose::Notes, self.key())
+            .gql()?;
+        let rows = ctx.loaders()?.diagnoses.load_one(self.key()).await.gql()?;
+        Ok(rows.unwrap_or_default().into_iter().map(Diagnosis).collect())
+    }
+
+    /// Therapy sessions by start time. A proxy needs the clinical-notes
+    /// permission.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
+        first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
+        after: Option<String>,
+    ) -> GqlResult<SessionConnection> {
+        ctx.clinical_actor()?
+            .may(Purpose::Notes, self.key())
+            .gql()?;
+        let page = page_request::<TimeKey>(first, after)?;
+        super::session::of_patient(ctx, self.0.id, page).await
     }
 
     /// The provider of the active PRIMARY assignment, if any.
@@ -341,6 +397,8 @@ pub struct UpdatePatientInput {
     pub date_of_birth: Option<Date>,
     /// Corrected legal sex.
     pub legal_sex: Option<LegalSex>,
+    /// The postal address (replaces the one recorded).
+    pub address: Option<super::address::AddressInput>,
 }
 
 /// A way to reach a patient, to add. A value that breaks a rule below is

@@ -91,6 +91,23 @@ impl Provider {
         appointment::connection(ctx, result, AppointmentTotal(None))
     }
 
+    /// Licences and certifications, by start date (staff only: FORBIDDEN
+    /// for patients and proxies).
+    async fn credentials(&self, ctx: &Context<'_>) -> GqlResult<Vec<super::clinic::Credential>> {
+        ctx.clinical_actor()?.require_staff().gql()?;
+        let rows = ctx
+            .loaders()?
+            .credentials
+            .load_one(self.0.id.into())
+            .await
+            .gql()?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(super::clinic::Credential)
+            .collect())
+    }
+
     /// Patients with this provider on their active care team, by name (a
     /// patient or proxy: only the ones they may see).
     #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
