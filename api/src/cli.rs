@@ -45,11 +45,37 @@ pub enum Command {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Claims: write their ASC X12 837P.
+    Claims {
+        #[command(subcommand)]
+        action: ClaimsAction,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Stop the private PostgreSQL cluster under --data-dir (the zero-setup
     /// run leaves it running so the next start is quick).
     StopDb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClaimsAction {
+    /// Write claims as one 837P interchange (005010X222A1) to a file. Runs
+    /// as a clinic user (ADMIN or STAFF), under that user's row-level
+    /// security and audit, like a request of theirs.
+    Export {
+        /// A claim's id; repeat for a batch (claims to one payer).
+        #[arg(long = "claim", required = true)]
+        claims: Vec<uuid::Uuid>,
+        /// The email of the clinic user to act as (ADMIN or STAFF).
+        #[arg(long = "as")]
+        email: String,
+        /// The clinic (slug or id); default: the user's first clinic.
+        #[arg(long)]
+        org: Option<String>,
+        /// The file to write; default `claims-<interchange number>.x12`.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +145,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        Command::Claims {
+            action:
+                ClaimsAction::Export {
+                    claims,
+                    email,
+                    org,
+                    out,
+                },
+        } => export_claims(&cli.config, &owner_url, &claims, &email, org.as_deref(), out).await,
         Command::Serve => serve(cli.config, &owner_url, private).await.map(|()| 0),
         Command::Migrate { action } => migrate(&owner_url, action).await.map(|()| 0),
         Command::Check => check(&owner_url).await,
@@ -189,6 +224,82 @@ async fn mint(
         );
     }
     tokens.issue(s.user, s.organization, s.session, s.expires_at)
+}
+
+/// `caregate claims export`: renders the claims in a transaction of the
+/// given user's own session (a short one opened for the command), records
+/// the READ of their patients, and writes the file only once that
+/// transaction committed.
+async fn export_claims(
+    config: &Config,
+    owner_url: &str,
+    claims: &[uuid::Uuid],
+    email: &str,
+    org: Option<&str>,
+    out: Option<std::path::PathBuf>,
+) -> anyhow::Result<i32> {
+    let owner = db::connect_owner(owner_url).await?;
+    let session = service::demo::dev_session(&owner, email, org, 5).await?;
+    let counter = service::tx::Counter::default();
+    let runtime = db::connect_runtime(
+        db::runtime_options(config, owner_url)?,
+        1,
+        std::time::Duration::from_millis(config.db_acquire_timeout_ms),
+        counter.clone(),
+    )
+    .await?;
+    let who = service::context::SessionOf {
+        user: session.user.into(),
+        tenant: session.organization.into(),
+        session: session.session.into(),
+        impersonate: session.impersonate,
+    };
+    let meta = service::context::RequestMeta {
+        request_id: format!("cli-{}", ulid::Ulid::generate()),
+        ip: None,
+        user_agent: Some("caregate claims export".into()),
+        impersonate: session.impersonate.then_some(session.organization.into()),
+    };
+    let (tx, viewer) = crate::guard::open_as(&runtime, &counter, who, &meta)
+        .await
+        .map_err(|e| anyhow::anyhow!("{email} cannot act in that clinic: {e:?}"))?;
+    let actor = viewer
+        .actor
+        .with_context(|| format!("{email} cannot act in that clinic"))?;
+    let rendered = service::claims::render(&tx, &actor, claims).await;
+    let text = match rendered {
+        Ok(text) => text,
+        Err(service::ServiceError::Invalid { field, message }) => {
+            eprintln!("the claim cannot be rendered as a valid 837P: {field}: {message}");
+            return Ok(1);
+        }
+        Err(service::ServiceError::NotFound) => {
+            eprintln!("no such claim (or not visible to {email})");
+            return Ok(1);
+        }
+        Err(err) => return Err(anyhow::anyhow!("{err:#}")),
+    };
+    let patients: Vec<uuid::Uuid> = service::claims::by_ids(&tx, claims)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?
+        .into_iter()
+        .map(|c| c.patient_id)
+        .collect();
+    service::audit::record_reads(&tx, &patients)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    crate::guard::commit(tx)
+        .await
+        .map_err(|e| anyhow::anyhow!("committing: {e:?}"))?;
+    let number = text
+        .get(90..99)
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or("000000000")
+        .to_owned();
+    let path = out.unwrap_or_else(|| format!("claims-{number}.x12").into());
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {} ({} bytes)", path.display(), text.len());
+    Ok(0)
 }
 
 async fn print_demo_tokens(owner_url: &str, tokens: &Tokens, ttl: u32, idle: u32) {

@@ -49,6 +49,20 @@ pub async fn open(
     Ok((Arc::new(tx), viewer))
 }
 
+/// Opens a transaction for an operator's command acting as a clinic user
+/// (`caregate claims export --as`): the same context, checks and audit as
+/// a request of that user's session.
+pub async fn open_as(
+    db: &DatabaseConnection,
+    statements: &Counter,
+    who: SessionOf,
+    meta: &RequestMeta,
+) -> Result<(Arc<Tx>, Viewer), ContextError> {
+    let pool = db.get_postgres_connection_pool();
+    let (tx, viewer) = context::open(pool, statements.clone(), meta, Some(who), 60).await?;
+    Ok((Arc::new(tx), viewer))
+}
+
 /// Commits the request's transaction, or says why its work was not (or
 /// may not have been) saved. Fails when something still holds the
 /// transaction (a bug): it is then rolled back when the last holder lets go.

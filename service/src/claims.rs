@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use entity::claim::{self, ClaimStatus};
 use entity::claim_line;
 use entity::patient::LegalSex;
@@ -612,9 +612,15 @@ pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<Strin
 }
 
 /// A provider's one-field name as an 837P's first and last name: the last
-/// word is the last name ("Dr. Ana María Ruiz" → "Dr. Ana María", "Ruiz").
+/// word is the last name, a leading "Dr." is dropped ("Dr. Ana María
+/// Ruiz" → "Ana María", "Ruiz").
 fn split_name(name: &str) -> (String, String) {
     let name = name.trim();
+    let name = ["Dr. ", "Dr "]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name)
+        .trim();
     match name.rsplit_once(char::is_whitespace) {
         Some((first, last)) => (first.trim().to_owned(), last.to_owned()),
         None => (String::new(), name.to_owned()),
@@ -660,7 +666,20 @@ async fn next_interchange_number(tx: &Tx) -> ServiceResult<u32> {
     Ok(u32::try_from(n).context("an interchange number")?)
 }
 
-/// When a claim changed status last (for display).
-pub fn last_change(c: &claim::Model) -> DateTime<FixedOffset> {
-    c.responded_at.or(c.submitted_at).unwrap_or(c.created_at)
+#[cfg(test)]
+mod tests {
+    use super::split_name;
+
+    #[test]
+    fn a_providers_name_splits_into_first_and_last() {
+        assert_eq!(
+            split_name("Dr. Amara Okafor"),
+            ("Amara".into(), "Okafor".into())
+        );
+        assert_eq!(
+            split_name("Ana María Ruiz"),
+            ("Ana María".into(), "Ruiz".into())
+        );
+        assert_eq!(split_name("Madonna"), (String::new(), "Madonna".into()));
+    }
 }

@@ -170,3 +170,125 @@ ON CONFLICT DO NOTHING;
 INSERT INTO user_consents (user_id, document_id)
 SELECT u.id, d.id FROM users u, consent_documents d
 WHERE d.is_active AND u.email <> 'maria.garcia@example.com';
+
+-- Therapy operations. Both clinics bill: a billing identity, a fee
+-- schedule and a session event catalogue; their providers with logins hold
+-- a licence of the clinic's state.
+UPDATE organizations SET group_npi = '1230000006', tax_id = '131234567', billing_phone = '2125550100',
+    billing_address_line1 = '350 Amsterdam Avenue', billing_city = 'New York', billing_state = 'NY',
+    billing_postal_code = '100241234'
+WHERE slug = 'northside';
+UPDATE organizations SET group_npi = '1555000003', tax_id = '361234567', billing_phone = '3125550100',
+    billing_address_line1 = '200 Lake Shore Drive', billing_city = 'Chicago', billing_state = 'IL',
+    billing_postal_code = '606111234'
+WHERE slug = 'lakeside';
+
+INSERT INTO session_event_types (organization_id, code, description)
+SELECT o.id, t.code, t.description
+FROM organizations o
+CROSS JOIN (VALUES ('NOTE', 'A free-text clinical note'),
+                   ('GOAL_PROGRESS', 'Progress on a treatment goal'),
+                   ('BEHAVIOR', 'An observed behaviour'),
+                   ('INTERVENTION', 'An intervention delivered'),
+                   ('VITALS', 'Measured vital signs')) AS t (code, description)
+WHERE o.slug IN ('northside', 'lakeside');
+
+INSERT INTO fee_schedule_entries (organization_id, service_code, unit_charge_cents, effective_from)
+SELECT o.id, f.code, f.cents, DATE '2024-01-01'
+FROM organizations o
+CROSS JOIN (VALUES ('97110', 4500), ('97153', 3200), ('92507', 9000), ('90837', 18000)) AS f (code, cents)
+WHERE o.slug IN ('northside', 'lakeside');
+
+INSERT INTO staff_credentials (organization_id, provider_id, kind, name, number, issuing_state,
+                               valid_from, valid_to)
+SELECT pr.organization_id, pr.id, c.kind, c.name, c.number, c.state, c.valid_from::date, c.valid_to::date
+FROM (VALUES
+    ('1234567893', 'LICENSE', 'Physician and Surgeon', 'NY-281734', 'NY', '2018-07-01', '2030-06-30'),
+    ('1234567893', 'CERTIFICATION', 'Board Certified, Family Medicine', 'ABFM-99102', NULL, '2019-01-01', '2029-12-31'),
+    ('1765432103', 'LICENSE', 'Physical Therapist', 'NY-PT-44120', 'NY', '2016-03-01', NULL),
+    ('1555555550', 'LICENSE', 'Physician and Surgeon', 'IL-036-118822', 'IL', '2017-09-01', '2029-08-31')
+) AS c (npi, kind, name, number, state, valid_from, valid_to)
+JOIN providers pr ON pr.npi = c.npi;
+
+-- Jonathan Smith at Northside: address, coverage, diagnoses and an
+-- authorization for therapeutic exercise.
+UPDATE patients SET address_line1 = '12 West 72nd Street', address_line2 = 'Apt 4B', city = 'New York',
+    state = 'NY', postal_code = '10023'
+WHERE medical_record_number = 'NS-0001';
+
+INSERT INTO patient_insurances (organization_id, patient_id, payer_name, payer_id, member_id,
+                                group_number, priority, effective_from)
+SELECT pt.organization_id, pt.id, 'Empire Harbor Health', 'EHH01', 'XJH418827301', 'GRP-77120',
+       'PRIMARY', DATE '2025-01-01'
+FROM patients pt WHERE pt.medical_record_number = 'NS-0001';
+
+INSERT INTO diagnoses (organization_id, patient_id, code, description, is_primary, diagnosed_on)
+SELECT pt.organization_id, pt.id, d.code, d.description, d.is_primary, current_date - 40
+FROM (VALUES ('M54.50', 'Low back pain, unspecified', true),
+             ('M25.561', 'Pain in right knee', false)) AS d (code, description, is_primary)
+CROSS JOIN patients pt WHERE pt.medical_record_number = 'NS-0001';
+
+INSERT INTO payer_authorizations (organization_id, patient_id, payer_name, authorization_number,
+                                  service_code, total_units, used_units, valid_from, valid_to)
+SELECT pt.organization_id, pt.id, 'Empire Harbor Health', 'EHH-PA-55810', '97110', 24, 3,
+       current_date - 30, current_date + 150
+FROM patients pt WHERE pt.medical_record_number = 'NS-0001';
+
+-- Yesterday's visit with Dr. Okafor: a completed, signed session of 45
+-- minutes (3 units under the 8-minute rule) with its events, billed on a
+-- submitted claim. It is history written by the operator, so the checks
+-- that guard live requests (the caller must be the rendering provider)
+-- are set aside while it is written.
+INSERT INTO appointments (organization_id, patient_id, provider_id, starts_at, ends_at, type, reason, status)
+SELECT pt.organization_id, pt.id, pr.id,
+       date_trunc('day', now()) - interval '1 day' + interval '15 hours',
+       date_trunc('day', now()) - interval '1 day' + interval '16 hours',
+       'IN_PERSON', 'Therapeutic exercise, lower back', 'COMPLETED'
+FROM patients pt JOIN providers pr ON pr.organization_id = pt.organization_id AND pr.npi = '1234567893'
+WHERE pt.medical_record_number = 'NS-0001';
+
+ALTER TABLE therapy_sessions DISABLE TRIGGER therapy_sessions_check;
+ALTER TABLE session_events DISABLE TRIGGER session_events_check;
+
+INSERT INTO therapy_sessions (organization_id, appointment_id, patient_id, provider_id, authorization_id,
+                              service_code, modifiers, place_of_service, status, started_at, ended_at,
+                              units, created_by)
+SELECT a.organization_id, a.id, a.patient_id, a.provider_id, au.id, '97110', '{GP}', '11', 'COMPLETED',
+       a.starts_at + interval '2 minutes', a.starts_at + interval '47 minutes', 3, pr.user_id
+FROM appointments a
+JOIN providers pr ON pr.organization_id = a.organization_id AND pr.id = a.provider_id
+JOIN payer_authorizations au ON au.organization_id = a.organization_id AND au.patient_id = a.patient_id
+                            AND au.authorization_number = 'EHH-PA-55810'
+WHERE a.reason = 'Therapeutic exercise, lower back';
+
+INSERT INTO session_events (organization_id, session_id, patient_id, event_type, occurred_at, payload,
+                            recorded_by, recorded_at)
+SELECT s.organization_id, s.id, s.patient_id, e.type, s.started_at + e.at, e.payload::jsonb,
+       s.created_by, s.started_at + e.at
+FROM therapy_sessions s
+CROSS JOIN (VALUES
+    ('VITALS', interval '3 minutes', '{"pain_score": 6, "blood_pressure": "124/80"}'),
+    ('INTERVENTION', interval '10 minutes', '{"exercise": "core stabilisation", "sets": 3, "reps": 12}'),
+    ('GOAL_PROGRESS', interval '35 minutes', '{"goal": "sit 30 minutes without pain", "progress": "partial"}'),
+    ('NOTE', interval '44 minutes', '{"text": "Tolerated well; continue home program twice daily."}')
+) AS e (type, at, payload);
+
+UPDATE therapy_sessions SET status = 'SIGNED', signed_at = ended_at + interval '5 minutes',
+    signed_by = created_by, content_hash = app.session_content_hash(id);
+
+ALTER TABLE session_events ENABLE TRIGGER session_events_check;
+ALTER TABLE therapy_sessions ENABLE TRIGGER therapy_sessions_check;
+
+INSERT INTO claims (organization_id, patient_id, insurance_id, provider_id, status, diagnosis_codes,
+                    total_charge_cents, submitted_at, created_by)
+SELECT s.organization_id, s.patient_id, i.id, s.provider_id, 'SUBMITTED', ARRAY['M54.50', 'M25.561'],
+       3 * 4500, now() - interval '20 hours', u.id
+FROM therapy_sessions s
+JOIN patient_insurances i ON i.organization_id = s.organization_id AND i.patient_id = s.patient_id
+JOIN users u ON u.email = 'frontdesk@northside.example';
+
+INSERT INTO claim_lines (organization_id, claim_id, patient_id, session_id, line_number, service_code,
+                         modifiers, place_of_service, service_date, units, charge_cents, diagnosis_pointers)
+SELECT c.organization_id, c.id, c.patient_id, s.id, 1, s.service_code, s.modifiers, s.place_of_service,
+       (s.started_at AT TIME ZONE 'America/New_York')::date, s.units, 3 * 4500, '{1,2}'
+FROM claims c JOIN therapy_sessions s ON s.organization_id = c.organization_id AND s.patient_id = c.patient_id;
