@@ -593,9 +593,15 @@ pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<Strin
         _ => next_interchange_number(tx).await?,
     };
     let receiver = receiver.context("a receiver")?;
+    // The interchange's date and time are the clinic's (service dates are
+    // clinic days, and none may be after the file's date).
+    let tz: chrono_tz::Tz = clinic
+        .timezone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("clinic time zone {} is not IANA", clinic.timezone))?;
     let interchange = x12::Interchange {
         control_number,
-        created_at: Utc::now().naive_utc(),
+        created_at: Utc::now().with_timezone(&tz).naive_local(),
         sender_id: clinic.tax_id.clone().unwrap_or_default(),
         receiver_id: receiver.id.clone(),
         production: true,

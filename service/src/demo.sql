@@ -48,8 +48,9 @@ JOIN organizations o ON o.slug = p.slug
 LEFT JOIN users u ON u.email = p.email;
 
 INSERT INTO patients (organization_id, user_id, medical_record_number, first_name, last_name,
-                      date_of_birth, legal_sex)
-SELECT o.id, u.id, p.mrn, p.first_name, p.last_name, p.dob::date, p.sex
+                      date_of_birth, legal_sex, address_line1, address_line2, city, state, postal_code)
+SELECT o.id, u.id, p.mrn, p.first_name, p.last_name, p.dob::date, p.sex,
+       a.line1, a.line2, a.city, a.state, a.zip
 FROM (VALUES
     ('northside', 'NS-0001', 'Jonathan', 'Smith', '1981-04-12', 'MALE', 'jonathan.smith@example.com'),
     ('northside', 'NS-0002', 'Sofia', 'Garcia', '2015-09-03', 'FEMALE', NULL),
@@ -67,7 +68,10 @@ FROM (VALUES
     ('lakeside', 'LS-0006', 'Mei', 'Chen', '1994-01-25', 'FEMALE', NULL)
 ) AS p (slug, mrn, first_name, last_name, dob, sex, email)
 JOIN organizations o ON o.slug = p.slug
-LEFT JOIN users u ON u.email = p.email;
+LEFT JOIN users u ON u.email = p.email
+LEFT JOIN (VALUES
+    ('NS-0001', '12 West 72nd Street', 'Apt 4B', 'New York', 'NY', '10023')
+) AS a (mrn, line1, line2, city, state, zip) ON a.mrn = p.mrn;
 
 INSERT INTO contact_methods (organization_id, patient_id, type, value, is_primary, is_safe_for_voicemail)
 SELECT pt.organization_id, pt.id, c.type, c.value, c.is_primary, c.safe
@@ -210,11 +214,8 @@ FROM (VALUES
 ) AS c (npi, kind, name, number, state, valid_from, valid_to)
 JOIN providers pr ON pr.npi = c.npi;
 
--- Jonathan Smith at Northside: address, coverage, diagnoses and an
--- authorization for therapeutic exercise.
-UPDATE patients SET address_line1 = '12 West 72nd Street', address_line2 = 'Apt 4B', city = 'New York',
-    state = 'NY', postal_code = '10023'
-WHERE medical_record_number = 'NS-0001';
+-- Jonathan Smith at Northside: coverage, diagnoses and an authorization
+-- for therapeutic exercise (his address is on his chart).
 
 INSERT INTO patient_insurances (organization_id, patient_id, payer_name, payer_id, member_id,
                                 group_number, priority, effective_from)

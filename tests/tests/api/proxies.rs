@@ -771,7 +771,11 @@ async fn a_patient_holding_their_own_chart_sees_it_at_each_clinic() {
                 ("Dr. Benjamin Hale", "SPECIALIST"),
                 ("Dr. Daniel Mensah", "CONSULTANT"),
             ],
-            vec!["Annual physical", "Blood pressure follow-up"],
+            vec![
+                "Therapeutic exercise, lower back",
+                "Annual physical",
+                "Blood pressure follow-up",
+            ],
         ),
         (
             b,

@@ -273,7 +273,8 @@ async fn authorization_units_and_validity_are_checked() {
     }
     let done = exec(
         &mut tx,
-        "UPDATE payer_authorizations SET used_units = total_units",
+        "UPDATE payer_authorizations SET used_units = total_units \
+         WHERE authorization_number = 'BH-2026-0042'",
         &[],
     )
     .await
