@@ -420,6 +420,73 @@ pub async fn load(owner: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// Each clinic's therapist: a PROVIDER login linked to a provider with a
+/// licence of the clinic's state, the clinic's event catalogue, and
+/// `sessions` in-progress therapy sessions of theirs (each from its own
+/// checked-in appointment), for the event-recording workload.
+pub async fn load_therapy(owner: &PgPool, sessions: usize) -> Result<()> {
+    let hash = service::password::hash(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tx = owner.begin().await.context("opening the therapy transaction")?;
+    let step = |what: &'static str| move |e: sqlx::Error| anyhow::anyhow!("loading {what}: {e}");
+    for (k, (slug, _, _, state)) in CLINICS.iter().enumerate() {
+        let npi = service::domain::Npi::from_prefix([1, 4, 2, 9, 0, 0, 0, 0, k as u8]);
+        sqlx::query(
+            "WITH o AS (UPDATE organizations SET billing_state = $2 WHERE slug = $1 RETURNING id),              u AS (INSERT INTO users (email, password_hash, display_name, timezone)                    VALUES ('therapist@' || $1 || '.example', $3, 'Bench Therapist', 'UTC') RETURNING id),              m AS (INSERT INTO organization_memberships (organization_id, user_id, role)                    SELECT o.id, u.id, 'PROVIDER' FROM o, u),              c AS (INSERT INTO user_consents (user_id, document_id)                    SELECT u.id, d.id FROM u, consent_documents d WHERE d.is_active),              t AS (INSERT INTO session_event_types (organization_id, code, description)                    SELECT o.id, c.code, c.code FROM o, unnest($5::text[]) AS c (code)),              p AS (INSERT INTO providers (organization_id, user_id, name, npi, specialty)                    SELECT o.id, u.id, 'Bench Therapist', $4, 'Physical Therapy' FROM o, u RETURNING *)              INSERT INTO staff_credentials (organization_id, provider_id, kind, name, number,                                             issuing_state, valid_from)              SELECT p.organization_id, p.id, 'LICENSE', 'Physical Therapist', 'PT-1', $2, DATE '2000-01-01'              FROM p",
+        )
+        .bind(slug)
+        .bind(state)
+        .bind(&hash)
+        .bind(npi.as_ref())
+        .bind(crate::fixture::EVENT_TYPES.map(str::to_owned).to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(step("the therapist"))?;
+    }
+    // Sessions are history written by the operator here: the checks that
+    // guard live requests (the caller is the rendering provider) are set
+    // aside while they are written.
+    sqlx::raw_sql(
+        "ALTER TABLE therapy_sessions DISABLE TRIGGER therapy_sessions_check",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(step("the session check"))?;
+    sqlx::query(
+        "WITH a AS (            INSERT INTO appointments (organization_id, patient_id, provider_id, starts_at, ends_at,                                      type, reason, status)            SELECT pr.organization_id, pt.id, pr.id,                   date_trunc('hour', now()) - make_interval(hours => 48 + s.n),                   date_trunc('hour', now()) - make_interval(hours => 48 + s.n, mins => -30),                   'IN_PERSON', 'Therapy', 'CHECKED_IN'            FROM providers pr            CROSS JOIN generate_series(1, $1) AS s (n)            JOIN LATERAL (SELECT id FROM patients WHERE organization_id = pr.organization_id                          ORDER BY medical_record_number OFFSET s.n LIMIT 1) pt ON true            WHERE pr.name = 'Bench Therapist' RETURNING *)          INSERT INTO therapy_sessions (organization_id, appointment_id, patient_id, provider_id,                                        service_code, place_of_service, started_at)          SELECT organization_id, id, patient_id, provider_id, '97110', '11', starts_at FROM a",
+    )
+    .bind(sessions as i32)
+    .execute(&mut *tx)
+    .await
+    .map_err(step("therapy sessions"))?;
+    sqlx::raw_sql("ALTER TABLE therapy_sessions ENABLE TRIGGER therapy_sessions_check")
+        .execute(&mut *tx)
+        .await
+        .map_err(step("the session check"))?;
+    tx.commit().await.context("committing the therapy data")?;
+    Ok(())
+}
+
+/// A clinic's therapist: their email, user id and in-progress sessions.
+pub async fn therapist(owner: &PgPool, org: Uuid) -> Result<(String, Uuid, Vec<Uuid>)> {
+    let (email, user): (String, Uuid) = sqlx::query_as(
+        "SELECT u.email, u.id FROM users u JOIN providers p ON p.user_id = u.id \
+         WHERE p.organization_id = $1 AND p.name = 'Bench Therapist'",
+    )
+    .bind(org)
+    .fetch_one(owner)
+    .await
+    .context("looking up the therapist")?;
+    let sessions = sqlx::query_scalar(
+        "SELECT id FROM therapy_sessions WHERE organization_id = $1 AND status = 'IN_PROGRESS' \
+         ORDER BY started_at",
+    )
+    .bind(org)
+    .fetch_all(owner)
+    .await
+    .context("listing therapy sessions")?;
+    Ok((email, user, sessions))
+}
+
 /// What the workloads need to know about one clinic.
 #[derive(Debug, Clone)]
 pub struct ClinicIds {

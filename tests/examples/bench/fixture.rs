@@ -14,6 +14,13 @@ pub struct Clinic {
     /// The admin's user id, and the session the raw-SQL client runs under.
     pub user: Uuid,
     pub session: Uuid,
+    /// The clinic's therapist (a PROVIDER): `Bearer <token>` of their HTTP
+    /// login, their user and the session the raw-SQL client runs under,
+    /// and one in-progress therapy session per worker.
+    pub therapist_bearer: reqwest::header::HeaderValue,
+    pub therapist: Uuid,
+    pub therapist_session: Uuid,
+    pub therapy_sessions: Vec<Uuid>,
 }
 
 pub struct Fixture {
@@ -33,6 +40,9 @@ pub enum Kind {
     PatientSearch,
     /// `scheduleAppointment` then `transitionAppointment(to: CANCELLED)`.
     ScheduleCancel,
+    /// `recordSessionEvents` with a batch of `batch` events, by the
+    /// session's provider.
+    RecordEvents { batch: usize },
 }
 
 impl Kind {
@@ -46,6 +56,9 @@ impl Kind {
             }
             Kind::PatientSearch => "3. `patients(first: 20, search:)` trigram".to_owned(),
             Kind::ScheduleCancel => "4. `scheduleAppointment` + cancel (per request)".to_owned(),
+            Kind::RecordEvents { batch } => {
+                format!("5. `recordSessionEvents` (batch of {batch})")
+            }
         }
     }
 }
@@ -113,6 +126,38 @@ impl Fixture {
         (provider, starts, starts + Duration::minutes(30))
     }
 }
+
+impl Fixture {
+    /// The worker's own in-progress therapy session (no two workers share
+    /// one, so they never queue on its row).
+    pub fn therapy_session(&self, st: &WorkerState) -> Uuid {
+        let sessions = &self.clinic(st).therapy_sessions;
+        sessions[(st.worker / self.clinics.len()) % sessions.len()]
+    }
+
+    /// A batch of events as JSON (the same for both clients).
+    pub fn events(&self, st: &mut WorkerState, batch: usize) -> Vec<serde_json::Value> {
+        st.n += 1;
+        let at = Utc::now() - Duration::minutes(1);
+        (0..batch)
+            .map(|i| {
+                serde_json::json!({
+                    "eventType": EVENT_TYPES[i % EVENT_TYPES.len()],
+                    "occurredAt": (at + Duration::milliseconds(i as i64)).to_rfc3339(),
+                    "payload": {
+                        "step": i,
+                        "score": (st.n as usize + i) % 10,
+                        "note": "tolerated well; continue",
+                        "tags": ["bench", "session"],
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+/// The event types the bench's clinics define (and its events cycle).
+pub const EVENT_TYPES: [&str; 4] = ["NOTE", "GOAL_PROGRESS", "BEHAVIOR", "INTERVENTION"];
 
 /// Midnight UTC, `days` from today.
 pub fn day_from_today(days: i64) -> DateTime<Utc> {

@@ -17,6 +17,7 @@ pub const PATIENTS_PAGE: &str = "query BenchPatientsPage($first: Int!) { patient
 pub const PATIENT_DETAIL: &str = "query BenchPatientDetail($id: UUID!, $from: DateTime!) { patient(id: $id) { firstName lastName contactMethods { type value } careTeam { role provider { name } } appointments(first: 10, from: $from) { edges { node { startsAt status } } } } }";
 pub const PATIENT_SEARCH: &str = "query BenchPatientSearch($q: String!) { patients(first: 20, filter: {search: $q}) { edges { node { id firstName lastName } } } }";
 pub const SCHEDULE: &str = "mutation BenchSchedule($patient: UUID!, $provider: UUID!, $starts: DateTime!, $ends: DateTime!) { scheduleAppointment(input: {patientId: $patient, providerId: $provider, startsAt: $starts, endsAt: $ends, reason: \"bench\"}) { id status } }";
+pub const RECORD_EVENTS: &str = "mutation BenchRecordEvents($session: UUID!, $events: [SessionEventInput!]!) { recordSessionEvents(sessionId: $session, events: $events) { id } }";
 pub const CANCEL: &str = "mutation BenchCancel($id: UUID!) { transitionAppointment(id: $id, to: CANCELLED, reason: \"bench\") { id status } }";
 
 /// A response checked only for errors; `data` is scanned, not kept.
@@ -57,6 +58,7 @@ pub struct HttpOp {
     search_q: String,
     schedule_q: String,
     cancel_q: String,
+    events_q: String,
     write_day: DateTime<Utc>,
 }
 
@@ -79,6 +81,7 @@ impl HttpOp {
             search_q: q(PATIENT_SEARCH)?,
             schedule_q: q(SCHEDULE)?,
             cancel_q: q(CANCEL)?,
+            events_q: q(RECORD_EVENTS)?,
             write_day,
         })
     }
@@ -152,6 +155,14 @@ impl HttpOp {
                     rfc3339(ends)
                 )
             }
+            Kind::RecordEvents { batch } => {
+                let session = self.fx.therapy_session(st);
+                let events = Value::Array(self.fx.events(st, batch));
+                format!(
+                    r#"{{"query":{},"variables":{{"session":"{session}","events":{events}}}}}"#,
+                    self.events_q
+                )
+            }
         }
     }
 
@@ -205,6 +216,11 @@ impl Op for HttpOp {
     async fn run(&self, st: &mut WorkerState, rec: &mut Recorder) {
         match self.kind {
             Kind::ScheduleCancel => self.schedule_cancel(st, rec).await,
+            kind @ Kind::RecordEvents { .. } => {
+                let body = self.body(kind, st);
+                self.read(&self.fx.clinic(st).therapist_bearer, body, rec)
+                    .await;
+            }
             kind => {
                 let body = self.body(kind, st);
                 self.read(&self.fx.clinic(st).bearer, body, rec).await;

@@ -177,6 +177,11 @@ async fn run(args: Args) -> Result<()> {
     dataset::load(&owner_pool).await?;
     let load_secs = load_started.elapsed().as_secs_f64();
     let ids = dataset::clinic_ids(&owner_pool).await?;
+    dataset::load_therapy(&owner_pool, args.concurrency).await?;
+    let mut therapists = Vec::new();
+    for c in &ids {
+        therapists.push(dataset::therapist(&owner_pool, c.org).await?);
+    }
     let data_summary = dataset::summary(&owner_pool).await?;
     let pg_version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
         .fetch_one(&owner_pool)
@@ -187,11 +192,14 @@ async fn run(args: Args) -> Result<()> {
     // The raw-SQL client runs under sessions of its own, opened by the
     // owner the way `caregate token` opens them.
     let mut sessions = Vec::new();
-    for c in &ids {
+    for (c, (therapist_email, ..)) in ids.iter().zip(&therapists) {
         let s = service::demo::dev_session(&owner, &c.admin_email, Some(c.slug), 24 * 60)
             .await
             .with_context(|| format!("opening a session for {}", c.admin_email))?;
-        sessions.push((s.user, s.session));
+        let t = service::demo::dev_session(&owner, therapist_email, Some(c.slug), 24 * 60)
+            .await
+            .with_context(|| format!("opening a session for {therapist_email}"))?;
+        sessions.push((s.user, s.session, t.session));
     }
     owner.close().await.ok();
 
@@ -218,15 +226,25 @@ async fn run(args: Args) -> Result<()> {
     let url = srv.graphql_url();
 
     let mut clinics = Vec::new();
-    for (c, (user, session)) in ids.into_iter().zip(sessions) {
-        let token = http::login(&client, &url, &c.admin_email, dataset::PASSWORD).await?;
-        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the token is not a valid header value")?;
+    for ((c, (user, session, therapist_session)), (therapist_email, therapist, therapy_sessions)) in
+        ids.into_iter().zip(sessions).zip(therapists)
+    {
+        let bearer_of = |token: String| {
+            HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token is not a valid header value")
+        };
+        let bearer = bearer_of(http::login(&client, &url, &c.admin_email, dataset::PASSWORD).await?)?;
+        let therapist_bearer =
+            bearer_of(http::login(&client, &url, &therapist_email, dataset::PASSWORD).await?)?;
         clinics.push(Clinic {
             ids: c,
             bearer,
             user,
             session,
+            therapist_bearer,
+            therapist,
+            therapist_session,
+            therapy_sessions,
         });
     }
     let fx = Arc::new(Fixture {
@@ -243,6 +261,7 @@ async fn run(args: Args) -> Result<()> {
         Kind::PatientDetail,
         Kind::PatientSearch,
         Kind::ScheduleCancel,
+        Kind::RecordEvents { batch: 50 },
     ];
 
     // Every operation once, checked, before anything is timed.
@@ -474,7 +493,10 @@ async fn smoke_http(
     kind: Kind,
 ) -> Result<()> {
     let mut st = fx.state(0, 9);
-    let bearer = &fx.clinic(&st).bearer.clone();
+    let bearer = &match kind {
+        Kind::RecordEvents { .. } => fx.clinic(&st).therapist_bearer.clone(),
+        _ => fx.clinic(&st).bearer.clone(),
+    };
     let body: Value = serde_json::from_str(&op.body(kind, &mut st)).context("a request body")?;
     let res = http::call(client, url, Some(bearer), &body)
         .await
@@ -535,6 +557,14 @@ async fn smoke_http(
             .context("cancelling the checked booking")?;
             if res["data"]["transitionAppointment"]["status"] != "CANCELLED" {
                 return Err(anyhow::anyhow!("cancel did not cancel: {res}"));
+            }
+        }
+        Kind::RecordEvents { batch } => {
+            let events = data["recordSessionEvents"]
+                .as_array()
+                .ok_or_else(|| fail("no events"))?;
+            if events.len() != batch || events.iter().any(|e| !e["id"].is_string()) {
+                return Err(fail(&format!("{} events recorded, not {batch}", events.len())));
             }
         }
     }

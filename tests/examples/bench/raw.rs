@@ -35,8 +35,8 @@ const RECORD_READS: &str = "SELECT app.record_event('READ', 'patients', $1::uuid
 macro_rules! patient_cols {
     () => {
         "id, organization_id, user_id, medical_record_number, first_name, \
-     last_name, date_of_birth, legal_sex, status, enrolled_at, discharged_at, created_at, \
-     updated_at, deleted_at"
+     last_name, date_of_birth, legal_sex, status, enrolled_at, discharged_at, address_line1, \
+     address_line2, city, state, postal_code, created_at, updated_at, deleted_at"
     };
 }
 macro_rules! provider_cols {
@@ -98,6 +98,18 @@ impl<'a> RawTx<'a> {
     /// `BEGIN` and the server guard's context call, with the same
     /// arguments, in one simple query (as `api/src/guard.rs` sends them).
     async fn begin(pool: &PgPool, trips: &'a AtomicU64, clinic: &Clinic) -> Fallible<Self> {
+        Self::begin_as(pool, trips, clinic.ids.org, clinic.user, clinic.session, "ADMIN").await
+    }
+
+    /// [`RawTx::begin`] as any user of the clinic, whose role must be `role`.
+    async fn begin_as(
+        pool: &PgPool,
+        trips: &'a AtomicU64,
+        org: Uuid,
+        user: Uuid,
+        session: Uuid,
+        expected_role: &str,
+    ) -> Fallible<Self> {
         let mut conn = pool.acquire().await.map_err(db("acquiring a connection"))?;
         // The statement the server's guard sends: texts hex-encoded, ids
         // formatted from their types (every value here is a uuid, a ULID or
@@ -111,9 +123,9 @@ impl<'a> RawTx<'a> {
             hex(&ulid::Ulid::generate().to_string()),
             hex("127.0.0.1"),
             hex("caregate-bench"),
-            clinic.user,
-            clinic.ids.org,
-            clinic.session,
+            user,
+            org,
+            session,
         );
         trips.fetch_add(1, Ordering::Relaxed);
         let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -135,7 +147,7 @@ impl<'a> RawTx<'a> {
             .map_err(db("consent_required"))?;
         let _scope: Option<serde_json::Value> =
             row.try_get("portal_scope").map_err(db("portal_scope"))?;
-        if role.as_deref() != Some("ADMIN") || consent {
+        if role.as_deref() != Some(expected_role) || consent {
             return Err(format!(
                 "app.begin_request: role {role:?}, consent required {consent}"
             ));
@@ -480,6 +492,57 @@ impl RawOp {
         Ok(booked.id)
     }
 
+    /// Operation 5: a batch of events, as `sessions::record_events` writes
+    /// them (one statement), then the READ audit of the session's patient.
+    async fn record_events(&self, st: &mut WorkerState, batch: usize) -> Fallible<()> {
+        let session = self.fx.therapy_session(st);
+        let events = self.fx.events(st, batch);
+        let clinic = self.fx.clinic(st);
+        let mut types = Vec::with_capacity(batch);
+        let mut times = Vec::with_capacity(batch);
+        let mut payloads = Vec::with_capacity(batch);
+        for e in &events {
+            types.push(e["eventType"].as_str().unwrap_or_default().to_owned());
+            let at = e["occurredAt"].as_str().unwrap_or_default();
+            times.push(DateTime::parse_from_rfc3339(at).map_err(|e| format!("occurredAt: {e}"))?);
+            payloads.push(sqlx::types::Json(e["payload"].clone()));
+        }
+        let corrects = vec![String::new(); batch];
+        let mut tx = RawTx::begin_as(
+            &self.pool,
+            &self.trips,
+            clinic.ids.org,
+            clinic.therapist,
+            clinic.therapist_session,
+            "PROVIDER",
+        )
+        .await?;
+        let rows = sqlx::query(
+            "INSERT INTO session_events (organization_id, session_id, event_type, \
+                 occurred_at, payload, corrects_id) \
+             SELECT app.current_tenant_id(), $1, e.event_type, e.occurred_at, e.payload, \
+                    nullif(e.corrects_id, '')::uuid \
+             FROM unnest($2::text[], $3::timestamptz[], $4::jsonb[], $5::text[]) \
+                  WITH ORDINALITY AS e (event_type, occurred_at, payload, corrects_id, n) \
+             ORDER BY e.n \
+             RETURNING *",
+        )
+        .bind(session)
+        .bind(&types)
+        .bind(&times)
+        .bind(&payloads)
+        .bind(&corrects)
+        .fetch_all(tx.conn())
+        .await
+        .map_err(db("recording events"))?;
+        let recorded = decode_all::<entity::session_event::Model>(rows, "events")?;
+        if recorded.len() != batch {
+            return Err(format!("{} events recorded, not {batch}", recorded.len()));
+        }
+        Self::record_reads(&mut tx, &[recorded[0].patient_id]).await?;
+        tx.commit().await
+    }
+
     /// Operation 4, second request: cancel it.
     async fn cancel(&self, st: &WorkerState, id: Uuid) -> Fallible<()> {
         let clinic = self.fx.clinic(st);
@@ -532,6 +595,7 @@ impl Op for RawOp {
             Kind::PatientsPage { first } => self.patients_page(st, first).await.map(drop),
             Kind::PatientDetail => self.patient_detail(st).await.map(drop),
             Kind::PatientSearch => self.patient_search(st).await.map(drop),
+            Kind::RecordEvents { batch } => self.record_events(st, batch).await,
             Kind::ScheduleCancel => match self.schedule(st).await {
                 Ok(id) => {
                     rec.ok(started);
