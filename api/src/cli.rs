@@ -153,7 +153,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     org,
                     out,
                 },
-        } => export_claims(&cli.config, &owner_url, &claims, &email, org.as_deref(), out).await,
+        } => {
+            export_claims(
+                &cli.config,
+                &owner_url,
+                &claims,
+                &email,
+                org.as_deref(),
+                out,
+            )
+            .await
+        }
         Command::Serve => serve(cli.config, &owner_url, private).await.map(|()| 0),
         Command::Migrate { action } => migrate(&owner_url, action).await.map(|()| 0),
         Command::Check => check(&owner_url).await,

@@ -98,23 +98,17 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<cl
         if s.units.unwrap_or(0) <= 0 {
             return Err(ServiceError::invalid(
                 "sessionIds",
-                format!(
-                    "session {} bills no units (under 8 minutes of care)",
-                    s.id
-                ),
+                format!("session {} bills no units (under 8 minutes of care)", s.id),
             ));
         }
     }
-    let diagnoses: Vec<String> = crate::diagnoses::of_patients(
-        tx,
-        actor,
-        &[PatientId::new(coverage.patient_id)],
-    )
-    .await?
-    .into_iter()
-    .take(MAX_DIAGNOSES)
-    .map(|d| d.code)
-    .collect();
+    let diagnoses: Vec<String> =
+        crate::diagnoses::of_patients(tx, actor, &[PatientId::new(coverage.patient_id)])
+            .await?
+            .into_iter()
+            .take(MAX_DIAGNOSES)
+            .map(|d| d.code)
+            .collect();
     if diagnoses.is_empty() {
         return Err(ServiceError::invalid(
             "diagnoses",
@@ -167,12 +161,8 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<cl
     .insert(tx)
     .await
     .or_db("creating a claim")?;
-    let models = sessions
-        .iter()
-        .zip(&lines)
-        .zip(&days)
-        .enumerate()
-        .map(|(n, ((s, (charge, units)), (_, day)))| claim_line::ActiveModel {
+    let models = sessions.iter().zip(&lines).zip(&days).enumerate().map(
+        |(n, ((s, (charge, units)), (_, day)))| claim_line::ActiveModel {
             id: Set(new_id()),
             organization_id: Set(claim.organization_id),
             claim_id: Set(claim.id),
@@ -187,7 +177,8 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<cl
             charge_cents: Set(*charge),
             diagnosis_pointers: Set(pointers.clone()),
             ..Default::default()
-        });
+        },
+    );
     claim_line::Entity::insert_many(models)
         .exec_without_returning(tx)
         .await
@@ -205,7 +196,10 @@ pub async fn submit(tx: &Tx, actor: &Actor, id: Uuid) -> ServiceResult<claim::Mo
     if current.status != ClaimStatus::Draft {
         return Err(ServiceError::invalid(
             "id",
-            format!("only a DRAFT claim is submitted; this one is {}", status_name(current.status)),
+            format!(
+                "only a DRAFT claim is submitted; this one is {}",
+                status_name(current.status)
+            ),
         ));
     }
     render(tx, actor, &[id]).await?;
@@ -253,7 +247,10 @@ pub async fn record_response(
         (
             ClaimStatus::Submitted,
             ClaimStatus::Accepted | ClaimStatus::Rejected
-        ) | (ClaimStatus::Accepted, ClaimStatus::Paid | ClaimStatus::Denied)
+        ) | (
+            ClaimStatus::Accepted,
+            ClaimStatus::Paid | ClaimStatus::Denied
+        )
     );
     if !allowed {
         return Err(ServiceError::invalid(
@@ -267,7 +264,10 @@ pub async fn record_response(
     }
     match (response.status, response.paid_cents) {
         (ClaimStatus::Paid, None) => {
-            return Err(ServiceError::invalid("paidCents", "a PAID response says how much"));
+            return Err(ServiceError::invalid(
+                "paidCents",
+                "a PAID response says how much",
+            ));
         }
         (ClaimStatus::Paid, Some(p)) if p < 0 || p > current.total_charge_cents => {
             return Err(ServiceError::invalid(
@@ -277,7 +277,10 @@ pub async fn record_response(
         }
         (ClaimStatus::Paid, _) => {}
         (_, Some(_)) => {
-            return Err(ServiceError::invalid("paidCents", "only a PAID response has an amount"));
+            return Err(ServiceError::invalid(
+                "paidCents",
+                "only a PAID response has an amount",
+            ));
         }
         (_, None) => {}
     }
@@ -295,14 +298,15 @@ pub async fn record_response(
     model.payer_claim_number = Set(number);
     model.response_note = Set(note);
     model.responded_at = Set(Some(Utc::now().fixed_offset()));
-    model.update(tx).await.map_err(|err| {
-        match constraint_name(&err).as_deref() {
+    model
+        .update(tx)
+        .await
+        .map_err(|err| match constraint_name(&err).as_deref() {
             Some("claims_paid_check") => {
                 ServiceError::invalid("paidCents", "between 0 and the claim's total charge")
             }
             _ => ServiceError::from_db(err, "recording a claim response"),
-        }
-    })
+        })
 }
 
 async fn lock(tx: &Tx, id: Uuid) -> ServiceResult<claim::Model> {
@@ -433,12 +437,18 @@ pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<Strin
         .or_db("loading coverages")?;
     let patients = crate::patients::by_ids(
         tx,
-        &claims.iter().map(|c| PatientId::new(c.patient_id)).collect::<Vec<_>>(),
+        &claims
+            .iter()
+            .map(|c| PatientId::new(c.patient_id))
+            .collect::<Vec<_>>(),
     )
     .await?;
     let providers = crate::providers::by_ids(
         tx,
-        &claims.iter().map(|c| c.provider_id.into()).collect::<Vec<_>>(),
+        &claims
+            .iter()
+            .map(|c| c.provider_id.into())
+            .collect::<Vec<_>>(),
     )
     .await?;
     let authorizations = authorization_numbers(tx, &claim_ids).await?;
@@ -515,15 +525,19 @@ pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<Strin
                         Some(SubscriberSex::Male) => x12::Sex::Male,
                         _ => x12::Sex::Unknown,
                     },
-                    address: coverage.subscriber_address_line1.as_ref().map(|line1| {
-                        x12::Address {
+                    address: coverage
+                        .subscriber_address_line1
+                        .as_ref()
+                        .map(|line1| x12::Address {
                             line1: line1.clone(),
                             line2: coverage.subscriber_address_line2.clone(),
                             city: coverage.subscriber_city.clone().unwrap_or_default(),
                             state: coverage.subscriber_state.clone().unwrap_or_default(),
-                            postal_code: coverage.subscriber_postal_code.clone().unwrap_or_default(),
-                        }
-                    }),
+                            postal_code: coverage
+                                .subscriber_postal_code
+                                .clone()
+                                .unwrap_or_default(),
+                        }),
                 };
                 let relationship = match other {
                     SubscriberRelationship::Spouse => x12::Relationship::Spouse,

@@ -289,7 +289,10 @@ mod tests {
 
     #[test]
     fn service_codes_are_cpt_or_hcpcs_shaped() {
-        assert_eq!(ServiceCode::parse("c", " 97153 ").unwrap().as_str(), "97153");
+        assert_eq!(
+            ServiceCode::parse("c", " 97153 ").unwrap().as_str(),
+            "97153"
+        );
         assert_eq!(ServiceCode::parse("c", "h2019").unwrap().as_str(), "H2019");
         for bad in ["9715", "971533", "97A53", "", "97-53"] {
             assert!(ServiceCode::parse("c", bad).is_err(), "{bad}");
@@ -318,7 +321,15 @@ mod tests {
             IcdCode::parse("d", "S72.0011").unwrap().into_string(),
             "S72.0011"
         );
-        for bad in ["U07.1", "F8", "F84.", "F84.00000", "184.0", "F8C.0", "F84*0"] {
+        for bad in [
+            "U07.1",
+            "F8",
+            "F84.",
+            "F84.00000",
+            "184.0",
+            "F8C.0",
+            "F84*0",
+        ] {
             assert!(IcdCode::parse("d", bad).is_err(), "{bad}");
         }
     }

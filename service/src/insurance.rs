@@ -17,12 +17,7 @@ use crate::error::{DbResultExt, ServiceError, ServiceResult};
 
 /// A payer's id or a member or group number: letters, digits (and `-` for
 /// member and group numbers), as payers issue them.
-pub fn payer_code(
-    field: &'static str,
-    raw: &str,
-    max: usize,
-    dash: bool,
-) -> ServiceResult<String> {
+pub fn payer_code(field: &'static str, raw: &str, max: usize, dash: bool) -> ServiceResult<String> {
     let value = raw.trim();
     let ok = !value.is_empty()
         && value.len() <= max
@@ -97,10 +92,16 @@ fn set_subscriber(
                 ));
             }
             model.relationship = Set(s.relationship);
-            model.subscriber_first_name =
-                Set(Some(required_text("subscriber.firstName", &s.first_name, 35)?));
-            model.subscriber_last_name =
-                Set(Some(required_text("subscriber.lastName", &s.last_name, 60)?));
+            model.subscriber_first_name = Set(Some(required_text(
+                "subscriber.firstName",
+                &s.first_name,
+                35,
+            )?));
+            model.subscriber_last_name = Set(Some(required_text(
+                "subscriber.lastName",
+                &s.last_name,
+                60,
+            )?));
             model.subscriber_date_of_birth = Set(Some(s.date_of_birth));
             model.subscriber_sex = Set(Some(s.sex));
             let a = s.address;
@@ -108,8 +109,7 @@ fn set_subscriber(
             model.subscriber_address_line2 = Set(a.as_ref().and_then(|a| a.line2.clone()));
             model.subscriber_city = Set(a.as_ref().map(|a| a.city.clone()));
             model.subscriber_state = Set(a.as_ref().map(|a| a.state.clone().into_string()));
-            model.subscriber_postal_code =
-                Set(a.map(|a| a.postal_code.into_string()));
+            model.subscriber_postal_code = Set(a.map(|a| a.postal_code.into_string()));
         }
     }
     Ok(())

@@ -17,8 +17,8 @@ use entity::session_event;
 use entity::therapy_session::{self, SessionStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -202,10 +202,9 @@ pub async fn record_events(
             Some("session_events_organization_id_session_id_corrects_id_fkey") => {
                 ServiceError::invalid("events.corrects", "no such event in this session")
             }
-            Some("session_events_payload_check") => ServiceError::invalid(
-                "events.payload",
-                "must be a JSON object of at most 16 KiB",
-            ),
+            Some("session_events_payload_check") => {
+                ServiceError::invalid("events.payload", "must be a JSON object of at most 16 KiB")
+            }
             _ => ServiceError::from_db(err, "recording session events"),
         })?;
     let mut out = Vec::with_capacity(rows.len());
@@ -406,10 +405,7 @@ pub async fn list(
 #[tracing::instrument(skip_all, name = "sessions.count", level = "debug")]
 pub async fn count(tx: &Tx, filter: &SessionFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
-    filtered(filter)
-        .count(tx)
-        .await
-        .or_db("counting sessions")
+    filtered(filter).count(tx).await.or_db("counting sessions")
 }
 
 pub fn key_of(s: &therapy_session::Model) -> TimeKey {

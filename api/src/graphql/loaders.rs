@@ -247,9 +247,21 @@ macro_rules! by_id_loader {
     };
 }
 
-by_id_loader!(SessionById, therapy_session::Model, service::sessions::by_ids);
-by_id_loader!(InsuranceById, patient_insurance::Model, service::nodes::insurances);
-by_id_loader!(AuthorizationById, payer_authorization::Model, service::nodes::authorizations);
+by_id_loader!(
+    SessionById,
+    therapy_session::Model,
+    service::sessions::by_ids
+);
+by_id_loader!(
+    InsuranceById,
+    patient_insurance::Model,
+    service::nodes::insurances
+);
+by_id_loader!(
+    AuthorizationById,
+    payer_authorization::Model,
+    service::nodes::authorizations
+);
 
 pub struct CredentialsByProvider(TxRef);
 

@@ -118,10 +118,7 @@ impl TherapyQuery {
     ) -> GqlResult<Option<Claim>> {
         ctx.clinical_actor()?;
         let scope = ctx.scope()?;
-        let row = service::claims::by_ids(&scope.tx, &[id])
-            .await
-            .gql()?
-            .pop();
+        let row = service::claims::by_ids(&scope.tx, &[id]).await.gql()?.pop();
         if let Some(c) = &row {
             scope.record_reads([c.patient_id]);
         }
@@ -163,8 +160,7 @@ impl ClinicSetupMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The CPT/HCPCS code (5 characters).")] service_code: String,
-        #[graphql(desc = "The charge per unit in cents: 0 to 10000000.")]
-        unit_charge_cents: i32,
+        #[graphql(desc = "The charge per unit in cents: 0 to 10000000.")] unit_charge_cents: i32,
         #[graphql(desc = "The first day it applies.")] effective_from: Date,
     ) -> GqlResult<FeeScheduleEntry> {
         let actor = ctx.clinical_actor()?;
@@ -248,8 +244,10 @@ impl ClinicSetupMutation {
             effective_from: input.effective_from.0,
             effective_to: input.effective_to.map(|d| d.0),
         };
-        let row = in_savepoint(ctx, async |tx| service::insurance::add(tx, actor, new).await)
-            .await?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::insurance::add(tx, actor, new).await
+        })
+        .await?;
         Ok(Insurance(row))
     }
 
@@ -304,8 +302,10 @@ impl ClinicSetupMutation {
             is_primary: input.is_primary,
             diagnosed_on: input.diagnosed_on.0,
         };
-        let row = in_savepoint(ctx, async |tx| service::diagnoses::add(tx, actor, new).await)
-            .await?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::diagnoses::add(tx, actor, new).await
+        })
+        .await?;
         Ok(Diagnosis(row))
     }
 }
@@ -334,8 +334,10 @@ impl SessionMutation {
             authorization: input.authorization_id.map(Into::into),
             started_at: input.started_at,
         };
-        let row = in_savepoint(ctx, async |tx| service::sessions::start(tx, actor, new).await)
-            .await?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::sessions::start(tx, actor, new).await
+        })
+        .await?;
         ctx.scope()?.record_reads([row.patient_id]);
         Ok(TherapySession(row))
     }
@@ -390,8 +392,10 @@ impl SessionMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The session's id.")] id: Uuid,
-        #[graphql(desc = "When care ended (after the start, at most 24 hours later, not \
-                          in the future); now when omitted.")]
+        #[graphql(
+            desc = "When care ended (after the start, at most 24 hours later, not \
+                          in the future); now when omitted."
+        )]
         ended_at: Option<chrono::DateTime<chrono::FixedOffset>>,
     ) -> GqlResult<TherapySession> {
         let actor = ctx.clinical_actor()?;
@@ -412,8 +416,8 @@ impl SessionMutation {
         #[graphql(desc = "The session's id.")] id: Uuid,
     ) -> GqlResult<TherapySession> {
         let actor = ctx.clinical_actor()?;
-        let row = in_savepoint(ctx, async |tx| service::sessions::sign(tx, actor, id).await)
-            .await?;
+        let row =
+            in_savepoint(ctx, async |tx| service::sessions::sign(tx, actor, id).await).await?;
         ctx.scope()?.record_reads([row.patient_id]);
         Ok(TherapySession(row))
     }
@@ -436,8 +440,10 @@ impl ClaimMutation {
             insurance: input.insurance_id,
             sessions: input.session_ids,
         };
-        let row = in_savepoint(ctx, async |tx| service::claims::create(tx, actor, new).await)
-            .await?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::claims::create(tx, actor, new).await
+        })
+        .await?;
         ctx.scope()?.record_reads([row.patient_id]);
         Ok(Claim(row))
     }
@@ -451,8 +457,8 @@ impl ClaimMutation {
         #[graphql(desc = "The claim's id.")] id: Uuid,
     ) -> GqlResult<Claim> {
         let actor = ctx.clinical_actor()?;
-        let row = in_savepoint(ctx, async |tx| service::claims::submit(tx, actor, id).await)
-            .await?;
+        let row =
+            in_savepoint(ctx, async |tx| service::claims::submit(tx, actor, id).await).await?;
         ctx.scope()?.record_reads([row.patient_id]);
         Ok(Claim(row))
     }

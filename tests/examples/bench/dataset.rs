@@ -426,7 +426,10 @@ pub async fn load(owner: &PgPool) -> Result<()> {
 /// checked-in appointment), for the event-recording workload.
 pub async fn load_therapy(owner: &PgPool, sessions: usize) -> Result<()> {
     let hash = service::password::hash(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut tx = owner.begin().await.context("opening the therapy transaction")?;
+    let mut tx = owner
+        .begin()
+        .await
+        .context("opening the therapy transaction")?;
     let step = |what: &'static str| move |e: sqlx::Error| anyhow::anyhow!("loading {what}: {e}");
     for (k, (slug, _, _, state)) in CLINICS.iter().enumerate() {
         let npi = service::domain::Npi::from_prefix([1, 4, 2, 9, 0, 0, 0, 0, k as u8]);
@@ -445,12 +448,10 @@ pub async fn load_therapy(owner: &PgPool, sessions: usize) -> Result<()> {
     // Sessions are history written by the operator here: the checks that
     // guard live requests (the caller is the rendering provider) are set
     // aside while they are written.
-    sqlx::raw_sql(
-        "ALTER TABLE therapy_sessions DISABLE TRIGGER therapy_sessions_check",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(step("the session check"))?;
+    sqlx::raw_sql("ALTER TABLE therapy_sessions DISABLE TRIGGER therapy_sessions_check")
+        .execute(&mut *tx)
+        .await
+        .map_err(step("the session check"))?;
     sqlx::query(
         "WITH a AS (            INSERT INTO appointments (organization_id, patient_id, provider_id, starts_at, ends_at,                                      type, reason, status)            SELECT pr.organization_id, pt.id, pr.id,                   date_trunc('hour', now()) - make_interval(hours => 48 + s.n),                   date_trunc('hour', now()) - make_interval(hours => 48 + s.n, mins => -30),                   'IN_PERSON', 'Therapy', 'CHECKED_IN'            FROM providers pr            CROSS JOIN generate_series(1, $1) AS s (n)            JOIN LATERAL (SELECT id FROM patients WHERE organization_id = pr.organization_id                          ORDER BY medical_record_number OFFSET s.n LIMIT 1) pt ON true            WHERE pr.name = 'Bench Therapist' RETURNING *)          INSERT INTO therapy_sessions (organization_id, appointment_id, patient_id, provider_id,                                        service_code, place_of_service, started_at)          SELECT organization_id, id, patient_id, provider_id, '97110', '11', starts_at FROM a",
     )

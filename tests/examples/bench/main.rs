@@ -233,7 +233,8 @@ async fn run(args: Args) -> Result<()> {
             HeaderValue::from_str(&format!("Bearer {token}"))
                 .context("the token is not a valid header value")
         };
-        let bearer = bearer_of(http::login(&client, &url, &c.admin_email, dataset::PASSWORD).await?)?;
+        let bearer =
+            bearer_of(http::login(&client, &url, &c.admin_email, dataset::PASSWORD).await?)?;
         let therapist_bearer =
             bearer_of(http::login(&client, &url, &therapist_email, dataset::PASSWORD).await?)?;
         clinics.push(Clinic {
@@ -564,7 +565,10 @@ async fn smoke_http(
                 .as_array()
                 .ok_or_else(|| fail("no events"))?;
             if events.len() != batch || events.iter().any(|e| !e["id"].is_string()) {
-                return Err(fail(&format!("{} events recorded, not {batch}", events.len())));
+                return Err(fail(&format!(
+                    "{} events recorded, not {batch}",
+                    events.len()
+                )));
             }
         }
     }

@@ -98,7 +98,15 @@ impl<'a> RawTx<'a> {
     /// `BEGIN` and the server guard's context call, with the same
     /// arguments, in one simple query (as `api/src/guard.rs` sends them).
     async fn begin(pool: &PgPool, trips: &'a AtomicU64, clinic: &Clinic) -> Fallible<Self> {
-        Self::begin_as(pool, trips, clinic.ids.org, clinic.user, clinic.session, "ADMIN").await
+        Self::begin_as(
+            pool,
+            trips,
+            clinic.ids.org,
+            clinic.user,
+            clinic.session,
+            "ADMIN",
+        )
+        .await
     }
 
     /// [`RawTx::begin`] as any user of the clinic, whose role must be `role`.

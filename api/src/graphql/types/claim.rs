@@ -4,9 +4,9 @@ use async_graphql::connection::{Connection, Edge, OpaqueCursor};
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, FixedOffset};
 use entity::{claim, claim_line};
+use service::Purpose;
 use service::claims::ClaimFilter as Filter;
 use service::pagination::{Page, TimeKey};
-use service::Purpose;
 use uuid::Uuid;
 
 use super::coverage::Insurance;
@@ -109,13 +109,12 @@ impl Claim {
     }
     /// The service lines, in order: one per session billed.
     async fn lines(&self, ctx: &Context<'_>) -> GqlResult<Vec<ClaimLine>> {
-        let rows = ctx
-            .loaders()?
-            .claim_lines
-            .load_one(self.0.id)
-            .await
-            .gql()?;
-        Ok(rows.unwrap_or_default().into_iter().map(ClaimLine).collect())
+        let rows = ctx.loaders()?.claim_lines.load_one(self.0.id).await.gql()?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(ClaimLine)
+            .collect())
     }
     /// The claim as an ASC X12 005010X222A1 837P interchange (staff:
     /// ADMIN, STAFF), ready to send. A claim that would not be a valid 837P

@@ -94,7 +94,10 @@ impl Organization {
         let actor = ctx.clinical_actor()?;
         let scope = ctx.scope()?;
         let rows = service::clinic::fees(&scope.tx, actor).await.gql()?;
-        Ok(rows.into_iter().map(super::clinic::FeeScheduleEntry).collect())
+        Ok(rows
+            .into_iter()
+            .map(super::clinic::FeeScheduleEntry)
+            .collect())
     }
     /// The catalogue of session event types, by code.
     async fn session_event_types(
@@ -104,7 +107,10 @@ impl Organization {
         ctx.actor()?;
         let scope = ctx.scope()?;
         let rows = service::clinic::event_types(&scope.tx).await.gql()?;
-        Ok(rows.into_iter().map(super::clinic::SessionEventType).collect())
+        Ok(rows
+            .into_iter()
+            .map(super::clinic::SessionEventType)
+            .collect())
     }
 }
 

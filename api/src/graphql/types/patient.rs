@@ -16,12 +16,12 @@ use service::pagination::TimeKey;
 use super::appointment::{self, AppointmentConnection, AppointmentTotal};
 use super::billing::PayerAuthorization;
 use super::care_team::CareTeamAssignment;
-use super::coverage::{Diagnosis, Insurance};
-use super::session::SessionConnection;
 use super::connection::page_request;
+use super::coverage::{Diagnosis, Insurance};
 use super::enums::{CareTeamRole, ContactMethodType, LegalSex, PatientStatus};
 use super::provider::Provider;
 use super::proxy::ProxyAssignment;
+use super::session::SessionConnection;
 use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::graphql::scalars::Date;
 use crate::graphql::scope::ScopeExt;
@@ -198,7 +198,11 @@ impl Patient {
             .may(Purpose::Billing, self.key())
             .gql()?;
         let rows = ctx.loaders()?.insurances.load_one(self.key()).await.gql()?;
-        Ok(rows.unwrap_or_default().into_iter().map(Insurance).collect())
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(Insurance)
+            .collect())
     }
 
     /// Open diagnoses: the primary first, then by date. A proxy needs the
@@ -208,7 +212,11 @@ impl Patient {
             .may(Purpose::Notes, self.key())
             .gql()?;
         let rows = ctx.loaders()?.diagnoses.load_one(self.key()).await.gql()?;
-        Ok(rows.unwrap_or_default().into_iter().map(Diagnosis).collect())
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(Diagnosis)
+            .collect())
     }
 
     /// Therapy sessions by start time. A proxy needs the clinical-notes
