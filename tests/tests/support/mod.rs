@@ -1,6 +1,8 @@
 pub mod app;
 pub mod context;
 pub mod db;
+pub mod therapy;
+pub mod x12;
 
 /// SQL a test builds from fixed table and database names (never from input).
 pub fn q(sql: impl Into<String>) -> sea_orm::sqlx::AssertSqlSafe<String> {
