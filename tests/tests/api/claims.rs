@@ -1,0 +1,503 @@
+//! Claims: billing signed sessions once, the claim lifecycle, coverages of
+//! dependents, claims that cannot be rendered until fixed, and the 837P
+//! (through the API and `caregate claims export`) checked by pyx12.
+
+use clap::Parser;
+use sea_orm::sqlx::{self, PgPool};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::database::fixtures::patient;
+use crate::support::app::{TestApp, error_codes, first_error, spawn_app, spawn_app_with};
+use crate::support::therapy::{
+    ADMIN, DOCTOR, RESPOND, STAFF, SUBMIT, billable_patient, create_and_render_claim, data, id_of,
+    northside_okafor, render_valid, segments, signed_session, try_create_claim, x12_of,
+};
+use crate::support::x12::assert_valid_837;
+
+async fn claim_status(owner: &PgPool, claim: Uuid) -> String {
+    sqlx::query_scalar("SELECT status FROM claims WHERE id = $1")
+        .bind(claim)
+        .fetch_one(owner)
+        .await
+        .expect("a claim")
+}
+
+async fn claims_of(owner: &PgPool, patient: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM claims WHERE patient_id = $1")
+        .bind(patient)
+        .fetch_one(owner)
+        .await
+        .expect("counting claims")
+}
+
+/// Live (unreleased) claim lines billing a session.
+async fn live_lines(owner: &PgPool, session: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM claim_lines WHERE session_id = $1 AND released_at IS NULL",
+    )
+    .bind(session)
+    .fetch_one(owner)
+    .await
+    .expect("counting lines")
+}
+
+async fn respond(app: &TestApp, token: &str, claim: Uuid, input: Value) -> Value {
+    app.graphql(Some(token), RESPOND, json!({ "id": claim, "i": input }))
+        .await
+}
+
+async fn submit(app: &TestApp, token: &str, claim: Uuid) -> Value {
+    app.graphql(Some(token), SUBMIT, json!({ "id": claim }))
+        .await
+}
+
+/// Jonathan's demo coverage, session and claim at Northside.
+async fn demo_claim(owner: &PgPool) -> (Uuid, Uuid, Uuid) {
+    sqlx::query_as(
+        "SELECT c.insurance_id, l.session_id, c.id FROM claims c JOIN claim_lines l ON l.claim_id = c.id
+         JOIN patients p ON p.id = c.patient_id WHERE p.medical_record_number = 'NS-0001'",
+    )
+    .fetch_one(owner)
+    .await
+    .expect("the demo claim")
+}
+
+#[tokio::test]
+async fn a_dependent_is_billed_under_the_subscribers_coverage_in_a_valid_837p() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let sofia = patient(&owner, "NS-0002").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($id: UUID!) { updatePatient(id: $id, input: { address: { line1: \"77 Bleecker Street\", line2: \"Apt 2R\", city: \"New York\", state: \"NY\", postalCode: \"10012\" } }) { id } }",
+            json!({ "id": sofia }),
+        )
+        .await;
+    data(&res, "updatePatient");
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($i: AddInsuranceInput!) { addInsurance(input: $i) {
+               id memberId relationship subscriberFirstName subscriberLastName subscriberDateOfBirth subscriberSex
+               subscriberAddress { line1 city state postalCode } } }",
+            json!({ "i": { "patientId": sofia, "payerName": "Empire Harbor Health", "payerId": "EHH01",
+                           "memberId": "XJG55012", "groupNumber": "GRP-88", "priority": "PRIMARY",
+                           "effectiveFrom": "2025-01-01",
+                           "subscriber": { "relationship": "CHILD", "firstName": "Maria", "lastName": "Garcia",
+                                           "dateOfBirth": "1986-03-14", "sex": "FEMALE",
+                                           "address": { "line1": "400 West End Avenue", "city": "New York",
+                                                        "state": "NY", "postalCode": "10024-6512" } } } }),
+        )
+        .await;
+    let coverage = data(&res, "addInsurance");
+    assert_eq!(coverage["relationship"], "CHILD", "{res}");
+    assert_eq!(coverage["subscriberLastName"], "Garcia");
+    assert_eq!(
+        coverage["subscriberAddress"],
+        json!({ "line1": "400 West End Avenue", "city": "New York", "state": "NY", "postalCode": "100246512" })
+    );
+    let insurance = id_of(coverage);
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($p: UUID!) { addDiagnosis(input: { patientId: $p, code: \"F80.1\", isPrimary: true, diagnosedOn: \"2025-09-01\" }) { code } }",
+            json!({ "p": sofia }),
+        )
+        .await;
+    data(&res, "addDiagnosis");
+    // Speech therapy, 30 minutes: 2 units of 92507 at 9000.
+    let session = signed_session(&app, &doctor, sofia, okafor, "92507", 30).await;
+
+    let (claim, x12) = create_and_render_claim(&app, &staff, insurance, &[session]).await;
+    assert_eq!(claim["totalChargeCents"], 2 * 9000, "{claim}");
+    assert_eq!(claim["diagnosisCodes"], json!(["F80.1"]));
+    let segs = segments(&x12);
+    for expected in [
+        "HL*2*1*22*1",
+        "SBR*P**GRP-88******CI",
+        "NM1*IL*1*GARCIA*MARIA****MI*XJG55012",
+        "HL*3*2*23*0",
+        "PAT*19",
+        "NM1*QC*1*GARCIA*SOFIA",
+        "N3*77 BLEECKER STREET*APT 2R",
+        "DMG*D8*20150903*F",
+    ] {
+        assert!(segs.iter().any(|s| s == expected), "{expected} in {x12}");
+    }
+    let res = submit(&app, &staff, id_of(&claim)).await;
+    assert_eq!(data(&res, "submitClaim")["status"], "SUBMITTED");
+}
+
+#[tokio::test]
+async fn a_session_is_billed_once_until_its_claim_is_rejected() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let insurance = billable_patient(&app, &staff, marcus, Some("HVH-5550123")).await;
+    let session = signed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+    let fresh = signed_session(&app, &doctor, marcus, okafor, "97110", 15).await;
+
+    let (first, _) = create_and_render_claim(&app, &staff, insurance, &[session]).await;
+    let first = id_of(&first);
+    for sessions in [vec![session], vec![fresh, session]] {
+        let res = try_create_claim(&app, &staff, insurance, &sessions).await;
+        assert_eq!(error_codes(&res), vec!["CONFLICT"], "{res}");
+        assert_eq!(first_error(&res)["reason"], "SESSION_ALREADY_BILLED");
+    }
+    assert_eq!(
+        claims_of(&owner, marcus).await,
+        1,
+        "nothing of the refused claims stays"
+    );
+    assert_eq!(live_lines(&owner, fresh).await, 0);
+
+    // The demo's session is on a submitted claim.
+    let (demo_insurance, demo_session, _) = demo_claim(&owner).await;
+    let res = try_create_claim(&app, &staff, demo_insurance, &[demo_session]).await;
+    assert_eq!(
+        first_error(&res)["reason"],
+        "SESSION_ALREADY_BILLED",
+        "{res}"
+    );
+
+    // A rejection releases the session.
+    data(&submit(&app, &staff, first).await, "submitClaim");
+    let res = respond(
+        &app,
+        &staff,
+        first,
+        json!({ "status": "REJECTED", "note": "Subscriber not found" }),
+    )
+    .await;
+    let rejected = data(&res, "recordClaimResponse");
+    assert_eq!(rejected["status"], "REJECTED", "{res}");
+    assert_eq!(rejected["responseNote"], "Subscriber not found");
+    assert_eq!(live_lines(&owner, session).await, 0);
+
+    let (second, _) = create_and_render_claim(&app, &staff, insurance, &[session]).await;
+    assert_eq!(second["lines"][0]["session"]["id"], session.to_string());
+    let res = try_create_claim(&app, &staff, insurance, &[session]).await;
+    assert_eq!(
+        first_error(&res)["reason"],
+        "SESSION_ALREADY_BILLED",
+        "billed again, then once: {res}"
+    );
+    let res = app
+        .graphql(
+            Some(&staff),
+            "query($id: UUID!) { claim(id: $id) { status lines { session { id } } } }",
+            json!({ "id": first }),
+        )
+        .await;
+    assert_eq!(
+        data(&res, "claim"),
+        &json!({ "status": "REJECTED", "lines": [{ "session": { "id": session.to_string() } }] }),
+        "the rejected claim keeps its lines"
+    );
+}
+
+#[tokio::test]
+async fn racing_claims_for_one_session_leave_exactly_one() {
+    let app = spawn_app_with(|c| {
+        c.db_pool_size = 8;
+        c.db_acquire_timeout_ms = 60_000;
+    })
+    .await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let admin = app.login_as(ADMIN).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let insurance = billable_patient(&app, &staff, marcus, Some("HVH-5550123")).await;
+    let session = signed_session(&app, &doctor, marcus, okafor, "97110", 45).await;
+
+    let one = [session];
+    let clock = std::time::Instant::now();
+    let calls = (0..20).map(|i| {
+        let token = if i % 2 == 0 { &staff } else { &admin };
+        try_create_claim(&app, token, insurance, &one)
+    });
+    let results = futures::future::join_all(calls).await;
+    let elapsed = clock.elapsed();
+    let winners: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.get("errors").is_none())
+        .collect();
+    for r in results.iter().filter(|r| r.get("errors").is_some()) {
+        assert_eq!(error_codes(r), vec!["CONFLICT"], "{r}");
+        assert_eq!(first_error(r)["reason"], "SESSION_ALREADY_BILLED", "{r}");
+    }
+    println!(
+        "20 concurrent createClaim for one session: {} created, {} refused SESSION_ALREADY_BILLED, in {elapsed:?}",
+        winners.len(),
+        results.len() - winners.len()
+    );
+    assert_eq!(winners.len(), 1);
+    assert_eq!(claims_of(&owner, marcus).await, 1);
+    assert_eq!(live_lines(&owner, session).await, 1);
+    let winner = id_of(&winners[0]["data"]["createClaim"]);
+    render_valid(&app, &staff, winner).await;
+}
+
+#[tokio::test]
+async fn a_claim_without_a_member_id_is_neither_rendered_nor_submitted_until_fixed() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let insurance = billable_patient(&app, &staff, marcus, None).await;
+    let session = signed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+
+    let res = try_create_claim(&app, &staff, insurance, &[session]).await;
+    let claim = data(&res, "createClaim");
+    assert_eq!(claim["status"], "DRAFT", "{res}");
+    let claim = id_of(claim);
+
+    let res = x12_of(&app, &staff, claim).await;
+    assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{res}");
+    assert_eq!(first_error(&res)["field"], "insurance.memberId", "{res}");
+    assert!(res["data"]["claim"]["x12"].is_null(), "no 837P: {res}");
+    assert!(!res.to_string().contains("ISA*"), "{res}");
+
+    let res = submit(&app, &staff, claim).await;
+    assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{res}");
+    assert_eq!(first_error(&res)["field"], "insurance.memberId", "{res}");
+    assert_eq!(claim_status(&owner, claim).await, "DRAFT");
+    let submitted_at: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT submitted_at FROM claims WHERE id = $1")
+            .bind(claim)
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert!(submitted_at.is_none());
+
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($id: UUID!) { updateInsurance(id: $id, input: { memberId: \"HVH-5550123\" }) { memberId } }",
+            json!({ "id": insurance }),
+        )
+        .await;
+    assert_eq!(data(&res, "updateInsurance")["memberId"], "HVH-5550123");
+    let x12 = render_valid(&app, &staff, claim).await;
+    assert!(
+        segments(&x12)
+            .iter()
+            .any(|s| s.ends_with("*MI*HVH-5550123")),
+        "{x12}"
+    );
+    let res = submit(&app, &staff, claim).await;
+    assert_eq!(data(&res, "submitClaim")["status"], "SUBMITTED", "{res}");
+    assert_eq!(claim_status(&owner, claim).await, "SUBMITTED");
+}
+
+#[tokio::test]
+async fn claim_responses_follow_the_lifecycle_and_the_charge() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let insurance = billable_patient(&app, &staff, marcus, Some("HVH-5550123")).await;
+    let session = signed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+    let (claim, _) = create_and_render_claim(&app, &staff, insurance, &[session]).await;
+    let total = claim["totalChargeCents"].as_i64().unwrap();
+    assert_eq!(total, 2 * 4500);
+    let claim = id_of(&claim);
+
+    let refused = async |input: Value, field: &str, status: &str| {
+        let res = respond(&app, &staff, claim, input.clone()).await;
+        assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{input}: {res}");
+        assert_eq!(first_error(&res)["field"], field, "{input}: {res}");
+        assert_eq!(claim_status(&owner, claim).await, status, "{input}");
+    };
+
+    for to in [
+        "ACCEPTED",
+        "REJECTED",
+        "PAID",
+        "DENIED",
+        "DRAFT",
+        "SUBMITTED",
+    ] {
+        let mut input = json!({ "status": to });
+        if to == "PAID" {
+            input["paidCents"] = json!(100);
+        }
+        refused(input, "status", "DRAFT").await;
+    }
+    data(&submit(&app, &staff, claim).await, "submitClaim");
+    let res = submit(&app, &staff, claim).await;
+    assert_eq!(
+        error_codes(&res),
+        vec!["BAD_USER_INPUT"],
+        "submitted once: {res}"
+    );
+    for to in ["PAID", "DENIED", "DRAFT", "SUBMITTED"] {
+        let mut input = json!({ "status": to });
+        if to == "PAID" {
+            input["paidCents"] = json!(100);
+        }
+        refused(input, "status", "SUBMITTED").await;
+    }
+    let res = respond(&app, &staff, claim, json!({ "status": "ACCEPTED" })).await;
+    assert_eq!(data(&res, "recordClaimResponse")["status"], "ACCEPTED");
+    refused(json!({ "status": "REJECTED" }), "status", "ACCEPTED").await;
+    refused(json!({ "status": "ACCEPTED" }), "status", "ACCEPTED").await;
+    refused(
+        json!({ "status": "PAID", "paidCents": total + 1 }),
+        "paidCents",
+        "ACCEPTED",
+    )
+    .await;
+    refused(
+        json!({ "status": "PAID", "paidCents": -1 }),
+        "paidCents",
+        "ACCEPTED",
+    )
+    .await;
+    refused(json!({ "status": "PAID" }), "paidCents", "ACCEPTED").await;
+    refused(
+        json!({ "status": "DENIED", "paidCents": 10 }),
+        "paidCents",
+        "ACCEPTED",
+    )
+    .await;
+
+    let res = respond(
+        &app,
+        &staff,
+        claim,
+        json!({ "status": "PAID", "paidCents": total }),
+    )
+    .await;
+    let paid = data(&res, "recordClaimResponse");
+    assert_eq!(paid["status"], "PAID", "{res}");
+    assert_eq!(paid["paidCents"], total, "paid in full");
+    refused(json!({ "status": "DENIED" }), "status", "PAID").await;
+}
+
+#[tokio::test]
+async fn the_demo_claim_renders_a_valid_837p_for_staff_only() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let (_, _, claim) = demo_claim(&owner).await;
+    let control: i32 = sqlx::query_scalar("SELECT control_number FROM claims WHERE id = $1")
+        .bind(claim)
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    for email in [STAFF, ADMIN] {
+        let token = app.login_as(email).await;
+        let x12 = render_valid(&app, &token, claim).await;
+        let segs = segments(&x12);
+        let clm = format!("CLM*CG{control:09}*135*");
+        assert!(segs.iter().any(|s| s.starts_with(&clm)), "{clm} in {x12}");
+        assert!(segs.contains(&"REF*G1*EHH-PA-55810".to_owned()), "{x12}");
+        assert!(
+            segs.contains(&"HI*ABK:M5450*ABF:M25561".to_owned()),
+            "{x12}"
+        );
+    }
+    let doctor = app.login_as(DOCTOR).await;
+    let res = x12_of(&app, &doctor, claim).await;
+    assert_eq!(error_codes(&res), vec!["FORBIDDEN"], "{res}");
+    assert_eq!(first_error(&res)["reason"], "ROLE");
+    assert!(!res.to_string().contains("ISA*"), "{res}");
+}
+
+/// `caregate claims export`, run in this process.
+async fn export(
+    db_url: &str,
+    claims: &[Uuid],
+    email: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<i32> {
+    let mut args = vec![
+        "caregate".to_owned(),
+        "--database-url".to_owned(),
+        db_url.to_owned(),
+        "claims".to_owned(),
+        "export".to_owned(),
+    ];
+    for c in claims {
+        args.push("--claim".to_owned());
+        args.push(c.to_string());
+    }
+    args.extend([
+        "--as".to_owned(),
+        email.to_owned(),
+        "--out".to_owned(),
+        out.display().to_string(),
+    ]);
+    let cli = caregate::cli::Cli::parse_from(args);
+    caregate::cli::run(cli).await
+}
+
+#[tokio::test]
+async fn claims_export_writes_a_valid_837p_of_one_claim_or_a_batch() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let jonathan = patient(&owner, "NS-0001").await;
+    let okafor = northside_okafor(&owner).await;
+    let (insurance, _, demo) = demo_claim(&owner).await;
+    let dir = std::env::temp_dir().join(format!(
+        "caregate-export-{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let one = dir.join("demo.x12");
+    assert_eq!(
+        export(&app.db.owner_url, &[demo], STAFF, &one)
+            .await
+            .unwrap(),
+        0
+    );
+    let text = std::fs::read_to_string(&one).expect("the exported file");
+    assert_valid_837(&text);
+    assert!(text.starts_with("ISA*"), "{text}");
+
+    // A second claim to the same payer: one interchange of two claims.
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let session = signed_session(&app, &doctor, jonathan, okafor, "97110", 30).await;
+    let (claim, _) = create_and_render_claim(&app, &staff, insurance, &[session]).await;
+    let batch = dir.join("batch.x12");
+    assert_eq!(
+        export(&app.db.owner_url, &[demo, id_of(&claim)], ADMIN, &batch)
+            .await
+            .unwrap(),
+        0
+    );
+    let text = std::fs::read_to_string(&batch).expect("the exported batch");
+    assert_valid_837(&text);
+    let claims = segments(&text)
+        .iter()
+        .filter(|s| s.starts_with("CLM*"))
+        .count();
+    assert_eq!(claims, 2, "{text}");
+
+    // Not for a provider, and nothing written.
+    let refused = dir.join("refused.x12");
+    let outcome = export(&app.db.owner_url, &[demo], DOCTOR, &refused).await;
+    assert!(
+        !matches!(outcome, Ok(0)),
+        "a provider exported a claim: {outcome:?}"
+    );
+    assert!(!refused.exists(), "no file for a refused export");
+    let _ = std::fs::remove_dir_all(&dir);
+}
