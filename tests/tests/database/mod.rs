@@ -7,3 +7,4 @@ pub mod fixtures;
 mod isolation;
 mod migrations;
 mod rules;
+mod therapy;
