@@ -23,3 +23,4 @@ mod relay;
 mod schema;
 mod security;
 mod therapy;
+mod therapy_isolation;
