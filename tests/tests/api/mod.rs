@@ -24,3 +24,4 @@ mod schema;
 mod security;
 mod therapy;
 mod therapy_isolation;
+mod therapy_portal;
