@@ -1192,3 +1192,315 @@ async fn malformed_codes_are_refused_naming_their_field() {
             .unwrap();
     assert_eq!(credentials, 2, "only the demo's two");
 }
+
+#[tokio::test]
+async fn a_session_outside_its_authorizations_dates_ends_with_nothing_saved() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let res = app
+        .graphql(
+            Some(&staff),
+            AUTHORIZE,
+            json!({ "i": { "patientId": marcus, "payerName": "Hudson Valley Health",
+                           "authorizationNumber": "HVH-PA-LATER", "serviceCode": "97110", "totalUnits": 10,
+                           "validFrom": clinic_day(&owner, 2).await, "validTo": clinic_day(&owner, 30).await } }),
+        )
+        .await;
+    let authorization = id_of(data(&res, "createAuthorization"));
+    let appointment = checked_in_appointment(&owner, marcus, okafor).await;
+    let started = minutes_ago(40);
+    let res = start(
+        &app,
+        &doctor,
+        appointment,
+        "97110",
+        Some(authorization),
+        started,
+    )
+    .await;
+    let session = id_of(data(&res, "startTherapySession"));
+    let res = end(&app, &doctor, session, started + Duration::minutes(30)).await;
+    assert_eq!(error_codes(&res), vec!["CONFLICT"], "{res}");
+    assert_eq!(
+        first_error(&res)["reason"],
+        "AUTHORIZATION_NOT_VALID_ON_DATE"
+    );
+    assert_eq!(used_units(&owner, authorization).await, 0);
+    assert_eq!(session_status(&owner, session).await, "IN_PROGRESS");
+    assert_eq!(appointment_status(&owner, appointment).await, "CHECKED_IN");
+}
+
+#[tokio::test]
+async fn a_session_draws_only_on_an_authorization_of_its_patient_and_service() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let priya = patient(&owner, "NS-0005").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let hers = authorize(&app, &staff, priya, "HVH-PA-PRIYA", 10).await;
+    let his = authorize(&app, &staff, marcus, "HVH-PA-MARCUS", 10).await;
+    let appointment = checked_in_appointment(&owner, marcus, okafor).await;
+    for (authorization, code, field) in [
+        (hers, "97110", "authorizationId"),
+        (his, "97153", "serviceCode"),
+        (
+            Uuid::from(ulid::Ulid::generate()),
+            "97110",
+            "authorizationId",
+        ),
+    ] {
+        let res = start(
+            &app,
+            &doctor,
+            appointment,
+            code,
+            Some(authorization),
+            minutes_ago(20),
+        )
+        .await;
+        assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{res}");
+        assert_eq!(first_error(&res)["field"], field, "{res}");
+    }
+    assert_eq!(sessions_at(&owner, appointment).await, 0);
+}
+
+#[tokio::test]
+async fn the_billing_state_decides_which_licence_counts() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let admin = app.login_as(ADMIN).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let set_state = async |token: &str, state: &str| {
+        app.graphql(
+            Some(token),
+            "mutation($a: AddressInput!) { setBillingIdentity(input: { groupNpi: \"1230000006\", taxId: \"13-1234567\",
+               phone: \"(201) 555-0100\", address: $a }) { billingIdentity { taxId phone address { state postalCode } } } }",
+            json!({ "a": { "line1": "1 Harbor Plaza", "city": "Hoboken", "state": state, "postalCode": "07030-1234" } }),
+        )
+        .await
+    };
+    let res = set_state(&staff, "NJ").await;
+    assert_eq!(error_codes(&res), vec!["FORBIDDEN"], "{res}");
+    assert_eq!(first_error(&res)["reason"], "ROLE");
+
+    let res = set_state(&admin, "NJ").await;
+    assert_eq!(
+        data(&res, "setBillingIdentity")["billingIdentity"],
+        json!({ "taxId": "131234567", "phone": "2015550100",
+                "address": { "state": "NJ", "postalCode": "070301234" } }),
+        "{res}"
+    );
+    let appointment = checked_in_appointment(&owner, marcus, okafor).await;
+    let res = start(&app, &doctor, appointment, "97110", None, minutes_ago(10)).await;
+    assert_eq!(error_codes(&res), vec!["FORBIDDEN"], "{res}");
+    assert_eq!(
+        first_error(&res)["reason"],
+        "NO_VALID_LICENSE",
+        "an NY licence in an NJ clinic"
+    );
+
+    data(&set_state(&admin, "NY").await, "setBillingIdentity");
+    let res = start(&app, &doctor, appointment, "97110", None, minutes_ago(10)).await;
+    assert_eq!(data(&res, "startTherapySession")["status"], "IN_PROGRESS");
+}
+
+#[tokio::test]
+async fn an_event_type_belongs_to_the_clinic_that_added_it() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let admin = app.login_as(ADMIN).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let add = "mutation($c: String!) { addSessionEventType(code: $c, description: \"Mood as the patient rates it\") { code description } }";
+
+    let res = app.graphql(Some(&staff), add, json!({ "c": "MOOD" })).await;
+    assert_eq!(first_error(&res)["reason"], "ROLE", "{res}");
+    let res = app
+        .graphql(Some(&admin), add, json!({ "c": "mood-1" }))
+        .await;
+    assert_eq!(first_error(&res)["field"], "code", "{res}");
+    let res = app.graphql(Some(&admin), add, json!({ "c": "MOOD" })).await;
+    assert_eq!(data(&res, "addSessionEventType")["code"], "MOOD");
+    let res = app.graphql(Some(&admin), add, json!({ "c": "MOOD" })).await;
+    assert_eq!(error_codes(&res), vec!["CONFLICT"], "{res}");
+    assert_eq!(first_error(&res)["reason"], "DUPLICATE_EVENT_TYPE");
+
+    let session = running_session(&app, &owner, &doctor).await;
+    let res = record(
+        &app,
+        &doctor,
+        session,
+        json!([{ "eventType": "MOOD", "occurredAt": rfc3339(minutes_ago(1)), "payload": { "rating": 7 } }]),
+    )
+    .await;
+    assert_eq!(data(&res, "recordSessionEvents")[0]["eventType"], "MOOD");
+
+    // Lakeside's catalogue does not have it.
+    let lakeside_doctor = app.login_as("dr.lindqvist@lakeside.example").await;
+    let res = app
+        .graphql(
+            Some(&lakeside_doctor),
+            "{ organization { sessionEventTypes { code } } }",
+            json!({}),
+        )
+        .await;
+    let codes: Vec<&str> = data(&res, "organization")["sessionEventTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            "BEHAVIOR",
+            "GOAL_PROGRESS",
+            "INTERVENTION",
+            "NOTE",
+            "VITALS"
+        ]
+    );
+    let lakeside = org(&owner, "lakeside").await;
+    let grace = patient(&owner, "LS-0004").await;
+    let lindqvist = crate::database::fixtures::provider(&owner, lakeside, "1555555550").await;
+    let appointment = checked_in_appointment(&owner, grace, lindqvist).await;
+    let res = start(
+        &app,
+        &lakeside_doctor,
+        appointment,
+        "92507",
+        None,
+        minutes_ago(20),
+    )
+    .await;
+    let theirs = id_of(data(&res, "startTherapySession"));
+    let res = record(
+        &app,
+        &lakeside_doctor,
+        theirs,
+        json!([{ "eventType": "MOOD", "occurredAt": rfc3339(minutes_ago(1)), "payload": {} }]),
+    )
+    .await;
+    assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{res}");
+    assert_eq!(first_error(&res)["field"], "events.eventType");
+    assert_eq!(events_of(&owner, theirs).await, 0);
+}
+
+#[tokio::test]
+async fn a_payload_holds_at_most_sixteen_kib() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let doctor = app.login_as(DOCTOR).await;
+    let session = running_session(&app, &owner, &doctor).await;
+    let text = |n: usize| -> String {
+        // Varied text, so that no compression makes it look small.
+        (0..n)
+            .map(|i| char::from(b'a' + ((i * 7 + i / 26) % 26) as u8))
+            .collect()
+    };
+    let res = record(
+        &app,
+        &doctor,
+        session,
+        json!([{ "eventType": "NOTE", "occurredAt": rfc3339(minutes_ago(1)), "payload": { "text": text(20_000) } }]),
+    )
+    .await;
+    assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{res}");
+    assert_eq!(first_error(&res)["field"], "events.payload");
+    assert_eq!(events_of(&owner, session).await, 0);
+    let res = record(
+        &app,
+        &doctor,
+        session,
+        json!([{ "eventType": "NOTE", "occurredAt": rfc3339(minutes_ago(1)), "payload": { "text": text(12_000) } }]),
+    )
+    .await;
+    data(&res, "recordSessionEvents");
+    assert_eq!(events_of(&owner, session).await, 1);
+}
+
+#[tokio::test]
+async fn sessions_are_listed_by_start_filtered_and_paged() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let staff = app.login_as(STAFF).await;
+    let mut mine = Vec::new();
+    for ago in [90, 60, 30] {
+        let appointment = checked_in_appointment(&owner, marcus, okafor).await;
+        let res = start(&app, &doctor, appointment, "97110", None, minutes_ago(ago)).await;
+        mine.push(id_of(data(&res, "startTherapySession")).to_string());
+    }
+    let res = end(&app, &doctor, mine[0].parse().unwrap(), minutes_ago(80)).await;
+    data(&res, "endTherapySession");
+
+    let list = async |filter: Value, first: i64, after: Value| {
+        app.graphql(
+            Some(&staff),
+            "query($f: SessionFilter, $first: Int, $after: String) { sessions(first: $first, after: $after, filter: $f) {
+               totalCount pageInfo { hasNextPage endCursor } edges { node { id } } } }",
+            json!({ "f": filter, "first": first, "after": after }),
+        )
+        .await
+    };
+    let page = |res: &Value| -> Vec<String> {
+        data(res, "sessions")["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let res = list(json!({ "patientId": marcus }), 2, Value::Null).await;
+    assert_eq!(page(&res), mine[..2].to_vec(), "by start: {res}");
+    assert_eq!(res["data"]["sessions"]["totalCount"], 3);
+    assert_eq!(res["data"]["sessions"]["pageInfo"]["hasNextPage"], true);
+    let cursor = res["data"]["sessions"]["pageInfo"]["endCursor"].clone();
+    let res = list(json!({ "patientId": marcus }), 2, cursor).await;
+    assert_eq!(page(&res), mine[2..].to_vec(), "{res}");
+    assert_eq!(res["data"]["sessions"]["pageInfo"]["hasNextPage"], false);
+
+    let res = list(
+        json!({ "patientId": marcus, "status": "IN_PROGRESS" }),
+        10,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(page(&res), mine[1..].to_vec(), "{res}");
+    let res = list(
+        json!({ "from": rfc3339(minutes_ago(75)), "to": rfc3339(minutes_ago(45)) }),
+        10,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(page(&res), vec![mine[1].clone()], "{res}");
+    assert_eq!(res["data"]["sessions"]["totalCount"], 1);
+    let res = list(json!({ "providerId": okafor }), 10, Value::Null).await;
+    assert_eq!(
+        res["data"]["sessions"]["totalCount"], 4,
+        "the demo's and these three: {res}"
+    );
+
+    let res = app
+        .graphql(
+            Some(&staff),
+            "query($p: UUID!) { patient(id: $p) { sessions(first: 2) { totalCount pageInfo { hasNextPage } edges { node { id } } } } }",
+            json!({ "p": marcus }),
+        )
+        .await;
+    let nested = &data(&res, "patient")["sessions"];
+    assert!(nested["totalCount"].is_null(), "{res}");
+    assert_eq!(nested["pageInfo"]["hasNextPage"], true);
+    assert_eq!(nested["edges"].as_array().map(Vec::len), Some(2));
+}
