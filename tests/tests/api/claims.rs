@@ -10,8 +10,10 @@ use uuid::Uuid;
 use crate::database::fixtures::patient;
 use crate::support::app::{TestApp, error_codes, first_error, spawn_app, spawn_app_with};
 use crate::support::therapy::{
-    ADMIN, DOCTOR, RESPOND, STAFF, SUBMIT, billable_patient, create_and_render_claim, data, id_of,
-    northside_okafor, render_valid, segments, signed_session, try_create_claim, x12_of,
+    ADMIN, DOCTOR, RESPOND, STAFF, SUBMIT, billable_patient, checked_in_appointment,
+    completed_session, create_and_render_claim, data, end, id_of, northside_okafor,
+    provider_with_login, render_valid, segments, sign, signed_session, start, try_create_claim,
+    x12_of,
 };
 use crate::support::x12::assert_valid_837;
 
@@ -500,4 +502,216 @@ async fn claims_export_writes_a_valid_837p_of_one_claim_or_a_batch() {
     );
     assert!(!refused.exists(), "no file for a refused export");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_claim_bills_signed_sessions_of_the_coverages_patient_and_one_provider() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let priya = patient(&owner, "NS-0005").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let reyes = provider_with_login(
+        &owner,
+        "dr.reyes@northside.example",
+        "Dr. Lucia Reyes",
+        420_000_003,
+    )
+    .await;
+    sqlx::query(
+        "INSERT INTO staff_credentials (organization_id, provider_id, kind, name, number, issuing_state, valid_from)
+         SELECT organization_id, id, 'LICENSE', 'Physical Therapist', 'NY-PT-778', 'NY', DATE '2019-01-01'
+         FROM providers WHERE id = $1",
+    )
+    .bind(reyes)
+    .execute(&owner)
+    .await
+    .unwrap();
+    let other_doctor = app.login_as("dr.reyes@northside.example").await;
+
+    let insurance = billable_patient(&app, &staff, marcus, Some("HVH-5550123")).await;
+    let signed = signed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+    let unsigned = completed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+    let by_another = signed_session(&app, &other_doctor, marcus, reyes, "97110", 30).await;
+    let of_another_patient = signed_session(&app, &doctor, priya, okafor, "97110", 30).await;
+    let unpriced = signed_session(&app, &doctor, marcus, okafor, "97530", 30).await;
+
+    for (sessions, field, why) in [
+        (vec![], "sessionIds", "no session"),
+        (vec![unsigned], "sessionIds", "not signed"),
+        (vec![signed, unsigned], "sessionIds", "one not signed"),
+        (vec![signed, by_another], "sessionIds", "two providers"),
+        (vec![of_another_patient], "sessionIds", "another patient"),
+        (vec![signed, signed], "sessionIds", "twice the same"),
+        (
+            vec![Uuid::from(ulid::Ulid::generate())],
+            "sessionIds",
+            "no such session",
+        ),
+        (vec![unpriced], "sessionIds", "no fee for 97530"),
+    ] {
+        let res = try_create_claim(&app, &staff, insurance, &sessions).await;
+        assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{why}: {res}");
+        assert_eq!(first_error(&res)["field"], field, "{why}: {res}");
+    }
+    for token in [
+        &doctor,
+        &app.login_in("jonathan.smith@example.com", None).await,
+    ] {
+        let res = try_create_claim(&app, token, insurance, &[signed]).await;
+        assert_eq!(error_codes(&res), vec!["FORBIDDEN"], "{res}");
+    }
+
+    // Priya has a coverage but no diagnosis to bill.
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($i: AddInsuranceInput!) { addInsurance(input: $i) { id } }",
+            json!({ "i": { "patientId": priya, "payerName": "Hudson Valley Health", "payerId": "HVH01",
+                           "memberId": "HVH-1", "priority": "PRIMARY", "effectiveFrom": "2025-01-01" } }),
+        )
+        .await;
+    let hers = id_of(data(&res, "addInsurance"));
+    let res = try_create_claim(&app, &staff, hers, &[of_another_patient]).await;
+    assert_eq!(first_error(&res)["field"], "diagnoses", "{res}");
+
+    // An ended coverage is billed no more.
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($id: UUID!) { updateInsurance(id: $id, input: { isActive: false }) { isActive } }",
+            json!({ "id": insurance }),
+        )
+        .await;
+    assert_eq!(data(&res, "updateInsurance")["isActive"], false);
+    let res = try_create_claim(&app, &staff, insurance, &[signed]).await;
+    assert_eq!(first_error(&res)["field"], "insuranceId", "{res}");
+
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM claims")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(claims, 1, "only the demo's claim");
+}
+
+#[tokio::test]
+async fn each_line_is_charged_at_the_fee_in_force_on_its_clinic_day() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let insurance = billable_patient(&app, &staff, marcus, Some("HVH-5550123")).await;
+    let yesterday: chrono::NaiveDate = sqlx::query_scalar(
+        "SELECT (now() AT TIME ZONE timezone)::date - 1 FROM organizations WHERE slug = 'northside'",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    let set_fee = "mutation($d: Date!) { setFee(serviceCode: \"97110\", unitChargeCents: 5200, effectiveFrom: $d) { serviceCode unitChargeCents effectiveFrom } }";
+    let res = app
+        .graphql(Some(&doctor), set_fee, json!({ "d": yesterday }))
+        .await;
+    assert_eq!(first_error(&res)["reason"], "ROLE", "{res}");
+    let res = app
+        .graphql(Some(&staff), set_fee, json!({ "d": yesterday }))
+        .await;
+    assert_eq!(
+        data(&res, "setFee"),
+        &json!({ "serviceCode": "97110", "unitChargeCents": 5200, "effectiveFrom": yesterday.to_string() })
+    );
+    let res = app
+        .graphql(Some(&staff), set_fee, json!({ "d": yesterday }))
+        .await;
+    assert_eq!(first_error(&res)["reason"], "DUPLICATE_FEE", "{res}");
+
+    // 03:30 UTC three days ago is the evening before in New York: that
+    // day's fee, and that day on the claim.
+    let utc_day = chrono::Utc::now().date_naive() - chrono::Duration::days(3);
+    let evening = utc_day.and_hms_opt(3, 30, 0).unwrap().and_utc();
+    let new_york_day = utc_day - chrono::Duration::days(1);
+    let appointment = checked_in_appointment(&owner, marcus, okafor).await;
+    let res = start(&app, &doctor, appointment, "97110", None, evening).await;
+    let old = id_of(data(&res, "startTherapySession"));
+    data(
+        &end(&app, &doctor, old, evening + chrono::Duration::minutes(30)).await,
+        "endTherapySession",
+    );
+    data(&sign(&app, &doctor, old).await, "signTherapySession");
+    let recent = signed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+
+    let (claim, x12) = create_and_render_claim(&app, &staff, insurance, &[old, recent]).await;
+    let lines = claim["lines"].as_array().unwrap();
+    assert_eq!(lines[0]["serviceDate"], new_york_day.to_string(), "{claim}");
+    assert_eq!(lines[0]["chargeCents"], 2 * 4500, "{claim}");
+    assert_eq!(lines[1]["chargeCents"], 2 * 5200, "{claim}");
+    assert_eq!(claim["totalChargeCents"], 2 * 4500 + 2 * 5200);
+    let dtp = format!("DTP*472*D8*{}", new_york_day.format("%Y%m%d"));
+    assert!(segments(&x12).contains(&dtp), "{dtp} in {x12}");
+
+    let res = app
+        .graphql(
+            Some(&staff),
+            "{ organization { feeSchedule { serviceCode unitChargeCents effectiveFrom } } }",
+            json!({}),
+        )
+        .await;
+    let fees: Vec<&Value> = data(&res, "organization")["feeSchedule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["serviceCode"] == "97110")
+        .collect();
+    assert_eq!(
+        fees,
+        vec![
+            &json!({ "serviceCode": "97110", "unitChargeCents": 4500, "effectiveFrom": "2024-01-01" }),
+            &json!({ "serviceCode": "97110", "unitChargeCents": 5200, "effectiveFrom": yesterday.to_string() }),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_billing_address_without_zip_plus_four_renders_no_claim() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let admin = app.login_as(ADMIN).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let insurance = billable_patient(&app, &staff, marcus, Some("HVH-5550123")).await;
+    let session = signed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+    let (claim, _) = create_and_render_claim(&app, &staff, insurance, &[session]).await;
+    let claim = id_of(&claim);
+
+    let identity = async |zip: &str| {
+        app.graphql(
+            Some(&admin),
+            "mutation($z: String!) { setBillingIdentity(input: { groupNpi: \"1230000006\", taxId: \"131234567\",
+               phone: \"2125550100\", address: { line1: \"350 Amsterdam Avenue\", city: \"New York\", state: \"NY\", postalCode: $z } }) {
+               billingIdentity { address { postalCode } } } }",
+            json!({ "z": zip }),
+        )
+        .await
+    };
+    data(&identity("10024").await, "setBillingIdentity");
+    let res = x12_of(&app, &staff, claim).await;
+    assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{res}");
+    assert_eq!(first_error(&res)["field"], "organization.billingAddress");
+    let res = submit(&app, &staff, claim).await;
+    assert_eq!(
+        first_error(&res)["field"],
+        "organization.billingAddress",
+        "{res}"
+    );
+    assert_eq!(claim_status(&owner, claim).await, "DRAFT");
+
+    data(&identity("10024-1234").await, "setBillingIdentity");
+    render_valid(&app, &staff, claim).await;
+    data(&submit(&app, &staff, claim).await, "submitClaim");
+    assert_eq!(claim_status(&owner, claim).await, "SUBMITTED");
 }

@@ -16,9 +16,8 @@ use crate::support::app::{TestApp, error_codes, first_error, spawn_app, spawn_ap
 use crate::support::therapy::{
     ADMIN, DOCTOR, STAFF, billable_patient, checked_in_appointment, checked_in_appointments,
     completed_session, create_and_render_claim, data, end, id_of, minutes_ago, northside_okafor,
-    record, rfc3339, segments, sign, signed_session, start,
+    provider_with_login, record, rfc3339, segments, sign, signed_session, start,
 };
-use crate::support::valid_npi;
 
 const SCHEDULE: &str =
     "mutation($i: ScheduleAppointmentInput!) { scheduleAppointment(input: $i) { id status } }";
@@ -109,51 +108,6 @@ fn is_sha256_hex(s: &Value) -> bool {
             && h.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
-}
-
-/// A Northside user with the demo password and the HIPAA notice signed, a
-/// PROVIDER membership and a provider record linked to the login; no
-/// credential. Returns the provider's id.
-async fn provider_with_login(owner: &PgPool, email: &str, name: &str, seed: u32) -> Uuid {
-    let org = org(owner, "northside").await;
-    let user: Uuid = sqlx::query_scalar(
-        "INSERT INTO users (email, password_hash, display_name, timezone)
-         SELECT $1, password_hash, $2, 'America/New_York' FROM users WHERE email = $3
-         RETURNING id",
-    )
-    .bind(email)
-    .bind(name)
-    .bind(DOCTOR)
-    .fetch_one(owner)
-    .await
-    .expect("a user");
-    sqlx::query(
-        "INSERT INTO user_consents (user_id, document_id)
-         SELECT $1, id FROM consent_documents WHERE kind = 'HIPAA_NOTICE' AND is_active",
-    )
-    .bind(user)
-    .execute(owner)
-    .await
-    .expect("their signature");
-    sqlx::query(
-        "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, 'PROVIDER')",
-    )
-    .bind(org)
-    .bind(user)
-    .execute(owner)
-    .await
-    .expect("a membership");
-    sqlx::query_scalar(
-        "INSERT INTO providers (organization_id, user_id, name, npi, state_licenses)
-         VALUES ($1, $2, $3, $4, '[\"NY\"]') RETURNING id",
-    )
-    .bind(org)
-    .bind(user)
-    .bind(name)
-    .bind(valid_npi(seed))
-    .fetch_one(owner)
-    .await
-    .expect("a provider")
 }
 
 #[tokio::test]

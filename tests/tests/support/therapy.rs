@@ -66,6 +66,51 @@ pub async fn northside_okafor(owner: &PgPool) -> Uuid {
     crate::database::fixtures::provider(owner, org, OKAFOR_NPI).await
 }
 
+/// A Northside user with the demo password and the HIPAA notice signed, a
+/// PROVIDER membership and a provider record linked to the login; no
+/// credential. Returns the provider's id.
+pub async fn provider_with_login(owner: &PgPool, email: &str, name: &str, seed: u32) -> Uuid {
+    let org = crate::database::fixtures::org(owner, "northside").await;
+    let user: Uuid = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, display_name, timezone)
+         SELECT $1, password_hash, $2, 'America/New_York' FROM users WHERE email = $3
+         RETURNING id",
+    )
+    .bind(email)
+    .bind(name)
+    .bind(DOCTOR)
+    .fetch_one(owner)
+    .await
+    .expect("a user");
+    sqlx::query(
+        "INSERT INTO user_consents (user_id, document_id)
+         SELECT $1, id FROM consent_documents WHERE kind = 'HIPAA_NOTICE' AND is_active",
+    )
+    .bind(user)
+    .execute(owner)
+    .await
+    .expect("their signature");
+    sqlx::query(
+        "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, 'PROVIDER')",
+    )
+    .bind(org)
+    .bind(user)
+    .execute(owner)
+    .await
+    .expect("a membership");
+    sqlx::query_scalar(
+        "INSERT INTO providers (organization_id, user_id, name, npi, state_licenses)
+         VALUES ($1, $2, $3, $4, '[\"NY\"]') RETURNING id",
+    )
+    .bind(org)
+    .bind(user)
+    .bind(name)
+    .bind(super::valid_npi(seed))
+    .fetch_one(owner)
+    .await
+    .expect("a provider")
+}
+
 /// Hours ahead where fixture appointments go: far from the demo's and from
 /// each other (one provider is never booked twice at once).
 static NEXT_SLOT: AtomicI64 = AtomicI64::new(0);
