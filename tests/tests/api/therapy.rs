@@ -1458,3 +1458,147 @@ async fn sessions_are_listed_by_start_filtered_and_paged() {
     assert_eq!(nested["pageInfo"]["hasNextPage"], true);
     assert_eq!(nested["edges"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test]
+async fn events_racing_a_signature_are_either_signed_or_addenda() {
+    let app = spawn_app_with(|c| {
+        c.db_pool_size = 8;
+        c.db_acquire_timeout_ms = 60_000;
+    })
+    .await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let session = completed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+
+    // The signature is sent amid the events.
+    let mut calls: Vec<std::pin::Pin<Box<dyn Future<Output = Value> + '_>>> = (0..40)
+        .map(|i| {
+            Box::pin(record(&app, &doctor, session, json!([note(i)])))
+                as std::pin::Pin<Box<dyn Future<Output = Value>>>
+        })
+        .collect();
+    calls.insert(8, Box::pin(sign(&app, &doctor, session)));
+    let mut results = futures::future::join_all(calls).await;
+    let signed = results.remove(8);
+    let signed = data(&signed, "signTherapySession");
+    let mut addenda = 0;
+    for res in &results {
+        if data(res, "recordSessionEvents")[0]["isAddendum"] == true {
+            addenda += 1;
+        }
+    }
+    println!(
+        "40 events racing a signature: {} signed, {addenda} addenda",
+        40 - addenda
+    );
+    let (stored, recomputed, events, flagged): (String, String, i64, i64) = sqlx::query_as(
+        "SELECT s.content_hash, app.session_content_hash(s.id),
+                (SELECT count(*) FROM session_events e WHERE e.session_id = s.id),
+                (SELECT count(*) FROM session_events e WHERE e.session_id = s.id AND e.is_addendum)
+         FROM therapy_sessions s WHERE s.id = $1",
+    )
+    .bind(session)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(signed["contentHash"], stored.as_str());
+    assert_eq!(
+        recomputed, stored,
+        "every event outside the signature is an addendum"
+    );
+    assert_eq!(events, 41, "the note of the session and the 40");
+    assert_eq!(flagged, addenda);
+}
+
+#[tokio::test]
+async fn clinical_records_refuse_duplicates_and_a_new_primary_demotes_the_old() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let jonathan = patient(&owner, "NS-0001").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+
+    let res = app
+        .graphql(
+            Some(&staff),
+            ADD_CREDENTIAL,
+            json!({ "i": { "providerId": okafor, "kind": "LICENSE", "name": "Physician and Surgeon",
+                           "number": "NY-281734", "issuingState": "NY", "validFrom": "2018-07-01" } }),
+        )
+        .await;
+    assert_eq!(error_codes(&res), vec!["CONFLICT"], "{res}");
+    assert_eq!(first_error(&res)["reason"], "DUPLICATE_CREDENTIAL");
+
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($i: AddInsuranceInput!) { addInsurance(input: $i) { id } }",
+            json!({ "i": { "patientId": jonathan, "payerName": "Hudson Valley Health", "payerId": "HVH01",
+                           "memberId": "HVH-2", "priority": "PRIMARY", "effectiveFrom": "2026-01-01" } }),
+        )
+        .await;
+    assert_eq!(error_codes(&res), vec!["CONFLICT"], "{res}");
+    assert_eq!(first_error(&res)["reason"], "COVERAGE_PRIORITY_TAKEN");
+
+    let diagnose = async |code: &str, primary: bool| {
+        app.graphql(
+            Some(&staff),
+            "mutation($i: AddDiagnosisInput!) { addDiagnosis(input: $i) { code isPrimary } }",
+            json!({ "i": { "patientId": jonathan, "code": code, "isPrimary": primary, "diagnosedOn": "2026-02-01" } }),
+        )
+        .await
+    };
+    let res = diagnose("M54.50", false).await;
+    assert_eq!(error_codes(&res), vec!["CONFLICT"], "{res}");
+    assert_eq!(first_error(&res)["reason"], "DUPLICATE_DIAGNOSIS");
+    let res = diagnose("F41.1", true).await;
+    assert_eq!(
+        data(&res, "addDiagnosis"),
+        &json!({ "code": "F41.1", "isPrimary": true })
+    );
+    let res = app
+        .graphql(
+            Some(&staff),
+            "query($p: UUID!) { patient(id: $p) { diagnoses { code isPrimary } } }",
+            json!({ "p": jonathan }),
+        )
+        .await;
+    assert_eq!(
+        data(&res, "patient")["diagnoses"],
+        json!([{ "code": "F41.1", "isPrimary": true }, { "code": "M54.50", "isPrimary": false },
+               { "code": "M25.561", "isPrimary": false }]),
+        "the new primary first: {res}"
+    );
+}
+
+#[tokio::test]
+async fn a_national_certification_is_recorded_once_per_provider() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let count = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM staff_credentials WHERE provider_id = $1 AND number = 'ABFM-99102'",
+        )
+        .bind(okafor)
+        .fetch_one(&owner)
+        .await
+        .unwrap()
+    };
+    assert_eq!(count().await, 1, "the demo's certification");
+    // The same certification (no issuing state) again.
+    let res = app
+        .graphql(
+            Some(&staff),
+            ADD_CREDENTIAL,
+            json!({ "i": { "providerId": okafor, "kind": "CERTIFICATION", "name": "Board Certified, Family Medicine",
+                           "number": "ABFM-99102", "validFrom": "2019-01-01", "validTo": "2029-12-31" } }),
+        )
+        .await;
+    assert_eq!(error_codes(&res), vec!["CONFLICT"], "{res}");
+    assert_eq!(first_error(&res)["reason"], "DUPLICATE_CREDENTIAL");
+    assert_eq!(count().await, 1);
+}
