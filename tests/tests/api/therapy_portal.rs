@@ -290,3 +290,95 @@ async fn a_proxy_sees_sessions_only_with_clinical_notes_and_claims_only_with_bil
     assert_eq!(error_codes(&res), vec!["FORBIDDEN"], "{res}");
     assert!(!res.to_string().contains("ISA*"), "{res}");
 }
+
+#[tokio::test]
+async fn portal_users_see_no_clinic_setup_and_change_nothing() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let jonathan = patient(&owner, "NS-0001").await;
+    let okafor = northside_okafor(&owner).await;
+    let (coverage, claim): (Uuid, Uuid) =
+        sea_orm::sqlx::query_as("SELECT insurance_id, id FROM claims WHERE patient_id = $1")
+            .bind(jonathan)
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    let token = app
+        .login_in(
+            "jonathan.smith@example.com",
+            Some(org(&owner, "northside").await),
+        )
+        .await;
+
+    let res = app
+        .graphql(
+            Some(&token),
+            "{ organization { billingIdentity { taxId } sessionEventTypes { code } } }",
+            json!({}),
+        )
+        .await;
+    assert!(res.get("errors").is_none(), "{res}");
+    assert!(
+        res["data"]["organization"]["billingIdentity"].is_null(),
+        "{res}"
+    );
+    for query in [
+        "query($v: UUID!) { provider(id: $v) { name credentials { number } } }",
+        "query($v: UUID!) { organization { feeSchedule { unitChargeCents } } provider(id: $v) { id } }",
+    ] {
+        let res = app
+            .graphql(Some(&token), query, json!({ "v": okafor }))
+            .await;
+        assert_eq!(error_codes(&res), vec!["FORBIDDEN"], "{query}: {res}");
+        assert!(
+            !res.to_string().contains("NY-281734") && !res.to_string().contains("4500"),
+            "{res}"
+        );
+    }
+
+    let before: (String, Option<String>) = sea_orm::sqlx::query_as(
+        "SELECT c.status, i.member_id FROM claims c JOIN patient_insurances i ON i.id = c.insurance_id WHERE c.id = $1",
+    )
+    .bind(claim)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    for (query, vars) in [
+        (
+            "mutation($id: UUID!) { recordClaimResponse(id: $id, input: { status: ACCEPTED }) { id } }",
+            json!({ "id": claim }),
+        ),
+        (
+            "mutation($id: UUID!) { updateInsurance(id: $id, input: { memberId: \"SELF-EDIT\" }) { id } }",
+            json!({ "id": coverage }),
+        ),
+        (
+            "mutation($p: UUID!) { addDiagnosis(input: { patientId: $p, code: \"Z00.00\", diagnosedOn: \"2026-01-01\" }) { id } }",
+            json!({ "p": jonathan }),
+        ),
+        (
+            "mutation { setFee(serviceCode: \"97110\", unitChargeCents: 1, effectiveFrom: \"2026-01-01\") { id } }",
+            json!({}),
+        ),
+    ] {
+        let res = app.graphql(Some(&token), query, vars).await;
+        assert_eq!(error_codes(&res), vec!["FORBIDDEN"], "{query}: {res}");
+        assert_eq!(first_error(&res)["reason"], "ROLE", "{query}: {res}");
+    }
+    let after: (String, Option<String>) = sea_orm::sqlx::query_as(
+        "SELECT c.status, i.member_id FROM claims c JOIN patient_insurances i ON i.id = c.insurance_id WHERE c.id = $1",
+    )
+    .bind(claim)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(after, before);
+
+    // A proxy who has not signed the HIPAA notice sees no clinical data.
+    let maria = app.login_as("maria.garcia@example.com").await;
+    let res = app
+        .graphql(Some(&maria), "{ sessions { totalCount } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&res), vec!["FORBIDDEN"], "{res}");
+    assert_eq!(first_error(&res)["reason"], "CONSENT_REQUIRED");
+}
