@@ -1602,3 +1602,84 @@ async fn a_national_certification_is_recorded_once_per_provider() {
     assert_eq!(first_error(&res)["reason"], "DUPLICATE_CREDENTIAL");
     assert_eq!(count().await, 1);
 }
+
+#[tokio::test]
+async fn a_licence_is_valid_by_the_clinic_day_of_the_session() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let priya = patient(&owner, "NS-0005").await;
+    let reyes = provider_with_login(
+        &owner,
+        "dr.reyes@northside.example",
+        "Dr. Lucia Reyes",
+        420_000_004,
+    )
+    .await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as("dr.reyes@northside.example").await;
+    // Yesterday (UTC) at 03:30 UTC is the evening before in New York; at
+    // 05:30 UTC it is already that day there.
+    let utc_day = Utc::now().date_naive() - Duration::days(1);
+    let last_valid_day = utc_day - Duration::days(1);
+    let res = app
+        .graphql(
+            Some(&staff),
+            ADD_CREDENTIAL,
+            json!({ "i": { "providerId": reyes, "kind": "LICENSE", "name": "Physical Therapist",
+                           "number": "NY-PT-31337", "issuingState": "NY", "validFrom": "2019-01-01",
+                           "validTo": last_valid_day.to_string() } }),
+        )
+        .await;
+    data(&res, "addCredential");
+
+    let evening = utc_day.and_hms_opt(3, 30, 0).unwrap().and_utc();
+    let appointment = checked_in_appointment(&owner, priya, reyes).await;
+    let res = start(&app, &doctor, appointment, "97110", None, evening).await;
+    assert_eq!(
+        data(&res, "startTherapySession")["status"],
+        "IN_PROGRESS",
+        "{last_valid_day} in New York: {res}"
+    );
+
+    let after_midnight = utc_day.and_hms_opt(5, 30, 0).unwrap().and_utc();
+    let appointment = checked_in_appointment(&owner, priya, reyes).await;
+    let res = start(&app, &doctor, appointment, "97110", None, after_midnight).await;
+    assert_eq!(
+        error_codes(&res),
+        vec!["FORBIDDEN"],
+        "{utc_day} in New York: {res}"
+    );
+    assert_eq!(first_error(&res)["reason"], "NO_VALID_LICENSE");
+    assert_eq!(sessions_at(&owner, appointment).await, 0);
+}
+
+#[tokio::test]
+async fn a_session_ends_after_its_start_within_a_day_and_not_in_the_future() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let appointment = checked_in_appointment(&owner, marcus, okafor).await;
+    let started = minutes_ago(25 * 60);
+    let res = start(&app, &doctor, appointment, "97110", None, started).await;
+    let session = id_of(data(&res, "startTherapySession"));
+    for ended in [
+        started,
+        started - Duration::minutes(1),
+        started + Duration::hours(24) + Duration::minutes(1),
+        minutes_ago(-30),
+    ] {
+        let res = end(&app, &doctor, session, ended).await;
+        assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{ended}: {res}");
+        assert_eq!(first_error(&res)["field"], "endedAt", "{ended}: {res}");
+        assert_eq!(session_status(&owner, session).await, "IN_PROGRESS");
+    }
+    let res = end(&app, &doctor, session, started + Duration::hours(24)).await;
+    assert_eq!(
+        data(&res, "endTherapySession")["units"],
+        96,
+        "24 hours are 96 units: {res}"
+    );
+    assert_eq!(appointment_status(&owner, appointment).await, "COMPLETED");
+}
