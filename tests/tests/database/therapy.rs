@@ -192,3 +192,62 @@ async fn a_signed_session_is_refused_any_update_even_in_its_providers_context() 
     }
     assert_eq!(session_digest(&owner, signed).await, before);
 }
+
+#[tokio::test]
+async fn a_line_of_a_live_claim_is_released_only_by_its_rejection() {
+    let db = TestDb::seeded().await;
+    let owner = db.owner().await;
+    let runtime = db.runtime().await;
+    let c = clinics(&owner).await;
+    let (claim, session): (Uuid, Uuid) =
+        sqlx::query_as("SELECT claim_id, session_id FROM claim_lines")
+            .fetch_one(&owner)
+            .await
+            .expect("the demo's line");
+    let status: String = sqlx::query_scalar("SELECT status FROM claims WHERE id = $1")
+        .bind(claim)
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(status, "SUBMITTED");
+    let staff = Ctx::staff(
+        c.a,
+        user(&owner, "frontdesk@northside.example").await,
+        "STAFF",
+    );
+
+    // Released by hand while the claim is live, the session could be
+    // billed a second time.
+    let mut tx = staff.begin(&runtime).await;
+    let released = sqlx::query("UPDATE claim_lines SET released_at = now() WHERE session_id = $1")
+        .bind(session)
+        .execute(&mut *tx)
+        .await;
+    assert!(
+        released.is_err(),
+        "a line of a submitted claim was released without a rejection: {released:?}"
+    );
+    drop(tx);
+    let live: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT released_at FROM claim_lines WHERE session_id = $1")
+            .bind(session)
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert!(live.is_none());
+
+    // The rejection releases it.
+    let mut tx = staff.begin(&runtime).await;
+    sqlx::query("UPDATE claims SET status = 'REJECTED', responded_at = now() WHERE id = $1")
+        .bind(claim)
+        .execute(&mut *tx)
+        .await
+        .expect("a rejection");
+    let released: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT released_at FROM claim_lines WHERE session_id = $1")
+            .bind(session)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert!(released.is_some(), "released by the rejection");
+}
