@@ -3,6 +3,7 @@ DROP TABLE claims;
 DROP SEQUENCE x12_interchange_seq;
 DROP SEQUENCE claims_control_number_seq;
 DROP FUNCTION app.check_claim_line();
+DROP FUNCTION app.release_rejected_claim();
 DROP FUNCTION app.check_claim_transition();
 DROP FUNCTION app.session_content_hash(uuid);
 DROP TABLE session_events;

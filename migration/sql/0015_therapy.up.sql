@@ -62,8 +62,11 @@ CREATE TABLE staff_credentials (
     CHECK (kind <> 'LICENSE' OR issuing_state IS NOT NULL)
 );
 CREATE INDEX staff_credentials_provider_idx ON staff_credentials (organization_id, provider_id, valid_from);
+-- A national certification has no state: NULLS NOT DISTINCT, so it too is
+-- recorded once.
 CREATE UNIQUE INDEX staff_credentials_number_key
-    ON staff_credentials (organization_id, provider_id, kind, issuing_state, number) WHERE deleted_at IS NULL;
+    ON staff_credentials (organization_id, provider_id, kind, issuing_state, number) NULLS NOT DISTINCT
+    WHERE deleted_at IS NULL;
 
 -- A patient's insurance coverages. At most one active coverage per priority.
 CREATE TABLE patient_insurances (
@@ -436,22 +439,40 @@ BEGIN
         OR (OLD.status = 'ACCEPTED' AND NEW.status IN ('PAID', 'DENIED'))) THEN
         RAISE EXCEPTION 'CLAIM_TRANSITION' USING ERRCODE = 'CG409';
     END IF;
-    IF NEW.status = 'REJECTED' AND OLD.status <> 'REJECTED' THEN
-        UPDATE claim_lines SET released_at = now()
-        WHERE organization_id = NEW.organization_id AND claim_id = NEW.id AND released_at IS NULL;
-    END IF;
     RETURN NEW;
 END
 $$;
 CREATE TRIGGER claims_transition BEFORE UPDATE ON claims
     FOR EACH ROW EXECUTE FUNCTION app.check_claim_transition();
 
--- Lines are written with their claim and never change but for the release.
+-- A rejection releases the claim's sessions to be billed again (after the
+-- update, so the lines' own check sees the claim REJECTED).
+CREATE FUNCTION app.release_rejected_claim() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    UPDATE claim_lines SET released_at = now()
+    WHERE organization_id = NEW.organization_id AND claim_id = NEW.id AND released_at IS NULL;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER claims_release AFTER UPDATE OF status ON claims
+    FOR EACH ROW WHEN (NEW.status = 'REJECTED' AND OLD.status <> 'REJECTED')
+    EXECUTE FUNCTION app.release_rejected_claim();
+
+-- Lines are written with their claim and never change, but for their
+-- release, which only a rejected claim's lines get, once.
 CREATE FUNCTION app.check_claim_line() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE' OR (to_jsonb(NEW) - 'released_at' - 'updated_at')
                             IS DISTINCT FROM (to_jsonb(OLD) - 'released_at' - 'updated_at') THEN
+        RAISE EXCEPTION 'CLAIM_CONTENT_FIXED' USING ERRCODE = 'CG409';
+    END IF;
+    IF NEW.released_at IS DISTINCT FROM OLD.released_at AND (
+           OLD.released_at IS NOT NULL
+        OR NOT EXISTS (SELECT 1 FROM claims c
+                       WHERE c.organization_id = NEW.organization_id AND c.id = NEW.claim_id
+                         AND c.status = 'REJECTED')) THEN
         RAISE EXCEPTION 'CLAIM_CONTENT_FIXED' USING ERRCODE = 'CG409';
     END IF;
     RETURN NEW;

@@ -200,7 +200,7 @@ pub async fn record_events(
                 "not a type of the clinic's session event catalogue",
             ),
             Some("session_events_organization_id_session_id_corrects_id_fkey") => {
-                ServiceError::invalid("events.corrects", "no such event in this session")
+                ServiceError::invalid("events.correctsId", "no such event in this session")
             }
             Some("session_events_payload_check") => {
                 ServiceError::invalid("events.payload", "must be a JSON object of at most 16 KiB")
@@ -237,7 +237,7 @@ pub async fn end(
             DbBackend::Postgres,
             "WITH s AS ( \
                  UPDATE therapy_sessions SET status = 'COMPLETED', ended_at = $2, \
-                     units = app.billable_units((extract(epoch FROM $2 - started_at) / 60)::integer) \
+                     units = app.billable_units(floor(extract(epoch FROM $2 - started_at) / 60)::integer) \
                  WHERE id = $1 AND status = 'IN_PROGRESS' \
                    AND $2 > started_at AND $2 - started_at <= interval '24 hours' \
                  RETURNING *), \

@@ -35,7 +35,45 @@ fn validator() -> PathBuf {
     }) {
         return found;
     }
-    panic!("pyx12's x12valid was not found; install it with: {INSTALL}");
+    install(&venv)
+}
+
+/// Installs pyx12 into `target/pyx12` (once per test run) when no validator
+/// is found, so `cargo test` works on a machine with Python 3 and the
+/// package index; fails with the instructions otherwise.
+fn install(venv: &Path) -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let result = INSTALLED.get_or_init(|| {
+        let root = venv
+            .parent()
+            .and_then(Path::parent)
+            .ok_or("no target directory")?;
+        let run = |cmd: &mut Command| -> Result<(), String> {
+            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{cmd:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        eprintln!("installing pyx12 into {}", root.display());
+        run(Command::new("python3").args(["-m", "venv"]).arg(root))?;
+        run(Command::new(root.join("bin/pip")).args(["install", "-q", "pyx12==4.0.0"]))?;
+        if venv.is_file() {
+            Ok(venv.to_path_buf())
+        } else {
+            Err(format!("{} was not installed", venv.display()))
+        }
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(why) => panic!(
+            "pyx12's x12valid was not found and could not be installed ({why}); install it with: {INSTALL}"
+        ),
+    }
 }
 
 /// Asserts that `text` is a valid 837P interchange by pyx12: the file is

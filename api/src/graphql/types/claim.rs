@@ -117,14 +117,16 @@ impl Claim {
             .collect())
     }
     /// The claim as an ASC X12 005010X222A1 837P interchange (staff:
-    /// ADMIN, STAFF), ready to send. A claim that would not be a valid 837P
-    /// is BAD_USER_INPUT naming the field to fix (e.g. `insurance.memberId`).
-    async fn x12(&self, ctx: &Context<'_>) -> GqlResult<String> {
+    /// ADMIN, STAFF), ready to send. Null, with a BAD_USER_INPUT error
+    /// naming the field to fix (e.g. `insurance.memberId`), when the claim
+    /// would not be a valid 837P.
+    async fn x12(&self, ctx: &Context<'_>) -> GqlResult<Option<String>> {
         let actor = ctx.clinical_actor()?;
         let scope = ctx.scope()?;
         service::claims::render(&scope.tx, actor, &[self.0.id])
             .await
             .gql()
+            .map(Some)
     }
 }
 
