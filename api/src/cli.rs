@@ -289,6 +289,12 @@ async fn export_claims(
         }
         Err(err) => return Err(anyhow::anyhow!("{err:#}")),
     };
+    let number = text
+        .get(90..99)
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or("000000000")
+        .to_owned();
+    let path = out.unwrap_or_else(|| format!("claims-{number}.x12").into());
     let patients: Vec<uuid::Uuid> = service::claims::by_ids(&tx, claims)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))?
@@ -298,16 +304,16 @@ async fn export_claims(
     service::audit::record_reads(&tx, &patients)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    crate::guard::commit(tx)
-        .await
-        .map_err(|e| anyhow::anyhow!("committing: {e:?}"))?;
-    let number = text
-        .get(90..99)
-        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap_or("000000000")
-        .to_owned();
-    let path = out.unwrap_or_else(|| format!("claims-{number}.x12").into());
-    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    // Written beside its final name before the commit, renamed after it:
+    // an unwritable path refuses the export before anything is recorded,
+    // and the file appears whole or not at all.
+    let partial = path.with_extension("x12.partial");
+    std::fs::write(&partial, &text).with_context(|| format!("writing {}", partial.display()))?;
+    if let Err(e) = crate::guard::commit(tx).await {
+        let _ = std::fs::remove_file(&partial);
+        anyhow::bail!("committing: {e:?}");
+    }
+    std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {} ({} bytes)", path.display(), text.len());
     Ok(0)
 }

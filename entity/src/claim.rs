@@ -44,6 +44,8 @@ pub struct Model {
     pub payer_claim_number: Option<String>,
     pub response_note: Option<String>,
     pub submitted_at: Option<DateTimeWithTimeZone>,
+    /// The 837P as submitted; set exactly when not a draft, never changed.
+    pub submitted_x12: Option<String>,
     pub responded_at: Option<DateTimeWithTimeZone>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTimeWithTimeZone,

@@ -1,7 +1,6 @@
 DROP TABLE claim_lines;
 DROP TABLE claims;
-DROP SEQUENCE x12_interchange_seq;
-DROP SEQUENCE claims_control_number_seq;
+DROP TABLE claim_counters;
 DROP FUNCTION app.check_claim_line();
 DROP FUNCTION app.release_rejected_claim();
 DROP FUNCTION app.check_claim_transition();

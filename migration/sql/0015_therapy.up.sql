@@ -74,7 +74,7 @@ CREATE TABLE patient_insurances (
     organization_id         uuid NOT NULL REFERENCES organizations (id),
     patient_id              uuid NOT NULL,
     payer_name              text NOT NULL CHECK (length(btrim(payer_name)) BETWEEN 1 AND 60),
-    payer_id                text NOT NULL CHECK (payer_id ~ '^[A-Za-z0-9]{2,80}$'),
+    payer_id                text NOT NULL CHECK (payer_id ~ '^[A-Za-z0-9]{2,15}$'),
     -- May be unknown while the coverage is being verified; a claim cannot
     -- be rendered without it.
     member_id               text CHECK (member_id ~ '^[A-Za-z0-9-]{1,80}$'),
@@ -120,7 +120,7 @@ CREATE TABLE diagnoses (
     id              uuid PRIMARY KEY DEFAULT app.new_ulid(),
     organization_id uuid NOT NULL REFERENCES organizations (id),
     patient_id      uuid NOT NULL,
-    code            text NOT NULL CHECK (code ~ '^[A-TV-Z][0-9][0-9AB](\.[0-9A-TV-Z]{1,4})?$'),
+    code            text NOT NULL CHECK (code ~ '^[A-Z][0-9][0-9AB](\.[0-9A-Z]{1,4})?$'),
     description     text CHECK (length(btrim(description)) BETWEEN 1 AND 200),
     is_primary      boolean NOT NULL DEFAULT false,
     diagnosed_on    date NOT NULL,
@@ -356,10 +356,15 @@ $$;
 
 -- Claims: signed sessions of one patient, coverage and rendering provider,
 -- billed to the coverage's payer.
--- Claims number 1 to 499,999,999; batch interchanges of several claims
--- take numbers above, so an interchange number is never both.
-CREATE SEQUENCE claims_control_number_seq MINVALUE 1 MAXVALUE 499999999 NO CYCLE;
-CREATE SEQUENCE x12_interchange_seq MINVALUE 500000000 MAXVALUE 999999999 CYCLE;
+-- Each clinic numbers its own claims and interchanges (1, 2, …): a claim's
+-- number is its 837P's interchange control number and, as CG + 9 digits,
+-- its patient control number. Per clinic, so no clinic can count another's
+-- claims; taken inside the claim's transaction, so a refused claim takes
+-- no number.
+CREATE TABLE claim_counters (
+    organization_id uuid PRIMARY KEY REFERENCES organizations (id),
+    last_number     integer NOT NULL CHECK (last_number BETWEEN 1 AND 999999999)
+);
 
 CREATE TABLE claims (
     id                  uuid PRIMARY KEY DEFAULT app.new_ulid(),
@@ -367,7 +372,7 @@ CREATE TABLE claims (
     patient_id          uuid NOT NULL,
     insurance_id        uuid NOT NULL,
     provider_id         uuid NOT NULL,
-    control_number      integer NOT NULL DEFAULT nextval('claims_control_number_seq'),
+    control_number      integer NOT NULL CHECK (control_number BETWEEN 1 AND 999999999),
     status              text NOT NULL DEFAULT 'DRAFT'
                         CHECK (status IN ('DRAFT', 'SUBMITTED', 'ACCEPTED', 'REJECTED', 'PAID', 'DENIED')),
     -- ICD-10-CM codes, principal first; lines point into this list (1-based).
@@ -377,19 +382,23 @@ CREATE TABLE claims (
     payer_claim_number  text CHECK (length(btrim(payer_claim_number)) BETWEEN 1 AND 50),
     response_note       text CHECK (length(response_note) <= 1000),
     submitted_at        timestamptz,
+    -- The 837P as submitted: what was sent stays what it was, whatever
+    -- changes in the coverage, chart or clinic afterwards.
+    submitted_x12       text,
     responded_at        timestamptz,
     created_by          uuid REFERENCES users (id) DEFAULT app.current_user_id(),
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     UNIQUE (organization_id, id),
     UNIQUE (organization_id, id, patient_id),
-    CONSTRAINT claims_control_number_key UNIQUE (control_number),
+    CONSTRAINT claims_control_number_key UNIQUE (organization_id, control_number),
     FOREIGN KEY (organization_id, patient_id) REFERENCES patients (organization_id, id),
     FOREIGN KEY (organization_id, insurance_id, patient_id) REFERENCES patient_insurances (organization_id, id, patient_id),
     FOREIGN KEY (organization_id, provider_id) REFERENCES providers (organization_id, id),
     CHECK ((status = 'PAID') = (paid_cents IS NOT NULL)),
     CONSTRAINT claims_paid_check CHECK (paid_cents IS NULL OR paid_cents <= total_charge_cents),
-    CHECK ((status = 'DRAFT') = (submitted_at IS NULL))
+    CHECK ((status = 'DRAFT') = (submitted_at IS NULL)),
+    CHECK ((status = 'DRAFT') = (submitted_x12 IS NULL))
 );
 CREATE INDEX claims_created_idx ON claims (organization_id, created_at, id);
 CREATE INDEX claims_patient_idx ON claims (organization_id, patient_id, created_at);
@@ -430,7 +439,8 @@ BEGIN
     IF (NEW.patient_id, NEW.insurance_id, NEW.provider_id, NEW.control_number, NEW.diagnosis_codes,
         NEW.total_charge_cents, NEW.organization_id, NEW.created_at)
        IS DISTINCT FROM (OLD.patient_id, OLD.insurance_id, OLD.provider_id, OLD.control_number,
-                         OLD.diagnosis_codes, OLD.total_charge_cents, OLD.organization_id, OLD.created_at) THEN
+                         OLD.diagnosis_codes, OLD.total_charge_cents, OLD.organization_id, OLD.created_at)
+       OR (OLD.submitted_x12 IS NOT NULL AND NEW.submitted_x12 IS DISTINCT FROM OLD.submitted_x12) THEN
         RAISE EXCEPTION 'CLAIM_CONTENT_FIXED' USING ERRCODE = 'CG409';
     END IF;
     IF NEW.status IS DISTINCT FROM OLD.status AND NOT (
@@ -557,6 +567,12 @@ CREATE POLICY tenant_isolation ON claims
            AND (app.is_staff() OR patient_id = ANY (app.patient_scope('billing'))))
     WITH CHECK (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF')));
 
+ALTER TABLE claim_counters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE claim_counters FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON claim_counters
+    USING (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF')))
+    WITH CHECK (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF')));
+
 ALTER TABLE claim_lines ENABLE ROW LEVEL SECURITY;
 ALTER TABLE claim_lines FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON claim_lines
@@ -575,5 +591,5 @@ GRANT SELECT, INSERT ON session_events TO caregate_app;
 GRANT SELECT, INSERT, UPDATE ON claims TO caregate_app;
 GRANT SELECT, INSERT ON claim_lines TO caregate_app;
 GRANT UPDATE (released_at, updated_at) ON claim_lines TO caregate_app;
-GRANT USAGE ON SEQUENCE claims_control_number_seq, x12_interchange_seq TO caregate_app;
+GRANT SELECT, INSERT, UPDATE ON claim_counters TO caregate_app;
 

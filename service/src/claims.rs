@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::domain::{PatientId, new_id, required_text};
-use crate::error::{DbResultExt, ServiceError, ServiceResult, constraint_name};
+use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult, constraint_name};
 use crate::pagination::{Page, PageRequest, TimeKey};
 use crate::x12;
 
@@ -125,6 +125,14 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<cl
             )
         })
         .collect();
+    for (_, day) in &days {
+        if *day < coverage.effective_from || coverage.effective_to.is_some_and(|to| *day > to) {
+            return Err(ServiceError::invalid(
+                "insuranceId",
+                format!("the coverage does not cover {day}"),
+            ));
+        }
+    }
     let fees = crate::clinic::unit_charges(tx, &days).await?;
     let mut charges = Vec::with_capacity(sessions.len());
     for ((code, day), fee) in days.iter().zip(&fees) {
@@ -152,6 +160,7 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<cl
         patient_id: Set(coverage.patient_id),
         insurance_id: Set(coverage.id),
         provider_id: Set(provider),
+        control_number: Set(next_number(tx).await?),
         status: Set(ClaimStatus::Draft),
         diagnosis_codes: Set(diagnoses),
         total_charge_cents: Set(total),
@@ -188,24 +197,23 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<cl
 
 /// Submits a draft claim (ADMIN, STAFF): only a claim that renders as a
 /// valid 837P is submitted; otherwise BAD_USER_INPUT names the missing or
-/// malformed field (e.g. `insurance.memberId`) and nothing changes.
+/// malformed field (e.g. `insurance.memberId`) and nothing changes. The
+/// 837P is kept with the claim as submitted. A claim is submitted once
+/// (`CLAIM_ALREADY_SUBMITTED`).
 #[tracing::instrument(skip_all, name = "claims.submit", level = "debug", fields(claim = %id))]
 pub async fn submit(tx: &Tx, actor: &Actor, id: Uuid) -> ServiceResult<claim::Model> {
     actor.require(&[Role::Admin, Role::Staff])?;
     let current = lock(tx, id).await?;
     if current.status != ClaimStatus::Draft {
-        return Err(ServiceError::invalid(
-            "id",
-            format!(
-                "only a DRAFT claim is submitted; this one is {}",
-                status_name(current.status)
-            ),
+        return Err(ServiceError::Conflict(
+            ConflictReason::ClaimAlreadySubmitted,
         ));
     }
-    render(tx, actor, &[id]).await?;
+    let x12 = render_fresh(tx, actor, vec![current.clone()], true).await?;
     let mut model = current.into_active_model();
     model.status = Set(ClaimStatus::Submitted);
     model.submitted_at = Set(Some(Utc::now().fixed_offset()));
+    model.submitted_x12 = Set(Some(x12));
     model.update(tx).await.or_db("submitting a claim")
 }
 
@@ -408,20 +416,48 @@ async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
         .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("clinic time zone {tz} is not IANA")))
 }
 
-/// Renders claims as one 837P interchange (ADMIN, STAFF): one claim, with
-/// its own control number as the interchange's, or a batch to one payer
-/// under a fresh interchange number. A claim that would not be a valid
-/// 837P is refused with BAD_USER_INPUT naming the field to fix.
+/// Claims as one 837P interchange (ADMIN, STAFF). A submitted claim (and
+/// every later status) answers the 837P kept when it was submitted, byte
+/// for byte. Drafts are rendered from the current data as a preview
+/// (usage indicator T, test): one draft under its own number, or a batch
+/// of drafts to one payer under a fresh interchange number. A draft that
+/// would not be a valid 837P is refused with BAD_USER_INPUT naming the
+/// field to fix.
 #[tracing::instrument(skip_all, name = "claims.render", level = "debug", fields(claims = ids.len()))]
 pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<String> {
     actor.require(&[Role::Admin, Role::Staff])?;
-    if ids.is_empty() {
+    let mut wanted = ids.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    if wanted.is_empty() {
         return Err(ServiceError::invalid("claims", "at least one claim"));
     }
-    let mut claims = by_ids(tx, ids).await?;
-    if claims.len() != ids.len() {
+    let claims = by_ids(tx, &wanted).await?;
+    if claims.len() != wanted.len() {
         return Err(ServiceError::NotFound);
     }
+    match claims.as_slice() {
+        [one] if one.status != ClaimStatus::Draft => one
+            .submitted_x12
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("a submitted claim without its 837P").into()),
+        _ if claims.iter().any(|c| c.status != ClaimStatus::Draft) => Err(ServiceError::invalid(
+            "claims",
+            "a batch renders drafts (a preview); a submitted claim's 837P is the one kept at \
+             submission: ask for it alone",
+        )),
+        _ => render_fresh(tx, actor, claims, false).await,
+    }
+}
+
+/// Renders claims from the current data: production (P) for a submission,
+/// else a test (T) preview.
+async fn render_fresh(
+    tx: &Tx,
+    actor: &Actor,
+    mut claims: Vec<claim::Model>,
+    production: bool,
+) -> ServiceResult<String> {
     claims.sort_by_key(|c| c.control_number);
     let clinic = entity::organization::Entity::find_by_id(actor.tenant.into_uuid())
         .one(tx)
@@ -603,9 +639,10 @@ pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<Strin
         });
     }
     let control_number = match claims.as_slice() {
-        [only] => u32::try_from(only.control_number).context("a control number")?,
-        _ => next_interchange_number(tx).await?,
+        [only] => only.control_number,
+        _ => next_number(tx).await?,
     };
+    let control_number = u32::try_from(control_number).context("a control number")?;
     let receiver = receiver.context("a receiver")?;
     // The interchange's date and time are the clinic's (service dates are
     // clinic days, and none may be after the file's date).
@@ -618,7 +655,7 @@ pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<Strin
         created_at: Utc::now().with_timezone(&tz).naive_local(),
         sender_id: clinic.tax_id.clone().unwrap_or_default(),
         receiver_id: receiver.id.clone(),
-        production: true,
+        production,
         submitter: x12::Submitter {
             name: clinic.name.clone(),
             id: clinic.tax_id.clone().unwrap_or_default(),
@@ -673,17 +710,24 @@ async fn authorization_numbers(tx: &Tx, claims: &[Uuid]) -> ServiceResult<HashMa
     Ok(out)
 }
 
-async fn next_interchange_number(tx: &Tx) -> ServiceResult<u32> {
+/// The clinic's next claim or interchange number (1, 2, …): its counter
+/// row, locked until the transaction ends, so numbers never repeat and a
+/// refused claim takes none.
+async fn next_number(tx: &Tx) -> ServiceResult<i32> {
     let row = tx
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT nextval('x12_interchange_seq') AS n",
+            "INSERT INTO claim_counters AS c (organization_id, last_number) \
+             VALUES (app.current_tenant_id(), 1) \
+             ON CONFLICT (organization_id) DO UPDATE SET last_number = c.last_number + 1 \
+             RETURNING last_number",
         ))
         .await
-        .or_db("numbering an interchange")?
-        .context("an interchange number")?;
-    let n: i64 = row.try_get("", "n").context("n")?;
-    Ok(u32::try_from(n).context("an interchange number")?)
+        .or_db("numbering a claim")?
+        .context("a claim number")?;
+    Ok(row
+        .try_get::<i32>("", "last_number")
+        .context("last_number")?)
 }
 
 #[cfg(test)]

@@ -52,11 +52,14 @@ impl Modifiers {
         if raw.len() > Self::MAX {
             return Err(invalid(field, "at most 4 modifiers"));
         }
-        let mut out = Vec::with_capacity(raw.len());
+        let mut out: Vec<String> = Vec::with_capacity(raw.len());
         for m in raw {
             let m = m.trim().to_ascii_uppercase();
             if m.len() != 2 || !m.bytes().all(alnum_upper) {
                 return Err(invalid(field, "a modifier is 2 letters or digits"));
+            }
+            if out.contains(&m) {
+                return Err(invalid(field, "a modifier is given once"));
             }
             out.push(m);
         }
@@ -68,16 +71,20 @@ impl Modifiers {
     }
 }
 
-/// A CMS place-of-service code: two digits (e.g. `11` office, `02`
-/// telehealth, `12` home).
+/// A CMS place-of-service code (e.g. `11` office, `02` telehealth, `12`
+/// home): one of the codes an 837P accepts, so that a signed session can
+/// always be billed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaceOfService(String);
 
 impl PlaceOfService {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ServiceError> {
         let code = raw.trim();
-        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_digit()) || code == "00" {
-            return Err(invalid(field, "a place of service is 2 digits, e.g. 11"));
+        if !crate::x12::PLACES_OF_SERVICE.contains(&code) {
+            return Err(invalid(
+                field,
+                "a CMS place-of-service code, e.g. 11 (office) or 02 (telehealth)",
+            ));
         }
         Ok(Self(code.to_owned()))
     }
@@ -87,29 +94,32 @@ impl PlaceOfService {
     }
 }
 
-/// An ICD-10-CM diagnosis code, stored with its dot (`F84.0`): a letter
-/// (not U), a digit, a digit or A/B, then optionally a dot and 1 to 4
-/// letters or digits. Given without the dot (`F840`), the dot is added.
+/// An ICD-10-CM diagnosis code, stored with its dot (`F84.0`): a letter,
+/// a digit, a digit or A/B, then optionally a dot and 1 to 4 letters or
+/// digits. Given without the dot (`F840`), the dot is added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IcdCode(String);
 
 impl IcdCode {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ServiceError> {
         let mut code = raw.trim().to_ascii_uppercase();
+        // Only ASCII is ever a code (and only then is byte 3 a char boundary).
+        if !code.is_ascii() {
+            return Err(invalid(field, "an ICD-10-CM code is letters and digits"));
+        }
         if code.len() > 3 && !code.contains('.') {
             code.insert(3, '.');
         }
         let b = code.as_bytes();
         let category = b.len() >= 3
             && b[0].is_ascii_uppercase()
-            && b[0] != b'U'
             && b[1].is_ascii_digit()
             && (b[2].is_ascii_digit() || b[2] == b'A' || b[2] == b'B');
         let rest = &b[3.min(b.len())..];
         let subcategory = rest.is_empty()
             || (rest[0] == b'.'
                 && (2..=5).contains(&rest.len())
-                && rest[1..].iter().all(|&c| alnum_upper(c) && c != b'U'));
+                && rest[1..].iter().all(|&c| alnum_upper(c)));
         if !category || !subcategory {
             return Err(invalid(
                 field,
@@ -310,6 +320,7 @@ mod tests {
         assert!(Modifiers::parse("m", &five).is_err());
         assert!(Modifiers::parse("m", &["H".into()]).is_err());
         assert!(Modifiers::parse("m", &["H*".into()]).is_err());
+        assert!(Modifiers::parse("m", &["GP".into(), "gp".into()]).is_err());
     }
 
     #[test]
@@ -321,15 +332,7 @@ mod tests {
             IcdCode::parse("d", "S72.0011").unwrap().into_string(),
             "S72.0011"
         );
-        for bad in [
-            "U07.1",
-            "F8",
-            "F84.",
-            "F84.00000",
-            "184.0",
-            "F8C.0",
-            "F84*0",
-        ] {
+        for bad in ["F8", "F84.", "F84.00000", "184.0", "F8C.0", "F84*0"] {
             assert!(IcdCode::parse("d", bad).is_err(), "{bad}");
         }
     }
@@ -363,6 +366,7 @@ mod tests {
         assert!(PlaceOfService::parse("p", "11").is_ok());
         assert!(PlaceOfService::parse("p", "1").is_err());
         assert!(PlaceOfService::parse("p", "00").is_err());
+        assert!(PlaceOfService::parse("p", "35").is_err());
         assert!(EventTypeCode::parse("e", "GOAL_PROGRESS").is_ok());
         assert!(EventTypeCode::parse("e", "goal").is_err());
         assert!(EventTypeCode::parse("e", "_X").is_err());

@@ -78,7 +78,56 @@ pub async fn seed(db: &DatabaseConnection) -> anyhow::Result<bool> {
         .await
         .context("loading the demo data")?;
     tx.commit().await.context("committing the demo data")?;
+    submit_demo_claim(db).await?;
     Ok(true)
+}
+
+/// Submits the demo's draft claim as its front desk would, through
+/// `claims::submit` (which renders the 837P and keeps it), in a
+/// transaction of a short session of the front desk's with the same
+/// context a request of theirs has: an operator's act, like `caregate
+/// token`'s sessions.
+async fn submit_demo_claim(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let s = dev_session(db, "frontdesk@northside.example", Some("northside"), 1).await?;
+    let meta = crate::context::RequestMeta {
+        request_id: format!("seed-demo-{}", ulid::Ulid::generate()),
+        ip: None,
+        user_agent: Some("caregate seed-demo".into()),
+        impersonate: None,
+    };
+    let who = crate::context::SessionOf {
+        user: s.user.into(),
+        tenant: s.organization.into(),
+        session: s.session.into(),
+        impersonate: false,
+    };
+    let (tx, viewer) = crate::context::open(
+        db.get_postgres_connection_pool(),
+        crate::tx::Counter::default(),
+        &meta,
+        Some(who),
+        60,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the front desk's context: {e:?}"))?;
+    let actor = viewer.actor.context("the front desk's context")?;
+    let claim: uuid::Uuid = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id FROM claims WHERE organization_id = $1 AND status = 'DRAFT'",
+            [s.organization.into()],
+        ))
+        .await
+        .context("finding the demo claim")?
+        .context("the demo claim")?
+        .try_get("", "id")?;
+    crate::claims::submit(&tx, &actor, claim)
+        .await
+        .map_err(|e| anyhow::anyhow!("submitting the demo claim: {e}"))?;
+    tx.commit()
+        .await
+        .map_err(|e| anyhow::anyhow!("committing the demo claim: {e:?}"))?;
+    Ok(())
 }
 
 /// A session for a user in a clinic, opened by the operator (the owner

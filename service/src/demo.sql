@@ -280,10 +280,15 @@ UPDATE therapy_sessions SET status = 'SIGNED', signed_at = ended_at + interval '
 ALTER TABLE session_events ENABLE TRIGGER session_events_check;
 ALTER TABLE therapy_sessions ENABLE TRIGGER therapy_sessions_check;
 
-INSERT INTO claims (organization_id, patient_id, insurance_id, provider_id, status, diagnosis_codes,
-                    total_charge_cents, submitted_at, created_by)
-SELECT s.organization_id, s.patient_id, i.id, s.provider_id, 'SUBMITTED', ARRAY['M54.50', 'M25.561'],
-       3 * 4500, now() - interval '20 hours', u.id
+-- The claim is recorded as a draft here; `caregate seed-demo` then submits
+-- it through the service, which renders and keeps its 837P.
+INSERT INTO claim_counters (organization_id, last_number)
+SELECT id, 1 FROM organizations WHERE slug = 'northside';
+
+INSERT INTO claims (organization_id, patient_id, insurance_id, provider_id, control_number, status,
+                    diagnosis_codes, total_charge_cents, created_by)
+SELECT s.organization_id, s.patient_id, i.id, s.provider_id, 1, 'DRAFT', ARRAY['M54.50', 'M25.561'],
+       3 * 4500, u.id
 FROM therapy_sessions s
 JOIN patient_insurances i ON i.organization_id = s.organization_id AND i.patient_id = s.patient_id
 JOIN users u ON u.email = 'frontdesk@northside.example';

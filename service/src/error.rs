@@ -69,6 +69,7 @@ vocabulary! {
         SessionNotEnded => "SESSION_NOT_ENDED",
         SessionSigned => "SESSION_SIGNED",
         SessionAlreadyBilled => "SESSION_ALREADY_BILLED",
+        ClaimAlreadySubmitted => "CLAIM_ALREADY_SUBMITTED",
     }
 }
 
@@ -198,9 +199,9 @@ impl ServiceError {
             // Row-level security refused the row: to the caller it does not exist.
             Some("42501") => Self::NotFound,
             // A value the database cannot hold (out of range, a character it
-            // cannot store): the edge refuses these first, naming the
-            // argument; this covers what slips past it.
-            Some("22001" | "22003" | "22008" | "22021" | "22P05") => {
+            // cannot store, a check it refuses): the edge refuses these
+            // first, naming the argument; this covers what slips past it.
+            Some("22001" | "22003" | "22008" | "22021" | "22P05" | "23514") => {
                 tracing::info!(error = %err, context, "value refused by the database");
                 Self::invalid("input", "a value is out of range or cannot be stored")
             }

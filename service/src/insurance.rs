@@ -17,9 +17,14 @@ use crate::error::{DbResultExt, ServiceError, ServiceResult};
 
 /// A payer's id or a member or group number: letters, digits (and `-` for
 /// member and group numbers), as payers issue them.
-pub fn payer_code(field: &'static str, raw: &str, max: usize, dash: bool) -> ServiceResult<String> {
+pub fn payer_code(
+    field: &'static str,
+    raw: &str,
+    (min, max): (usize, usize),
+    dash: bool,
+) -> ServiceResult<String> {
     let value = raw.trim();
-    let ok = !value.is_empty()
+    let ok = value.len() >= min
         && value.len() <= max
         && value
             .bytes()
@@ -27,11 +32,15 @@ pub fn payer_code(field: &'static str, raw: &str, max: usize, dash: bool) -> Ser
     if !ok {
         return Err(ServiceError::invalid(
             field,
-            format!("1 to {max} letters or digits"),
+            format!("{min} to {max} letters or digits"),
         ));
     }
     Ok(value.to_owned())
 }
+
+/// A payer's electronic id: 2 to 15 characters, as an 837P's interchange
+/// receiver id (ISA08) holds it.
+const PAYER_ID: (usize, usize) = (2, 15);
 
 /// The subscriber when it is someone other than the patient.
 pub struct OtherSubscriber {
@@ -102,6 +111,13 @@ fn set_subscriber(
                 &s.last_name,
                 60,
             )?));
+            let earliest = NaiveDate::from_ymd_opt(1880, 1, 1).unwrap_or_default();
+            if s.date_of_birth < earliest || s.date_of_birth > chrono::Utc::now().date_naive() {
+                return Err(ServiceError::invalid(
+                    "subscriber.dateOfBirth",
+                    "not in the future, not before 1880-01-01",
+                ));
+            }
             model.subscriber_date_of_birth = Set(Some(s.date_of_birth));
             model.subscriber_sex = Set(Some(s.sex));
             let a = s.address;
@@ -132,14 +148,14 @@ pub async fn add(
         organization_id: Set(patient.organization_id),
         patient_id: Set(patient.id),
         payer_name: Set(required_text("payerName", &input.payer_name, 60)?),
-        payer_id: Set(payer_code("payerId", &input.payer_id, 80, false)?),
+        payer_id: Set(payer_code("payerId", &input.payer_id, PAYER_ID, false)?),
         member_id: Set(input
             .member_id
-            .map(|m| payer_code("memberId", &m, 80, true))
+            .map(|m| payer_code("memberId", &m, (1, 80), true))
             .transpose()?),
         group_number: Set(input
             .group_number
-            .map(|g| payer_code("groupNumber", &g, 50, true))
+            .map(|g| payer_code("groupNumber", &g, (1, 50), true))
             .transpose()?),
         priority: Set(input.priority),
         effective_from: Set(input.effective_from),
@@ -179,10 +195,10 @@ pub async fn update(
     }
     let mut model = current.into_active_model();
     if let Some(m) = changes.member_id {
-        model.member_id = Set(Some(payer_code("memberId", &m, 80, true)?));
+        model.member_id = Set(Some(payer_code("memberId", &m, (1, 80), true)?));
     }
     if let Some(g) = changes.group_number {
-        model.group_number = Set(Some(payer_code("groupNumber", &g, 50, true)?));
+        model.group_number = Set(Some(payer_code("groupNumber", &g, (1, 50), true)?));
     }
     if let Some(p) = changes.priority {
         model.priority = Set(p);

@@ -325,6 +325,18 @@ pub async fn sign(tx: &Tx, actor: &Actor, id: Uuid) -> ServiceResult<therapy_ses
         .await
         .or_db("locking a session")?
         .ok_or(ServiceError::NotFound)?;
+    // Whose it is comes before what state it is in: another provider
+    // learns nothing of it (the update's trigger holds the same rule).
+    let renders = entity::provider::Entity::find_by_id(current.provider_id)
+        .filter(entity::provider::Column::UserId.eq(actor.user.into_uuid()))
+        .one(tx)
+        .await
+        .or_db("reading the rendering provider")?;
+    if renders.is_none() {
+        return Err(ServiceError::Forbidden(
+            crate::error::ForbiddenReason::NotRenderingProvider,
+        ));
+    }
     match current.status {
         SessionStatus::InProgress => {
             return Err(ServiceError::Conflict(ConflictReason::SessionNotEnded));

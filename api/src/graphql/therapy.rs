@@ -448,9 +448,11 @@ impl ClaimMutation {
         Ok(Claim(row))
     }
 
-    /// Submits a DRAFT claim (ADMIN, STAFF). It must render as a valid
-    /// 837P: otherwise BAD_USER_INPUT names the field to fix (e.g.
-    /// `insurance.memberId`) and nothing changes.
+    /// Submits a DRAFT claim (ADMIN, STAFF): its 837P is rendered and kept
+    /// with it (`Claim.x12` answers it from then on). It must render as a
+    /// valid 837P: otherwise BAD_USER_INPUT names the field to fix (e.g.
+    /// `insurance.memberId`) and nothing changes. A claim no longer DRAFT
+    /// is CONFLICT CLAIM_ALREADY_SUBMITTED.
     async fn submit_claim(
         &self,
         ctx: &Context<'_>,

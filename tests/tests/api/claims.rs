@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::database::fixtures::patient;
 use crate::support::app::{TestApp, error_codes, first_error, spawn_app, spawn_app_with};
 use crate::support::therapy::{
-    ADMIN, DOCTOR, RESPOND, STAFF, SUBMIT, billable_patient, checked_in_appointment,
+    ADMIN, DOCTOR, RESPOND, STAFF, SUBMIT, X12, billable_patient, checked_in_appointment,
     completed_session, create_and_render_claim, data, end, id_of, northside_okafor,
     provider_with_login, render_valid, segments, sign, signed_session, start, try_create_claim,
     x12_of,
@@ -343,10 +343,11 @@ async fn claim_responses_follow_the_lifecycle_and_the_charge() {
     }
     data(&submit(&app, &staff, claim).await, "submitClaim");
     let res = submit(&app, &staff, claim).await;
+    assert_eq!(error_codes(&res), vec!["CONFLICT"], "submitted once: {res}");
     assert_eq!(
-        error_codes(&res),
-        vec!["BAD_USER_INPUT"],
-        "submitted once: {res}"
+        first_error(&res)["reason"],
+        "CLAIM_ALREADY_SUBMITTED",
+        "{res}"
     );
     for to in ["PAID", "DENIED", "DRAFT", "SUBMITTED"] {
         let mut input = json!({ "status": to });
@@ -472,15 +473,35 @@ async fn claims_export_writes_a_valid_837p_of_one_claim_or_a_batch() {
     let text = std::fs::read_to_string(&one).expect("the exported file");
     assert_valid_837(&text);
     assert!(text.starts_with("ISA*"), "{text}");
-
-    // A second claim to the same payer: one interchange of two claims.
+    // A submitted claim exports the interchange kept at its submission.
     let staff = app.login_as(STAFF).await;
+    let kept = app.graphql(Some(&staff), X12, json!({ "id": demo })).await;
+    assert_eq!(data(&kept, "claim")["x12"], text.as_str(), "{kept}");
+    // What was submitted stays what it was when the coverage changes.
+    let changed = app
+        .graphql(
+            Some(&staff),
+            "mutation($id: UUID!) { updateInsurance(id: $id, input: {memberId: \"CHANGED99\"}) { memberId } }",
+            json!({ "id": insurance }),
+        )
+        .await;
+    assert_eq!(data(&changed, "updateInsurance")["memberId"], "CHANGED99");
+    let after = app.graphql(Some(&staff), X12, json!({ "id": demo })).await;
+    assert_eq!(data(&after, "claim")["x12"], text.as_str(), "{after}");
+    assert!(!text.contains("CHANGED99"));
+
+    // Two drafts to the same payer: one interchange of two claims (a
+    // preview, usage indicator T).
     let doctor = app.login_as(DOCTOR).await;
-    let session = signed_session(&app, &doctor, jonathan, okafor, "97110", 30).await;
-    let (claim, _) = create_and_render_claim(&app, &staff, insurance, &[session]).await;
+    let mut drafts = Vec::new();
+    for minutes in [30, 45] {
+        let session = signed_session(&app, &doctor, jonathan, okafor, "97110", minutes).await;
+        let (claim, _) = create_and_render_claim(&app, &staff, insurance, &[session]).await;
+        drafts.push(id_of(&claim));
+    }
     let batch = dir.join("batch.x12");
     assert_eq!(
-        export(&app.db.owner_url, &[demo, id_of(&claim)], ADMIN, &batch)
+        export(&app.db.owner_url, &drafts, ADMIN, &batch)
             .await
             .unwrap(),
         0
@@ -492,6 +513,16 @@ async fn claims_export_writes_a_valid_837p_of_one_claim_or_a_batch() {
         .filter(|s| s.starts_with("CLM*"))
         .count();
     assert_eq!(claims, 2, "{text}");
+    assert!(segments(&text)[0].ends_with("*T*:"), "a preview: {text}");
+
+    // A batch holding a submitted claim is refused, and writes nothing.
+    let mixed = dir.join("mixed.x12");
+    let outcome = export(&app.db.owner_url, &[demo, drafts[0]], ADMIN, &mixed).await;
+    assert!(
+        !matches!(outcome, Ok(0)),
+        "a batch with a submitted claim: {outcome:?}"
+    );
+    assert!(!mixed.exists(), "no file for a refused export");
 
     // Not for a provider, and nothing written.
     let refused = dir.join("refused.x12");
@@ -714,4 +745,61 @@ async fn a_billing_address_without_zip_plus_four_renders_no_claim() {
     render_valid(&app, &staff, claim).await;
     data(&submit(&app, &staff, claim).await, "submitClaim");
     assert_eq!(claim_status(&owner, claim).await, "SUBMITTED");
+}
+
+#[tokio::test]
+async fn coverage_values_an_837p_cannot_carry_are_bad_input_naming_the_field() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let staff = app.login_as(STAFF).await;
+    let base = json!({
+        "patientId": marcus, "payerName": "Harbor Mutual", "payerId": "HM001",
+        "memberId": "HM-1", "priority": "PRIMARY", "effectiveFrom": "2025-01-01",
+    });
+    let subscriber = json!({
+        "relationship": "SPOUSE", "firstName": "Ana", "lastName": "Johnson",
+        "dateOfBirth": "1978-02-01", "sex": "FEMALE",
+    });
+    for (patch, field) in [
+        (json!({ "payerId": "A" }), "payerId"),
+        (json!({ "payerId": "ABCDEFGHIJKLMNOP" }), "payerId"),
+        (
+            json!({ "subscriber": { "dateOfBirth": "0001-01-01" } }),
+            "subscriber.dateOfBirth",
+        ),
+        (
+            json!({ "subscriber": { "dateOfBirth": "9999-12-31" } }),
+            "subscriber.dateOfBirth",
+        ),
+    ] {
+        let mut input = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if k == "subscriber" {
+                let mut s = subscriber.clone();
+                for (sk, sv) in v.as_object().unwrap() {
+                    s[sk] = sv.clone();
+                }
+                input[k] = s;
+            } else {
+                input[k] = v.clone();
+            }
+        }
+        let res = app
+            .graphql(
+                Some(&staff),
+                "mutation($i: AddInsuranceInput!) { addInsurance(input: $i) { id } }",
+                json!({ "i": input }),
+            )
+            .await;
+        assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{patch}: {res}");
+        assert_eq!(first_error(&res)["field"], field, "{patch}: {res}");
+    }
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM patient_insurances WHERE patient_id = $1")
+            .bind(marcus)
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert_eq!(count, 0, "nothing recorded");
 }

@@ -161,6 +161,10 @@ async fn lakeside(app: &TestApp, owner: &PgPool) -> Lakeside {
     let coverage = billable_patient(app, &staff, grace, Some("PSM-300221")).await;
     let session = signed_session(app, &doctor, grace, lindqvist, "92507", 40).await;
     let (claim, _) = create_and_render_claim(app, &staff, coverage, &[session]).await;
+    // Each clinic numbers its own claims: Northside's demo claim is 1, and
+    // so is Lakeside's first (nothing tells one clinic how many the other
+    // has).
+    assert_eq!(claim["controlNumber"], 1, "{claim}");
     let running = {
         let appointment = checked_in_appointment(owner, grace, lindqvist).await;
         let res = start(app, &doctor, appointment, "92507", None, minutes_ago(30)).await;

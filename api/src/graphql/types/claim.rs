@@ -117,9 +117,12 @@ impl Claim {
             .collect())
     }
     /// The claim as an ASC X12 005010X222A1 837P interchange (staff:
-    /// ADMIN, STAFF), ready to send. Null, with a BAD_USER_INPUT error
-    /// naming the field to fix (e.g. `insurance.memberId`), when the claim
-    /// would not be a valid 837P.
+    /// ADMIN, STAFF). Once submitted: the interchange as it was submitted,
+    /// byte for byte, whatever changed since. A DRAFT: a preview rendered
+    /// from the current data (usage indicator T), or null with a
+    /// BAD_USER_INPUT error naming the field to fix (e.g.
+    /// `insurance.memberId`) when it would not be a valid 837P.
+    #[graphql(complexity = 10)]
     async fn x12(&self, ctx: &Context<'_>) -> GqlResult<Option<String>> {
         let actor = ctx.clinical_actor()?;
         let scope = ctx.scope()?;

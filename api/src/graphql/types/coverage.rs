@@ -136,7 +136,7 @@ pub struct AddInsuranceInput {
     pub patient_id: Uuid,
     /// The payer's name: 1 to 60 characters.
     pub payer_name: String,
-    /// The payer's electronic id: 2 to 80 letters or digits.
+    /// The payer's electronic id: 2 to 15 letters or digits.
     pub payer_id: String,
     /// The member id on the card: 1 to 80 letters, digits or `-`; may be
     /// left out while the coverage is verified (claims need it).
