@@ -343,7 +343,8 @@ impl SessionMutation {
     }
 
     /// Records a batch of clinical events (the session's provider), in one
-    /// statement: 1 to 500 events, all or none. Events are never changed; a
+    /// statement: 1 to 500 events, all or none (the request body must also
+    /// fit `MAX_BODY_BYTES`, 64 KiB by default: a few hundred small events). Events are never changed; a
     /// correction is a new event with `correctsId`. Events recorded after
     /// the signature are addenda.
     async fn record_session_events(
