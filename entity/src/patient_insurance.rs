@@ -65,6 +65,8 @@ pub struct Model {
     pub member_id: Option<String>,
     pub group_number: Option<String>,
     pub priority: CoveragePriority,
+    /// The 837P claim filing indicator (SBR09), e.g. `CI`, `MB`, `MC`.
+    pub claim_filing_code: String,
     pub relationship: SubscriberRelationship,
     /// The subscriber's name, birth date and sex: set unless `relationship` is `SelfInsured`.
     pub subscriber_first_name: Option<String>,

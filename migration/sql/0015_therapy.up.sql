@@ -80,6 +80,11 @@ CREATE TABLE patient_insurances (
     member_id               text CHECK (member_id ~ '^[A-Za-z0-9-]{1,80}$'),
     group_number            text CHECK (group_number ~ '^[A-Za-z0-9-]{1,50}$'),
     priority                text NOT NULL CHECK (priority IN ('PRIMARY', 'SECONDARY', 'TERTIARY')),
+    -- The 837P claim filing indicator (SBR09): CI commercial, MB Medicare
+    -- part B, MC Medicaid, BL Blue Cross/Blue Shield, HM HMO, ...
+    claim_filing_code       text NOT NULL DEFAULT 'CI' CHECK (claim_filing_code IN (
+                                '11', '12', '13', '14', '15', '16', '17', 'AM', 'BL', 'CH', 'CI', 'DS',
+                                'FI', 'HM', 'LM', 'MA', 'MB', 'MC', 'OF', 'TV', 'VA', 'WC', 'ZZ')),
     relationship            text NOT NULL DEFAULT 'SELF_INSURED' CHECK (relationship IN ('SELF_INSURED', 'SPOUSE', 'CHILD', 'OTHER')),
     -- The subscriber when it is someone else than the patient.
     subscriber_first_name   text CHECK (length(btrim(subscriber_first_name)) BETWEEN 1 AND 35),

@@ -614,7 +614,7 @@ async fn render_fresh(
             payer: x12::Payer {
                 name: coverage.payer_name.clone(),
                 payer_id: coverage.payer_id.clone(),
-                claim_filing_code: None,
+                claim_filing_code: Some(coverage.claim_filing_code.clone()),
             },
             subscriber: x12::Subscriber {
                 member_id: coverage.member_id.clone().unwrap_or_default(),

@@ -134,6 +134,30 @@ impl IcdCode {
     }
 }
 
+/// An 837P claim filing indicator (SBR09): the kind of plan a payer runs,
+/// e.g. `CI` commercial, `MB` Medicare part B, `MC` Medicaid, `BL` Blue
+/// Cross/Blue Shield, `HM` HMO, `CH` TRICARE, `VA`, `WC` workers'
+/// compensation (the 23 codes of the 005010X222A1 guide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimFilingCode(String);
+
+impl ClaimFilingCode {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ServiceError> {
+        let code = raw.trim().to_ascii_uppercase();
+        if !crate::x12::CLAIM_FILING_CODES.contains(&code.as_str()) {
+            return Err(invalid(
+                field,
+                "a claim filing indicator of the 837P guide, e.g. CI, MB, MC, BL or HM",
+            ));
+        }
+        Ok(Self(code))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// USPS codes of the states, DC and the territories.
 const US_STATES: &[&str] = &[
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
@@ -367,6 +391,11 @@ mod tests {
         assert!(PlaceOfService::parse("p", "1").is_err());
         assert!(PlaceOfService::parse("p", "00").is_err());
         assert!(PlaceOfService::parse("p", "35").is_err());
+        assert_eq!(
+            ClaimFilingCode::parse("f", " mc ").unwrap().into_string(),
+            "MC"
+        );
+        assert!(ClaimFilingCode::parse("f", "XX").is_err());
         assert!(EventTypeCode::parse("e", "GOAL_PROGRESS").is_ok());
         assert!(EventTypeCode::parse("e", "goal").is_err());
         assert!(EventTypeCode::parse("e", "_X").is_err());

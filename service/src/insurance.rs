@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::Tx;
 use crate::actor::{Actor, Purpose};
-use crate::codes::Address;
+use crate::codes::{Address, ClaimFilingCode};
 use crate::domain::{PatientId, new_id, required_text};
 use crate::error::{DbResultExt, ServiceError, ServiceResult};
 
@@ -60,6 +60,8 @@ pub struct NewInsurance {
     pub member_id: Option<String>,
     pub group_number: Option<String>,
     pub priority: CoveragePriority,
+    /// SBR09 of its claims; `CI` (commercial) when not given.
+    pub claim_filing_code: Option<ClaimFilingCode>,
     /// `None`: the patient is the subscriber.
     pub subscriber: Option<OtherSubscriber>,
     pub effective_from: NaiveDate,
@@ -158,6 +160,10 @@ pub async fn add(
             .map(|g| payer_code("groupNumber", &g, (1, 50), true))
             .transpose()?),
         priority: Set(input.priority),
+        claim_filing_code: Set(input
+            .claim_filing_code
+            .map(ClaimFilingCode::into_string)
+            .unwrap_or_else(|| "CI".to_owned())),
         effective_from: Set(input.effective_from),
         effective_to: Set(input.effective_to),
         is_active: Set(true),
@@ -173,6 +179,7 @@ pub struct InsuranceChanges {
     pub member_id: Option<String>,
     pub group_number: Option<String>,
     pub priority: Option<CoveragePriority>,
+    pub claim_filing_code: Option<ClaimFilingCode>,
     /// `Some(None)`: the patient is now the subscriber.
     pub subscriber: Option<Option<OtherSubscriber>>,
     pub effective_to: Option<NaiveDate>,
@@ -202,6 +209,9 @@ pub async fn update(
     }
     if let Some(p) = changes.priority {
         model.priority = Set(p);
+    }
+    if let Some(c) = changes.claim_filing_code {
+        model.claim_filing_code = Set(c.into_string());
     }
     if let Some(s) = changes.subscriber {
         set_subscriber(&mut model, s)?;

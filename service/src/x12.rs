@@ -364,7 +364,7 @@ pub(crate) const PLACES_OF_SERVICE: &[&str] = &[
 ];
 
 /// SBR09 claim filing indicator codes of the 837P guide.
-const CLAIM_FILING_CODES: &[&str] = &[
+pub(crate) const CLAIM_FILING_CODES: &[&str] = &[
     "11", "12", "13", "14", "15", "16", "17", "AM", "BL", "CH", "CI", "DS", "FI", "HM", "LM", "MA",
     "MB", "MC", "OF", "TV", "VA", "WC", "ZZ",
 ];

@@ -8,7 +8,8 @@ use async_graphql::{Context, Object};
 use service::claims::{ClaimResponse, NewClaim};
 use service::clinic::BillingIdentity;
 use service::codes::{
-    EventTypeCode, IcdCode, Modifiers, PhoneDigits, PlaceOfService, ServiceCode, TaxId, UsState,
+    ClaimFilingCode, EventTypeCode, IcdCode, Modifiers, PhoneDigits, PlaceOfService, ServiceCode,
+    TaxId, UsState,
 };
 use service::credentials::NewCredential;
 use service::diagnoses::NewDiagnosis;
@@ -240,6 +241,12 @@ impl ClinicSetupMutation {
             member_id: input.member_id,
             group_number: input.group_number,
             priority: input.priority.into(),
+            claim_filing_code: input
+                .claim_filing_code
+                .as_deref()
+                .map(|c| ClaimFilingCode::parse("claimFilingCode", c))
+                .transpose()
+                .gql()?,
             subscriber: input.subscriber.map(|s| s.parse()).transpose()?,
             effective_from: input.effective_from.0,
             effective_to: input.effective_to.map(|d| d.0),
@@ -276,6 +283,12 @@ impl ClinicSetupMutation {
             member_id: input.member_id,
             group_number: input.group_number,
             priority: input.priority.map(Into::into),
+            claim_filing_code: input
+                .claim_filing_code
+                .as_deref()
+                .map(|c| ClaimFilingCode::parse("claimFilingCode", c))
+                .transpose()
+                .gql()?,
             subscriber,
             effective_to: input.effective_to.map(|d| d.0),
             is_active: input.is_active,

@@ -803,3 +803,38 @@ async fn coverage_values_an_837p_cannot_carry_are_bad_input_naming_the_field() {
             .unwrap();
     assert_eq!(count, 0, "nothing recorded");
 }
+
+#[tokio::test]
+async fn a_medicaid_coverage_files_its_claims_as_medicaid() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let marcus = patient(&owner, "NS-0004").await;
+    let okafor = northside_okafor(&owner).await;
+    let staff = app.login_as(STAFF).await;
+    let doctor = app.login_as(DOCTOR).await;
+    let coverage = billable_patient(&app, &staff, marcus, Some("MCD-88120")).await;
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($id: UUID!, $c: String) { updateInsurance(id: $id, input: {claimFilingCode: $c}) { claimFilingCode } }",
+            json!({ "id": coverage, "c": "xx" }),
+        )
+        .await;
+    assert_eq!(error_codes(&res), vec!["BAD_USER_INPUT"], "{res}");
+    assert_eq!(first_error(&res)["field"], "claimFilingCode", "{res}");
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($id: UUID!, $c: String) { updateInsurance(id: $id, input: {claimFilingCode: $c}) { claimFilingCode } }",
+            json!({ "id": coverage, "c": "mc" }),
+        )
+        .await;
+    assert_eq!(data(&res, "updateInsurance")["claimFilingCode"], "MC");
+    let session = signed_session(&app, &doctor, marcus, okafor, "97110", 30).await;
+    let (_, text) = create_and_render_claim(&app, &staff, coverage, &[session]).await;
+    let sbr = segments(&text)
+        .into_iter()
+        .find(|s| s.starts_with("SBR*"))
+        .expect("an SBR segment");
+    assert!(sbr.ends_with("*MC"), "{sbr}");
+}

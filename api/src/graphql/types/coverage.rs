@@ -44,6 +44,12 @@ impl Insurance {
     async fn priority(&self) -> CoveragePriority {
         self.0.priority.into()
     }
+    /// The claim filing indicator its claims carry (837P SBR09): `CI`
+    /// commercial, `MB` Medicare part B, `MC` Medicaid, `BL` Blue Cross/Blue
+    /// Shield, `HM` HMO, …
+    async fn claim_filing_code(&self) -> &str {
+        &self.0.claim_filing_code
+    }
     /// The patient's relationship to the subscriber.
     async fn relationship(&self) -> SubscriberRelationship {
         self.0.relationship.into()
@@ -146,6 +152,10 @@ pub struct AddInsuranceInput {
     /// Which payer is billed first: one active coverage per priority
     /// (CONFLICT COVERAGE_PRIORITY_TAKEN).
     pub priority: CoveragePriority,
+    /// The kind of plan, as claims say it (837P SBR09): one of the guide's
+    /// 23 codes, e.g. `CI` commercial (when omitted), `MB` Medicare part B,
+    /// `MC` Medicaid, `BL` Blue Cross/Blue Shield, `HM` HMO.
+    pub claim_filing_code: Option<String>,
     /// The subscriber when it is not the patient; leave out when the
     /// patient holds the policy.
     pub subscriber: Option<SubscriberInput>,
@@ -165,6 +175,8 @@ pub struct UpdateInsuranceInput {
     /// A new priority (CONFLICT COVERAGE_PRIORITY_TAKEN when another active
     /// coverage has it).
     pub priority: Option<CoveragePriority>,
+    /// A new claim filing indicator (e.g. `MC`).
+    pub claim_filing_code: Option<String>,
     /// A new subscriber (not the patient).
     pub subscriber: Option<SubscriberInput>,
     /// The patient is now the subscriber (clears the subscriber's details).
