@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 
 use entity::{
-    appointment, audit_event, care_team_assignment, consent_document, contact_method, organization,
-    patient_insurance, payer_authorization, proxy_assignment, user, user_consent,
+    appointment, audit_event, care_team_assignment, claim, consent_document, contact_method,
+    diagnosis, organization, patient_insurance, payer_authorization, proxy_assignment,
+    session_event, staff_credential, therapy_session, user, user_consent,
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use uuid::Uuid;
@@ -33,6 +34,12 @@ pub enum Kind {
     UserConsent,
     Organization,
     User,
+    Credential,
+    Insurance,
+    Diagnosis,
+    TherapySession,
+    SessionEvent,
+    Claim,
 }
 
 impl Kind {
@@ -50,6 +57,12 @@ impl Kind {
             "user_consents" => Self::UserConsent,
             "organizations" => Self::Organization,
             "users" => Self::User,
+            "staff_credentials" => Self::Credential,
+            "patient_insurances" => Self::Insurance,
+            "diagnoses" => Self::Diagnosis,
+            "therapy_sessions" => Self::TherapySession,
+            "session_events" => Self::SessionEvent,
+            "claims" => Self::Claim,
             _ => return None,
         })
     }
@@ -67,7 +80,7 @@ pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> 
     // are this constant list, never input.)
     const LIVE_PATIENT: &str = "EXISTS (SELECT 1 FROM patients p \
          WHERE p.organization_id = t.organization_id AND p.id = t.patient_id AND p.deleted_at IS NULL)";
-    let tables: [(&str, String); 12] = [
+    let tables: [(&str, String); 18] = [
         ("patients", "t.deleted_at IS NULL".to_owned()),
         (
             "contact_methods",
@@ -89,6 +102,18 @@ pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> 
         ("user_consents", "true".to_owned()),
         ("organizations", "t.deleted_at IS NULL".to_owned()),
         ("users", "t.deleted_at IS NULL".to_owned()),
+        ("staff_credentials", "t.deleted_at IS NULL".to_owned()),
+        (
+            "patient_insurances",
+            format!("t.deleted_at IS NULL AND {LIVE_PATIENT}"),
+        ),
+        (
+            "diagnoses",
+            format!("t.deleted_at IS NULL AND {LIVE_PATIENT}"),
+        ),
+        ("therapy_sessions", LIVE_PATIENT.to_owned()),
+        ("session_events", LIVE_PATIENT.to_owned()),
+        ("claims", LIVE_PATIENT.to_owned()),
     ];
     let sql = tables
         .iter()
@@ -185,6 +210,26 @@ by_ids!(
     "nodes.organizations"
 );
 by_ids!(users, user, "loading users", "nodes.users");
+by_ids!(
+    credentials,
+    staff_credential,
+    "loading credentials",
+    "nodes.credentials"
+);
+by_ids!(diagnoses, diagnosis, "loading diagnoses", "nodes.diagnoses");
+by_ids!(
+    therapy_sessions,
+    therapy_session,
+    "loading sessions",
+    "nodes.therapy_sessions"
+);
+by_ids!(
+    session_events,
+    session_event,
+    "loading session events",
+    "nodes.session_events"
+);
+by_ids!(claims, claim, "loading claims", "nodes.claims");
 by_ids!(
     insurances,
     patient_insurance,

@@ -838,3 +838,25 @@ async fn a_medicaid_coverage_files_its_claims_as_medicaid() {
         .expect("an SBR segment");
     assert!(sbr.ends_with("*MC"), "{sbr}");
 }
+
+#[tokio::test]
+async fn therapy_records_are_relay_nodes_only_to_their_clinic() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let (insurance, session, claim) = demo_claim(&owner).await;
+    let query = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id \
+                 ... on Claim { status } ... on TherapySession { status } \
+                 ... on Insurance { payerName } } }";
+    let ids = json!({ "ids": [claim, session, insurance] });
+    let staff = app.login_as(STAFF).await;
+    let res = app.graphql(Some(&staff), query, ids.clone()).await;
+    let nodes = data(&res, "nodes");
+    assert_eq!(nodes[0]["__typename"], "Claim", "{res}");
+    assert_eq!(nodes[0]["status"], "SUBMITTED", "{res}");
+    assert_eq!(nodes[1]["__typename"], "TherapySession", "{res}");
+    assert_eq!(nodes[1]["status"], "SIGNED", "{res}");
+    assert_eq!(nodes[2]["payerName"], "Empire Harbor Health", "{res}");
+    let lakeside = app.login_as("admin@lakeside.example").await;
+    let res = app.graphql(Some(&lakeside), query, ids).await;
+    assert_eq!(data(&res, "nodes"), &json!([null, null, null]), "{res}");
+}

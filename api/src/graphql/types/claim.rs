@@ -28,7 +28,7 @@ pub struct Claim(pub claim::Model);
 #[Object]
 impl Claim {
     /// The claim's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Where the claim stands.
@@ -140,7 +140,7 @@ pub struct ClaimLine(pub claim_line::Model);
 #[Object]
 impl ClaimLine {
     /// The line's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// 1 to 50, in claim order.

@@ -18,7 +18,7 @@ pub struct Credential(pub staff_credential::Model);
 #[Object]
 impl Credential {
     /// The credential's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Licence or certification.
@@ -105,7 +105,7 @@ pub struct FeeScheduleEntry(pub fee_schedule_entry::Model);
 #[Object]
 impl FeeScheduleEntry {
     /// The entry's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// The CPT/HCPCS code.
@@ -129,7 +129,7 @@ pub struct SessionEventType(pub session_event_type::Model);
 #[Object]
 impl SessionEventType {
     /// The type's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Its code, as events name it (e.g. `GOAL_PROGRESS`).

@@ -20,7 +20,7 @@ pub struct Insurance(pub patient_insurance::Model);
 #[Object]
 impl Insurance {
     /// The coverage's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// The payer (insurer), as it appears on claims.
@@ -195,7 +195,7 @@ pub struct Diagnosis(pub diagnosis::Model);
 #[Object]
 impl Diagnosis {
     /// The diagnosis's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// The ICD-10-CM code, with its dot (e.g. `F84.0`).

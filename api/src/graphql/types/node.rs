@@ -17,11 +17,15 @@ use super::appointment::Appointment;
 use super::audit::AuditEvent;
 use super::billing::PayerAuthorization;
 use super::care_team::CareTeamAssignment;
+use super::claim::Claim;
+use super::clinic::Credential;
 use super::consent::{ConsentDocument, UserConsent};
+use super::coverage::{Diagnosis, Insurance};
 use super::organization::{Organization, User};
 use super::patient::{ContactMethod, Patient};
 use super::provider::Provider;
 use super::proxy::ProxyAssignment;
+use super::session::{SessionEvent, TherapySession};
 use crate::error::{GqlResult, IntoGql};
 use crate::graphql::scope::ScopeExt;
 
@@ -46,6 +50,12 @@ pub enum Node {
     UserConsent(UserConsent),
     Organization(Organization),
     User(User),
+    Credential(Credential),
+    Insurance(Insurance),
+    Diagnosis(Diagnosis),
+    TherapySession(TherapySession),
+    SessionEvent(SessionEvent),
+    Claim(Claim),
 }
 
 /// The most ids one `nodes` call takes.
@@ -75,6 +85,11 @@ pub async fn load(ctx: &Context<'_>, ids: &[ID]) -> GqlResult<Vec<Option<Node>>>
         Kind::CareTeamAssignment,
         Kind::PayerAuthorization,
         Kind::ProxyAssignment,
+        Kind::Insurance,
+        Kind::Diagnosis,
+        Kind::TherapySession,
+        Kind::SessionEvent,
+        Kind::Claim,
     ];
     if kinds.values().any(|k| clinical.contains(k)) {
         ctx.clinical_actor()?;
@@ -174,6 +189,40 @@ pub async fn load(ctx: &Context<'_>, ids: &[ID]) -> GqlResult<Vec<Option<Node>>>
         Organization::of
     );
     load_kind!(Kind::User, nodes::users, User, User);
+    if !of(Kind::Credential).is_empty() {
+        // Staff only, as `Provider.credentials` (the row policy agrees).
+        ctx.clinical_actor()?.require_staff().gql()?;
+    }
+    load_kind!(Kind::Credential, nodes::credentials, Credential, Credential);
+    load_kind!(
+        Kind::Insurance,
+        nodes::insurances,
+        Insurance,
+        Insurance,
+        patient
+    );
+    load_kind!(
+        Kind::Diagnosis,
+        nodes::diagnoses,
+        Diagnosis,
+        Diagnosis,
+        patient
+    );
+    load_kind!(
+        Kind::TherapySession,
+        nodes::therapy_sessions,
+        TherapySession,
+        TherapySession,
+        patient
+    );
+    load_kind!(
+        Kind::SessionEvent,
+        nodes::session_events,
+        SessionEvent,
+        SessionEvent,
+        patient
+    );
+    load_kind!(Kind::Claim, nodes::claims, Claim, Claim, patient);
     // An id asked for twice is answered twice.
     Ok(uuids
         .into_iter()

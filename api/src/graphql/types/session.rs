@@ -29,7 +29,7 @@ pub struct TherapySession(pub therapy_session::Model);
 #[Object]
 impl TherapySession {
     /// The session's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Where the session stands.
@@ -150,7 +150,7 @@ pub struct SessionEvent(pub session_event::Model);
 #[Object]
 impl SessionEvent {
     /// The event's id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Its type, from the clinic's catalogue (`sessionEventTypes`).
