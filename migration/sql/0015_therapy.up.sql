@@ -317,23 +317,28 @@ CREATE TRIGGER session_events_no_truncate BEFORE TRUNCATE ON session_events
 CREATE FUNCTION app.check_session_event() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    s therapy_sessions%ROWTYPE;
+    v_patient uuid;
+    v_signed boolean;
+    v_mine boolean;
 BEGIN
-    SELECT * INTO s FROM therapy_sessions t
+    -- One lookup per event: the session (share-locked) and whether the
+    -- caller is its rendering provider.
+    SELECT t.patient_id, t.status = 'SIGNED', p.user_id IS NOT DISTINCT FROM app.current_user_id()
+    INTO v_patient, v_signed, v_mine
+    FROM therapy_sessions t
+    JOIN providers p ON p.organization_id = t.organization_id AND p.id = t.provider_id
     WHERE t.organization_id = NEW.organization_id AND t.id = NEW.session_id
-    FOR SHARE;
-    IF s.id IS NULL THEN
+    FOR SHARE OF t;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'no such session' USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM providers p
-                   WHERE p.organization_id = s.organization_id AND p.id = s.provider_id
-                     AND p.user_id = app.current_user_id()) THEN
+    IF NOT v_mine THEN
         RAISE EXCEPTION 'NOT_RENDERING_PROVIDER' USING ERRCODE = 'CG403';
     END IF;
-    NEW.patient_id := s.patient_id;
+    NEW.patient_id := v_patient;
     NEW.recorded_by := app.current_user_id();
     NEW.recorded_at := now();
-    NEW.is_addendum := s.status = 'SIGNED';
+    NEW.is_addendum := v_signed;
     RETURN NEW;
 END
 $$;

@@ -52,7 +52,8 @@ pub fn local_day(
     Ok((start_of(day)?, start_of(next)?))
 }
 
-async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
+/// The active clinic's time zone.
+pub(crate) async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
     let row = tx
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,

@@ -2,7 +2,7 @@
 //! care is scheduled and released when it is not given.
 
 use anyhow::Context;
-use chrono::NaiveDate;
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use entity::payer_authorization;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
@@ -90,32 +90,38 @@ fn check_units(units: i32) -> ServiceResult<()> {
     Ok(())
 }
 
-/// Why a reservation or release changed nothing.
-async fn explain_refusal(tx: &Tx, id: AuthorizationId, exhausted: ConflictReason) -> ServiceError {
+/// Why drawing units changed nothing, on the clinic-local day of `on` (or
+/// today): outside the authorization's dates, or not enough units left.
+async fn explain_refusal(
+    tx: &Tx,
+    id: AuthorizationId,
+    on: Option<DateTime<FixedOffset>>,
+) -> ServiceError {
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT (now() AT TIME ZONE o.timezone)::date BETWEEN a.valid_from AND a.valid_to AS valid \
+            "SELECT (coalesce($2::timestamptz, now()) AT TIME ZONE o.timezone)::date \
+                    BETWEEN a.valid_from AND a.valid_to AS valid \
              FROM payer_authorizations a JOIN organizations o ON o.id = a.organization_id \
              WHERE a.id = $1 AND a.deleted_at IS NULL",
-            [id.into_uuid().into()],
+            [id.into_uuid().into(), on.into()],
         ))
         .await;
     match row {
         Ok(None) => ServiceError::NotFound,
         Ok(Some(row)) => match row.try_get::<bool>("", "valid") {
+            Ok(false) if on.is_some() => {
+                ServiceError::Conflict(ConflictReason::AuthorizationNotValidOnDate)
+            }
             Ok(false) => ServiceError::Conflict(ConflictReason::AuthorizationNotValidToday),
-            Ok(true) => ServiceError::Conflict(exhausted),
+            Ok(true) => ServiceError::Conflict(ConflictReason::UnitsExhausted),
             Err(e) => ServiceError::from_db(e, "reading an authorization"),
         },
         Err(e) => ServiceError::from_db(e, "reading an authorization"),
     }
 }
 
-/// Reserves `units` (staff). Atomic under concurrency: one conditional
-/// UPDATE adds the units only while they fit and only on a day (in the
-/// clinic's time zone) within the validity dates; when they do not fit,
-/// nothing is reserved and the answer is `UNITS_EXHAUSTED`.
+/// Reserves `units` (staff): [`draw`] on today's date.
 #[tracing::instrument(skip_all, name = "authorizations.reserve", level = "debug", fields(authorization = %id, units))]
 pub async fn reserve(
     tx: &Tx,
@@ -125,6 +131,20 @@ pub async fn reserve(
 ) -> ServiceResult<payer_authorization::Model> {
     actor.require_staff()?;
     check_units(units)?;
+    draw(tx, id, units, None).await
+}
+
+/// Adds `units` to those used, atomically under concurrency: one
+/// conditional UPDATE adds them only while they fit and only when the
+/// clinic-local day of `on` (today when `None`) is within the validity
+/// dates. When they do not fit nothing is drawn: `UNITS_EXHAUSTED`, or
+/// `AUTHORIZATION_NOT_VALID_TODAY` / `_ON_DATE`.
+pub(crate) async fn draw(
+    tx: &Tx,
+    id: AuthorizationId,
+    units: i32,
+    on: Option<DateTime<FixedOffset>>,
+) -> ServiceResult<payer_authorization::Model> {
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -132,18 +152,19 @@ pub async fn reserve(
              FROM organizations o \
              WHERE a.id = $1 AND a.deleted_at IS NULL AND o.id = a.organization_id \
                AND a.used_units + $2 <= a.total_units \
-               AND (now() AT TIME ZONE o.timezone)::date BETWEEN a.valid_from AND a.valid_to \
+               AND (coalesce($3::timestamptz, now()) AT TIME ZONE o.timezone)::date \
+                   BETWEEN a.valid_from AND a.valid_to \
              RETURNING a.*",
-            [id.into_uuid().into(), units.into()],
+            [id.into_uuid().into(), units.into(), on.into()],
         ))
         .await
-        .or_db("reserving units")?;
+        .or_db("drawing units")?;
     match row {
         Some(row) => {
             Ok(payer_authorization::Model::from_query_result(&row, "")
                 .context("an authorization")?)
         }
-        None => Err(explain_refusal(tx, id, ConflictReason::UnitsExhausted).await),
+        None => Err(explain_refusal(tx, id, on).await),
     }
 }
 

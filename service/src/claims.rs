@@ -115,7 +115,7 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<cl
             "the patient has no open diagnosis to bill",
         ));
     }
-    let tz = clinic_timezone(tx).await?;
+    let tz = crate::appointments::clinic_timezone(tx).await?;
     let days: Vec<(String, NaiveDate)> = sessions
         .iter()
         .map(|s| {
@@ -400,20 +400,6 @@ pub async fn lines_of(tx: &Tx, claims: &[Uuid]) -> ServiceResult<Vec<claim_line:
         .all(tx)
         .await
         .or_db("loading claim lines")
-}
-
-async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
-    let row = tx
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT timezone FROM organizations WHERE id = app.current_tenant_id()",
-        ))
-        .await
-        .or_db("reading the clinic's time zone")?
-        .ok_or(ServiceError::NotFound)?;
-    let tz: String = row.try_get("", "timezone").context("timezone")?;
-    tz.parse()
-        .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("clinic time zone {tz} is not IANA")))
 }
 
 /// Claims as one 837P interchange (ADMIN, STAFF). A submitted claim (and

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 
 use entity::{
-    appointment, audit_event, care_team_assignment, claim, consent_document, contact_method,
-    diagnosis, organization, patient_insurance, payer_authorization, proxy_assignment,
-    session_event, staff_credential, therapy_session, user, user_consent,
+    appointment, audit_event, care_team_assignment, consent_document, contact_method, diagnosis,
+    organization, patient_insurance, payer_authorization, proxy_assignment, session_event,
+    staff_credential, user, user_consent,
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use uuid::Uuid;
@@ -218,18 +218,11 @@ by_ids!(
 );
 by_ids!(diagnoses, diagnosis, "loading diagnoses", "nodes.diagnoses");
 by_ids!(
-    therapy_sessions,
-    therapy_session,
-    "loading sessions",
-    "nodes.therapy_sessions"
-);
-by_ids!(
     session_events,
     session_event,
     "loading session events",
     "nodes.session_events"
 );
-by_ids!(claims, claim, "loading claims", "nodes.claims");
 by_ids!(
     insurances,
     patient_insurance,

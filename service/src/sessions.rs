@@ -256,21 +256,13 @@ pub async fn end(
     let session = therapy_session::Model::from_query_result(&row, "").context("a session")?;
     let units = session.units.unwrap_or(0);
     if let (Some(auth), true) = (session.authorization_id, units > 0) {
-        let consumed = tx
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE payer_authorizations a SET used_units = a.used_units + $2 \
-                 FROM organizations o \
-                 WHERE a.id = $1 AND a.deleted_at IS NULL AND o.id = a.organization_id \
-                   AND a.used_units + $2 <= a.total_units \
-                   AND ($3::timestamptz AT TIME ZONE o.timezone)::date BETWEEN a.valid_from AND a.valid_to",
-                [auth.into(), units.into(), session.started_at.into()],
-            ))
+        crate::authorizations::draw(tx, auth.into(), units, Some(session.started_at))
             .await
-            .or_db("consuming authorization units")?;
-        if consumed.rows_affected() == 0 {
-            return Err(explain_units_refusal(tx, auth, session.started_at).await);
-        }
+            .map_err(|e| match e {
+                // Deleted meanwhile: no units to draw from.
+                ServiceError::NotFound => ServiceError::Conflict(ConflictReason::UnitsExhausted),
+                other => other,
+            })?;
     }
     Ok(session)
 }
@@ -286,27 +278,6 @@ async fn explain_end_refusal(tx: &Tx, id: Uuid, ended_at: DateTime<FixedOffset>)
         }
         Ok(Some(_)) => ServiceError::invalid("endedAt", "a session lasts at most 24 hours"),
         Err(e) => ServiceError::from_db(e, "reading a session"),
-    }
-}
-
-async fn explain_units_refusal(tx: &Tx, auth: Uuid, day_of: DateTime<FixedOffset>) -> ServiceError {
-    let row = tx
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT ($2::timestamptz AT TIME ZONE o.timezone)::date BETWEEN a.valid_from AND a.valid_to AS valid \
-             FROM payer_authorizations a JOIN organizations o ON o.id = a.organization_id \
-             WHERE a.id = $1 AND a.deleted_at IS NULL",
-            [auth.into(), day_of.into()],
-        ))
-        .await;
-    match row {
-        Ok(Some(row)) => match row.try_get::<bool>("", "valid") {
-            Ok(false) => ServiceError::Conflict(ConflictReason::AuthorizationNotValidOnDate),
-            Ok(true) => ServiceError::Conflict(ConflictReason::UnitsExhausted),
-            Err(e) => ServiceError::from_db(e, "reading an authorization"),
-        },
-        Ok(None) => ServiceError::Conflict(ConflictReason::UnitsExhausted),
-        Err(e) => ServiceError::from_db(e, "reading an authorization"),
     }
 }
 

@@ -346,14 +346,10 @@ const PATIENT_CONTROL_NUMBER: Ident = Ident { min: 1, max: 20 };
 /// far above any professional claim and well inside SV102/CLM02.
 const MAX_CHARGE_CENTS: i64 = 9_999_999_999;
 
-/// USPS codes valid in N402 that also appear in the code list the
-/// validators check (states, DC, territories, military post offices).
-const STATES: &[&str] = &[
-    "AA", "AE", "AK", "AL", "AP", "AR", "AS", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "FM", "GA",
-    "GU", "HI", "IA", "ID", "IL", "IN", "KS", "KY", "LA", "MA", "MD", "ME", "MH", "MI", "MN", "MO",
-    "MP", "MS", "MT", "NC", "ND", "NE", "NH", "NJ", "NM", "NV", "NY", "OH", "OK", "OR", "PA", "PR",
-    "RI", "SC", "SD", "TN", "TX", "UT", "VA", "VI", "VT", "WA", "WI", "WV", "WY",
-];
+/// USPS codes N402 takes beyond the states, DC and territories addresses
+/// hold elsewhere (`codes::US_STATES`): military post offices and the freely
+/// associated states.
+const MORE_STATES: &[&str] = &["AA", "AE", "AP", "FM", "MH"];
 
 /// CMS place-of-service codes (code source 237) accepted in CLM05-1/SV105.
 pub(crate) const PLACES_OF_SERVICE: &[&str] = &[
@@ -483,34 +479,17 @@ fn digits(raw: &str, ignore: &[char], lengths: &[usize]) -> Option<String> {
 }
 
 /// Ten digits whose last is the Luhn check digit over `80840` and the first
-/// nine, as CMS assigns them.
+/// nine, as CMS assigns them (`domain::Npi` checks it).
 fn npi(raw: &str, field: &'static str) -> Result<String, Unrenderable> {
-    let value = raw.trim();
-    if value.is_empty() {
+    if raw.trim().is_empty() {
         return Err(refuse(field, "NPI is missing"));
     }
-    let digits =
-        digits(value, &[], &[10]).ok_or_else(|| refuse(field, "NPI must be exactly 10 digits"))?;
-    let mut sum = 0;
-    for (i, d) in "80840"
-        .bytes()
-        .chain(digits.bytes().take(9))
-        .rev()
-        .map(|b| u32::from(b - b'0'))
-        .enumerate()
-    {
-        sum += if i % 2 == 0 {
-            let doubled = d * 2;
-            doubled / 10 + doubled % 10
-        } else {
-            d
-        };
-    }
-    let check = (10 - sum % 10) % 10;
-    if u32::from(digits.as_bytes()[9] - b'0') != check {
-        return Err(refuse(field, "NPI check digit is wrong"));
-    }
-    Ok(digits)
+    crate::domain::Npi::parse(raw)
+        .map(|npi| npi.as_ref().to_owned())
+        .map_err(|e| match e {
+            crate::ServiceError::Invalid { message, .. } => refuse(field, message),
+            other => refuse(field, other.to_string()),
+        })
 }
 
 fn amount(cents: i64) -> String {
@@ -561,7 +540,9 @@ impl PreparedAddress {
             .filter(|l| !l.is_empty());
         let city = text(&address.city, &CITY, field, "city")?;
         let state = address.state.trim().to_ascii_uppercase();
-        if !STATES.contains(&state.as_str()) {
+        if !crate::codes::US_STATES.contains(&state.as_str())
+            && !MORE_STATES.contains(&state.as_str())
+        {
             return Err(refuse(
                 field,
                 format!(

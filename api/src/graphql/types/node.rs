@@ -210,7 +210,7 @@ pub async fn load(ctx: &Context<'_>, ids: &[ID]) -> GqlResult<Vec<Option<Node>>>
     );
     load_kind!(
         Kind::TherapySession,
-        nodes::therapy_sessions,
+        service::sessions::by_ids,
         TherapySession,
         TherapySession,
         patient
@@ -222,7 +222,7 @@ pub async fn load(ctx: &Context<'_>, ids: &[ID]) -> GqlResult<Vec<Option<Node>>>
         SessionEvent,
         patient
     );
-    load_kind!(Kind::Claim, nodes::claims, Claim, Claim, patient);
+    load_kind!(Kind::Claim, service::claims::by_ids, Claim, Claim, patient);
     // An id asked for twice is answered twice.
     Ok(uuids
         .into_iter()
