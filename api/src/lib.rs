@@ -6,6 +6,10 @@
 //! `config`, `db`, `tokens`, `metrics`, and `cluster` (the private
 //! PostgreSQL used when no database is configured).
 
+// The merged `Mutation` root nests one future per merged part; its
+// layout goes deeper than the default limit of 128.
+#![recursion_limit = "256"]
+
 pub mod cli;
 pub mod client;
 pub mod cluster;

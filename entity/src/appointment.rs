@@ -49,6 +49,8 @@ pub struct Model {
     pub organization_id: Uuid,
     pub patient_id: Uuid,
     pub provider_id: Uuid,
+    /// Where it takes place; its time zone decides the local day.
+    pub facility_id: Option<Uuid>,
     pub starts_at: DateTimeWithTimeZone,
     /// After `starts_at`, at most 24 hours later; the range is `[starts_at, ends_at)`.
     pub ends_at: DateTimeWithTimeZone,

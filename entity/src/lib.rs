@@ -9,12 +9,15 @@
 
 pub mod appointment;
 pub mod audit_event;
+pub mod billing_transaction;
 pub mod care_team_assignment;
 pub mod claim;
 pub mod claim_line;
 pub mod consent_document;
 pub mod contact_method;
 pub mod diagnosis;
+pub mod facility;
+pub mod facility_staff;
 pub mod fee_schedule_entry;
 pub mod organization;
 pub mod organization_membership;
@@ -26,6 +29,7 @@ pub mod proxy_assignment;
 pub mod session_event;
 pub mod session_event_type;
 pub mod staff_credential;
+pub mod subscription_override;
 pub mod therapy_session;
 pub mod user;
 pub mod user_consent;

@@ -27,6 +27,8 @@ pub struct Model {
     pub organization_id: Uuid,
     pub user_id: Uuid,
     pub role: MembershipRole,
+    /// The facilities the member is limited to; `None`: every facility.
+    pub facility_scope: Option<Vec<Uuid>>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub deleted_at: Option<DateTimeWithTimeZone>,

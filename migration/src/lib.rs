@@ -71,6 +71,8 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0013_user_clinics",
     "0014_drop_unused_functions",
     "0015_therapy",
+    "0016_facilities",
+    "0017_clinic_billing",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

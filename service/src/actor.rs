@@ -110,6 +110,8 @@ pub struct Actor {
     pub impersonating: bool,
     /// For `Role::Portal`: the patients reachable per purpose.
     pub portal: Option<Arc<PortalScope>>,
+    /// For staff limited to some facilities: their ids (`None`: every one).
+    pub facility_scope: Option<Arc<[Uuid]>>,
 }
 
 impl Actor {

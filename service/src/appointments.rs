@@ -14,10 +14,11 @@ use sea_orm::{
 
 use crate::Tx;
 use crate::actor::{Actor, Purpose, Role};
-use crate::domain::{AppointmentId, PatientId, ProviderId, new_id};
+use crate::domain::{AppointmentId, FacilityId, PatientId, ProviderId, new_id};
 use crate::error::{DbResultExt, ServiceError, ServiceResult};
 use crate::pagination::{Page, PageRequest, TimeKey};
 use crate::sql::uuid_array;
+use uuid::Uuid;
 
 /// The longest appointment (a database check holds the same bound).
 const MAX_LENGTH: chrono::Duration = chrono::Duration::hours(24);
@@ -26,9 +27,12 @@ const MAX_LENGTH: chrono::Duration = chrono::Duration::hours(24);
 pub struct AppointmentFilter {
     pub from: Option<DateTime<FixedOffset>>,
     pub to: Option<DateTime<FixedOffset>>,
-    /// One calendar day in the clinic's time zone.
+    /// One calendar day in the time zone of each appointment's facility
+    /// (the clinic's for an appointment at none, or at a facility without
+    /// one).
     pub on: Option<NaiveDate>,
     pub provider: Option<ProviderId>,
+    pub facility: Option<FacilityId>,
     pub patient: Option<PatientId>,
     pub status: Option<AppointmentStatus>,
 }
@@ -67,10 +71,7 @@ pub(crate) async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
         .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("clinic time zone {tz} is not IANA")))
 }
 
-async fn filtered(
-    tx: &Tx,
-    filter: &AppointmentFilter,
-) -> ServiceResult<sea_orm::Select<appointment::Entity>> {
+fn filtered(filter: &AppointmentFilter) -> ServiceResult<sea_orm::Select<appointment::Entity>> {
     let mut q = appointment::Entity::find().filter(appointment::Column::DeletedAt.is_null());
     if let Some(from) = filter.from {
         q = q.filter(appointment::Column::EndsAt.gt(from));
@@ -79,10 +80,29 @@ async fn filtered(
         q = q.filter(appointment::Column::StartsAt.lt(to));
     }
     if let Some(day) = filter.on {
-        let (start, end) = local_day(clinic_timezone(tx).await?, day)?;
+        // Every local day lies within [00:00 UTC − 14 h, 24:00 UTC + 12 h)
+        // (the extreme offsets in use): that range keeps the index on
+        // start time; each row's own time zone then decides.
+        let midnight = day
+            .and_hms_opt(0, 0, 0)
+            .context("midnight")?
+            .and_utc()
+            .fixed_offset();
         q = q
-            .filter(appointment::Column::StartsAt.gte(start))
-            .filter(appointment::Column::StartsAt.lt(end));
+            .filter(appointment::Column::StartsAt.gte(midnight - chrono::Duration::hours(14)))
+            .filter(appointment::Column::StartsAt.lt(midnight + chrono::Duration::hours(36)))
+            .filter(Expr::cust_with_values(
+                "(appointments.starts_at AT TIME ZONE coalesce( \
+                    (SELECT f.timezone FROM facilities f \
+                     WHERE f.organization_id = appointments.organization_id \
+                       AND f.id = appointments.facility_id), \
+                    (SELECT o.timezone FROM organizations o \
+                     WHERE o.id = appointments.organization_id)))::date = $1",
+                [Value::from(day)],
+            ));
+    }
+    if let Some(f) = filter.facility {
+        q = q.filter(appointment::Column::FacilityId.eq(f.into_uuid()));
     }
     if let Some(p) = filter.provider {
         q = q.filter(appointment::Column::ProviderId.eq(p.into_uuid()));
@@ -103,7 +123,7 @@ pub async fn list(
     filter: &AppointmentFilter,
     page: &PageRequest<TimeKey>,
 ) -> ServiceResult<Page<appointment::Model>> {
-    let mut q = filtered(tx, filter).await?;
+    let mut q = filtered(filter)?;
     if let Some(key) = &page.after {
         q = q.filter(Expr::cust_with_values(
             "(starts_at, appointments.id) > ($1, $2)",
@@ -123,8 +143,7 @@ pub async fn list(
 #[tracing::instrument(skip_all, name = "appointments.count", level = "debug")]
 pub async fn count(tx: &Tx, filter: &AppointmentFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
-    filtered(tx, filter)
-        .await?
+    filtered(filter)?
         .count(tx)
         .await
         .or_db("counting appointments")
@@ -225,6 +244,81 @@ pub async fn pages_of(
     Ok(out)
 }
 
+/// A page of appointments at each of several facilities, on one local day
+/// of each facility (its time zone, else the clinic's) when `on` is given:
+/// one statement for all of them (after two small lookups of time zones).
+#[tracing::instrument(skip_all, name = "appointments.pages_of_facilities", level = "debug", fields(facilities = facilities.len()))]
+pub async fn pages_of_facilities(
+    tx: &Tx,
+    facilities: &[Uuid],
+    on: Option<NaiveDate>,
+    page: &PageRequest<TimeKey>,
+) -> ServiceResult<HashMap<Uuid, Page<appointment::Model>>> {
+    // Each facility's window: its local day, or every time.
+    let mut windows: Vec<(Uuid, String, String)> = Vec::with_capacity(facilities.len());
+    match on {
+        None => windows.extend(
+            facilities
+                .iter()
+                .map(|f| (*f, "-infinity".to_owned(), "infinity".to_owned())),
+        ),
+        Some(day) => {
+            let clinic = clinic_timezone(tx).await?;
+            for f in crate::facilities::by_ids(tx, facilities).await? {
+                let tz = f
+                    .timezone
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(clinic);
+                let (start, end) = local_day(tz, day)?;
+                windows.push((f.id, start.to_rfc3339(), end.to_rfc3339()));
+            }
+        }
+    }
+    let (after_at, after_id) = match &page.after {
+        Some(k) => (Some(k.at), Some(k.id)),
+        None => (None, None),
+    };
+    let text_array = |items: Vec<String>| Value::from(format!("{{{}}}", items.join(",")));
+    let rows = tx
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT * FROM ( \
+               SELECT a.*, row_number() OVER ( \
+                   PARTITION BY a.facility_id ORDER BY a.starts_at, a.id) AS rn \
+               FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w (fid, lo, hi) \
+               JOIN appointments a ON a.facility_id = w.fid \
+                AND a.starts_at >= w.lo AND a.starts_at < w.hi \
+               WHERE a.deleted_at IS NULL \
+                 AND ($4::timestamptz IS NULL OR (a.starts_at, a.id) > ($4, $5)) \
+             ) t WHERE rn <= $6 ORDER BY facility_id, rn",
+            [
+                uuid_array(windows.iter().map(|w| w.0)),
+                text_array(windows.iter().map(|w| w.1.clone()).collect()),
+                text_array(windows.iter().map(|w| w.2.clone()).collect()),
+                after_at.into(),
+                after_id.into(),
+                ((page.first + 1) as i64).into(),
+            ],
+        ))
+        .await
+        .or_db("loading appointments of facilities")?;
+    let mut grouped: HashMap<Uuid, Vec<appointment::Model>> = HashMap::new();
+    for row in rows {
+        let a = appointment::Model::from_query_result(&row, "").context("an appointment")?;
+        if let Some(f) = a.facility_id {
+            grouped.entry(f).or_default().push(a);
+        }
+    }
+    Ok(facilities
+        .iter()
+        .map(|f| {
+            let items = grouped.remove(f).unwrap_or_default();
+            (*f, Page::from_overfetch(items, page.first))
+        })
+        .collect())
+}
+
 pub struct NewAppointment {
     pub patient: PatientId,
     pub provider: ProviderId,
@@ -232,6 +326,8 @@ pub struct NewAppointment {
     pub ends_at: DateTime<FixedOffset>,
     pub kind: AppointmentType,
     pub reason: Option<String>,
+    /// Where it takes place: an open facility of the clinic.
+    pub facility: Option<FacilityId>,
 }
 
 /// Books an appointment. Staff, or a portal user allowed to schedule for
@@ -281,9 +377,20 @@ pub async fn schedule(
         }
         Some(_) => {}
     }
+    let facility = match input.facility {
+        Some(f) => Some(crate::facilities::bookable(tx, f).await?.id),
+        None if actor.facility_scope.is_some() => {
+            return Err(ServiceError::invalid(
+                "facilityId",
+                "required of staff limited to some facilities",
+            ));
+        }
+        None => None,
+    };
     let model = appointment::ActiveModel {
         id: Set(new_id()),
         organization_id: Set(actor.tenant.into_uuid()),
+        facility_id: Set(facility),
         patient_id: Set(input.patient.into_uuid()),
         provider_id: Set(input.provider.into_uuid()),
         starts_at: Set(input.starts_at),

@@ -290,6 +290,27 @@ impl Address {
     }
 }
 
+/// An IANA time zone name (`America/Chicago`), as the database checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IanaZone(chrono_tz::Tz);
+
+impl IanaZone {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ServiceError> {
+        raw.trim()
+            .parse()
+            .map(Self)
+            .map_err(|_| invalid(field, "an IANA time zone such as America/Chicago"))
+    }
+
+    pub fn tz(self) -> chrono_tz::Tz {
+        self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0.name().to_owned()
+    }
+}
+
 /// A code of a clinic's session event catalogue: an upper-case letter, then
 /// up to 39 upper-case letters, digits or underscores (`GOAL_PROGRESS`).
 #[derive(Debug, Clone, PartialEq, Eq)]

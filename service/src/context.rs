@@ -185,6 +185,9 @@ fn viewer_of(row: &QueryResult, who: SessionOf) -> Result<Viewer, ContextError> 
             (*p, ids)
         })))
     });
+    let facility_scope: Option<Vec<uuid::Uuid>> = row
+        .try_get("", "facility_scope")
+        .context("facility_scope")?;
     Ok(Viewer {
         actor: Some(Actor {
             user: who.user,
@@ -193,6 +196,7 @@ fn viewer_of(row: &QueryResult, who: SessionOf) -> Result<Viewer, ContextError> 
             session: who.session,
             impersonating: who.impersonate,
             portal,
+            facility_scope: facility_scope.map(Arc::from),
         }),
         is_super_admin: row
             .try_get("", "is_super_admin")

@@ -10,6 +10,7 @@ INSERT INTO organizations (name, slug, timezone) VALUES
 INSERT INTO users (email, password_hash, display_name, timezone, is_super_admin) VALUES
     ('admin@northside.example', ':password_hash', 'Nadia Brooks', 'America/New_York', false),
     ('frontdesk@northside.example', ':password_hash', 'Tom Reyes', 'America/New_York', false),
+    ('frontdesk.harlem@northside.example', ':password_hash', 'Rosa Diaz', 'America/New_York', false),
     ('dr.okafor@northside.example', ':password_hash', 'Dr. Amara Okafor', 'America/New_York', false),
     ('admin@lakeside.example', ':password_hash', 'Lena Park', 'America/Chicago', false),
     ('frontdesk@lakeside.example', ':password_hash', 'Sam Whitfield', 'America/Chicago', false),
@@ -24,6 +25,7 @@ SELECT o.id, u.id, m.role
 FROM (VALUES
     ('northside', 'admin@northside.example', 'ADMIN'),
     ('northside', 'frontdesk@northside.example', 'STAFF'),
+    ('northside', 'frontdesk.harlem@northside.example', 'STAFF'),
     ('northside', 'dr.okafor@northside.example', 'PROVIDER'),
     ('lakeside', 'admin@lakeside.example', 'ADMIN'),
     ('lakeside', 'frontdesk@lakeside.example', 'STAFF'),
@@ -46,6 +48,33 @@ FROM (VALUES
 ) AS p (slug, email, name, npi, specialty, licenses)
 JOIN organizations o ON o.slug = p.slug
 LEFT JOIN users u ON u.email = p.email;
+
+-- Northside's two sites; Rosa Diaz keeps the front desk at Harlem only
+-- (a site-scoped login), Tom Reyes at both.
+INSERT INTO facilities (organization_id, name, address_line1, city, state, postal_code, timezone, phone, settings)
+SELECT o.id, f.name, f.line1, 'New York', 'NY', f.zip, f.tz, f.phone, f.settings::jsonb
+FROM (VALUES
+    ('Northside Upper West Side', '350 Amsterdam Avenue', '100241234', NULL, '2125550100',
+     '{"parking": false, "wheelchair_access": true}'),
+    ('Northside Harlem', '2110 Frederick Douglass Boulevard', '100261234', 'America/New_York', '2125550180',
+     '{"parking": true, "wheelchair_access": true}')
+) AS f (name, line1, zip, tz, phone, settings)
+CROSS JOIN organizations o WHERE o.slug = 'northside';
+
+UPDATE organization_memberships m SET facility_scope = ARRAY[f.id]
+FROM users u, facilities f
+WHERE u.id = m.user_id AND u.email = 'frontdesk.harlem@northside.example'
+  AND f.organization_id = m.organization_id AND f.name = 'Northside Harlem';
+
+INSERT INTO facility_staff (organization_id, facility_id, membership_id, provider_id, role, starts_on)
+SELECT f.organization_id, f.id, m.id, NULL, s.role, DATE '2025-01-01'
+FROM (VALUES ('frontdesk@northside.example', 'Northside Upper West Side', 'FRONT_DESK'),
+             ('frontdesk@northside.example', 'Northside Harlem', 'FRONT_DESK'),
+             ('frontdesk.harlem@northside.example', 'Northside Harlem', 'FRONT_DESK'),
+             ('admin@northside.example', 'Northside Upper West Side', 'MANAGER')) AS s (email, facility, role)
+JOIN users u ON u.email = s.email
+JOIN facilities f ON f.name = s.facility
+JOIN organization_memberships m ON m.organization_id = f.organization_id AND m.user_id = u.id;
 
 INSERT INTO patients (organization_id, user_id, medical_record_number, first_name, last_name,
                       date_of_birth, legal_sex, address_line1, address_line2, city, state, postal_code)
@@ -115,6 +144,23 @@ FROM (VALUES
 ) AS a (mrn, npi, role)
 JOIN patients pt ON pt.medical_record_number = a.mrn
 JOIN providers pr ON pr.organization_id = pt.organization_id AND pr.npi = a.npi;
+
+-- Northside's visits take place at its sites: cardiology and physical
+-- therapy at Harlem, the rest at the Upper West Side.
+UPDATE appointments a SET facility_id = f.id
+FROM providers pr, facilities f
+WHERE pr.organization_id = a.organization_id AND pr.id = a.provider_id
+  AND f.organization_id = a.organization_id
+  AND f.name = CASE WHEN pr.npi IN ('1987654328', '1765432103') THEN 'Northside Harlem'
+                    ELSE 'Northside Upper West Side' END;
+
+INSERT INTO facility_staff (organization_id, facility_id, membership_id, provider_id, role, starts_on)
+SELECT f.organization_id, f.id, NULL, pr.id, 'CLINICIAN', DATE '2025-01-01'
+FROM (VALUES ('1234567893', 'Northside Upper West Side'),
+             ('1987654328', 'Northside Harlem'),
+             ('1765432103', 'Northside Harlem')) AS s (npi, facility)
+JOIN facilities f ON f.name = s.facility
+JOIN providers pr ON pr.organization_id = f.organization_id AND pr.npi = s.npi;
 
 -- Maria Garcia is the parent of Sofia (a minor) at Northside: she may see
 -- Sofia's profile and appointments, but not schedule, nor see billing.
@@ -240,12 +286,14 @@ FROM patients pt WHERE pt.medical_record_number = 'NS-0001';
 -- submitted claim. It is history written by the operator, so the checks
 -- that guard live requests (the caller must be the rendering provider)
 -- are set aside while it is written.
-INSERT INTO appointments (organization_id, patient_id, provider_id, starts_at, ends_at, type, reason, status)
+INSERT INTO appointments (organization_id, patient_id, provider_id, starts_at, ends_at, type, reason, status,
+                          facility_id)
 SELECT pt.organization_id, pt.id, pr.id,
        date_trunc('day', now()) - interval '1 day' + interval '15 hours',
        date_trunc('day', now()) - interval '1 day' + interval '16 hours',
-       'IN_PERSON', 'Therapeutic exercise, lower back', 'COMPLETED'
+       'IN_PERSON', 'Therapeutic exercise, lower back', 'COMPLETED', f.id
 FROM patients pt JOIN providers pr ON pr.organization_id = pt.organization_id AND pr.npi = '1234567893'
+JOIN facilities f ON f.organization_id = pt.organization_id AND f.name = 'Northside Upper West Side'
 WHERE pt.medical_record_number = 'NS-0001';
 
 ALTER TABLE therapy_sessions DISABLE TRIGGER therapy_sessions_check;

@@ -56,6 +56,8 @@ id_type!(AppointmentId);
 id_type!(AuthorizationId);
 id_type!(ProxyAssignmentId);
 id_type!(DocumentId);
+id_type!(FacilityId);
+id_type!(FacilityStaffId);
 
 /// A fresh id: a ULID (time-ordered, so new rows land at the end of the
 /// primary-key index) stored as a uuid.
@@ -174,7 +176,8 @@ impl AsRef<str> for Email {
 }
 
 /// A DEA registration number: two capital letters (the second may be `9`)
-/// and seven digits.
+/// and seven digits, the last a check digit: the last digit of
+/// (d1 + d3 + d5) + 2 × (d2 + d4 + d6). The database checks the same.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeaNumber(String);
 
@@ -190,6 +193,13 @@ impl DeaNumber {
             return Err(ServiceError::invalid(
                 "deaNumber",
                 "a DEA number is two letters and seven digits",
+            ));
+        }
+        let d = |i: usize| u32::from(b[i] - b'0');
+        if (d(2) + d(4) + d(6) + 2 * (d(3) + d(5) + d(7))) % 10 != d(8) {
+            return Err(ServiceError::invalid(
+                "deaNumber",
+                "the DEA number's check digit does not match",
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -392,6 +402,22 @@ mod tests {
             DeaNumber::parse(" AB1234563 ").unwrap().as_ref(),
             "AB1234563"
         );
+    }
+
+    #[test]
+    fn dea_number_with_a_wrong_check_digit_is_refused() {
+        // (1 + 3 + 5) + 2 × (2 + 4 + 6) = 33: the check digit is 3.
+        assert!(DeaNumber::parse("AB1234563").is_ok());
+        for bad in ["AB1234560", "AB1234564", "AB2134563"] {
+            assert_eq!(
+                invalid_on(DeaNumber::parse(bad)),
+                (
+                    "deaNumber",
+                    "the DEA number's check digit does not match".to_owned()
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -70,6 +70,12 @@ vocabulary! {
         SessionSigned => "SESSION_SIGNED",
         SessionAlreadyBilled => "SESSION_ALREADY_BILLED",
         ClaimAlreadySubmitted => "CLAIM_ALREADY_SUBMITTED",
+        DuplicateFacility => "DUPLICATE_FACILITY",
+        AlreadyAssigned => "ALREADY_ASSIGNED",
+        RefundExceedsPayment => "REFUND_EXCEEDS_PAYMENT",
+        NotRefundable => "NOT_REFUNDABLE",
+        DuplicateProcessorRef => "DUPLICATE_PROCESSOR_REF",
+        OverrideActive => "OVERRIDE_ACTIVE",
     }
 }
 
@@ -96,6 +102,11 @@ impl ConflictReason {
             "fee_schedule_entries_code_key" => Self::DuplicateFee,
             "therapy_sessions_appointment_key" => Self::SessionExists,
             "claim_lines_session_key" => Self::SessionAlreadyBilled,
+            "facilities_name_key" => Self::DuplicateFacility,
+            "billing_transactions_refund_check" => Self::RefundExceedsPayment,
+            "billing_transactions_processor_key" => Self::DuplicateProcessorRef,
+            "subscription_overrides_active_key" => Self::OverrideActive,
+            "facility_staff_member_key" | "facility_staff_provider_key" => Self::AlreadyAssigned,
             _ => return None,
         })
     }
@@ -121,6 +132,12 @@ vocabulary! {
         /// The provider holds no licence of the clinic's state valid on the
         /// session's day.
         NoValidLicense => "NO_VALID_LICENSE",
+        /// The caller is limited to some of the clinic's facilities; this
+        /// needs the whole clinic.
+        FacilityScope => "FACILITY_SCOPE",
+        /// Only a super admin acting in the clinic through an audited
+        /// impersonation may do this.
+        ImpersonationRequired => "IMPERSONATION_REQUIRED",
     }
 }
 

@@ -54,6 +54,18 @@ const CHECKS: &[Check] = &[
               WHERE NOT coalesce(app.is_valid_npi(npi), false)",
     },
     Check {
+        // Written out rather than calling app.is_valid_dea: this check runs
+        // before the migration that adds that function.
+        rule: "DEA number has a valid check digit",
+        table: "providers",
+        sql: "SELECT format('provider %s: DEA number %s', id, dea_number) AS detail FROM providers \
+              WHERE dea_number IS NOT NULL AND NOT (dea_number ~ '^[A-Z][A-Z9][0-9]{7}$' \
+                AND ((substr(dea_number, 3, 1)::int + substr(dea_number, 5, 1)::int \
+                      + substr(dea_number, 7, 1)::int) \
+                     + 2 * (substr(dea_number, 4, 1)::int + substr(dea_number, 6, 1)::int \
+                            + substr(dea_number, 8, 1)::int)) % 10 = substr(dea_number, 9, 1)::int)",
+    },
+    Check {
         rule: "MRN unique per clinic",
         table: "patients",
         sql: "SELECT format('organization %s: MRN %s on %s patients', \

@@ -40,6 +40,7 @@ pub enum Kind {
     TherapySession,
     SessionEvent,
     Claim,
+    Facility,
 }
 
 impl Kind {
@@ -63,6 +64,7 @@ impl Kind {
             "therapy_sessions" => Self::TherapySession,
             "session_events" => Self::SessionEvent,
             "claims" => Self::Claim,
+            "facilities" => Self::Facility,
             _ => return None,
         })
     }
@@ -80,7 +82,7 @@ pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> 
     // are this constant list, never input.)
     const LIVE_PATIENT: &str = "EXISTS (SELECT 1 FROM patients p \
          WHERE p.organization_id = t.organization_id AND p.id = t.patient_id AND p.deleted_at IS NULL)";
-    let tables: [(&str, String); 18] = [
+    let tables: [(&str, String); 19] = [
         ("patients", "t.deleted_at IS NULL".to_owned()),
         (
             "contact_methods",
@@ -114,6 +116,7 @@ pub async fn kinds(tx: &Tx, ids: &[Uuid]) -> ServiceResult<HashMap<Uuid, Kind>> 
         ("therapy_sessions", LIVE_PATIENT.to_owned()),
         ("session_events", LIVE_PATIENT.to_owned()),
         ("claims", LIVE_PATIENT.to_owned()),
+        ("facilities", "true".to_owned()),
     ];
     let sql = tables
         .iter()

@@ -15,9 +15,9 @@ use std::time::Duration;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, FixedOffset};
 use entity::{
-    appointment, care_team_assignment, claim_line, contact_method, diagnosis, patient,
-    patient_insurance, payer_authorization, provider, proxy_assignment, session_event,
-    staff_credential, therapy_session,
+    appointment, billing_transaction, care_team_assignment, claim_line, contact_method, diagnosis,
+    facility, patient, patient_insurance, payer_authorization, provider, proxy_assignment,
+    session_event, staff_credential, therapy_session,
 };
 use service::Actor;
 use service::Tx;
@@ -263,6 +263,68 @@ by_id_loader!(
     service::nodes::authorizations
 );
 
+by_id_loader!(FacilityById, facility::Model, service::facilities::by_ids);
+
+/// Each patient's balances, per currency.
+pub struct BalancesByPatient(TxRef);
+
+impl Loader<Uuid> for BalancesByPatient {
+    type Value = Vec<service::payments::Balance>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::payments::balances_of(&tx, keys).await?;
+        Ok(group(keys, rows, |b| b.patient_id))
+    }
+}
+
+/// The live staff of each facility (staff only).
+pub struct StaffByFacility(TxRef, Option<Actor>);
+
+impl Loader<Uuid> for StaffByFacility {
+    type Value = Vec<service::facilities::Assignment>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let actor = self.1.as_ref().ok_or_else(ApiError::internal)?;
+        Ok(service::facilities::staff_of(&tx, actor, keys).await?)
+    }
+}
+
+/// A page of each facility's appointments, on one local day or all;
+/// keys with the same day and page arguments share one statement.
+pub struct AppointmentsByFacility(TxRef);
+
+type FacilityPageKey = (Uuid, Option<chrono::NaiveDate>, PageRequest<TimeKey>);
+
+impl Loader<FacilityPageKey> for AppointmentsByFacility {
+    type Value = Page<appointment::Model>;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[FacilityPageKey],
+    ) -> Result<HashMap<FacilityPageKey, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let mut by_page: HashMap<(Option<chrono::NaiveDate>, &PageRequest<TimeKey>), Vec<Uuid>> =
+            HashMap::new();
+        for (facility, on, page) in keys {
+            by_page.entry((*on, page)).or_default().push(*facility);
+        }
+        let mut out = HashMap::new();
+        for ((on, page), facilities) in by_page {
+            let pages =
+                service::appointments::pages_of_facilities(&tx, &facilities, on, page).await?;
+            for (facility, result) in pages {
+                out.insert((facility, on, page.clone()), result);
+            }
+        }
+        Ok(out)
+    }
+}
+
 pub struct CredentialsByProvider(TxRef);
 
 impl Loader<ProviderId> for CredentialsByProvider {
@@ -366,6 +428,12 @@ page_loader!(
     service::sessions::pages_of_patients
 );
 page_loader!(
+    /// A page of billing transactions of each patient, newest first.
+    TransactionsByPatient,
+    billing_transaction::Model,
+    service::payments::pages_of_patients
+);
+page_loader!(
     /// A page of events of each session.
     EventsBySession,
     session_event::Model,
@@ -423,6 +491,12 @@ pub struct Loaders {
     pub sessions_by_patient: DataLoader<SessionsByPatient, HashMapCache>,
     pub session_events: DataLoader<EventsBySession, HashMapCache>,
     pub claim_lines: DataLoader<LinesByClaim, HashMapCache>,
+    pub facility: DataLoader<FacilityById, HashMapCache>,
+    /// Present for staff only.
+    pub facility_staff: DataLoader<StaffByFacility, HashMapCache>,
+    pub facility_appointments: DataLoader<AppointmentsByFacility, HashMapCache>,
+    pub transactions_by_patient: DataLoader<TransactionsByPatient, HashMapCache>,
+    pub balances: DataLoader<BalancesByPatient, HashMapCache>,
     batches: Batches,
 }
 
@@ -452,6 +526,11 @@ impl Loaders {
             sessions_by_patient: loader(SessionsByPatient(tx.clone()), b),
             session_events: loader(EventsBySession(tx.clone()), b),
             claim_lines: loader(LinesByClaim(tx.clone()), b),
+            facility: loader(FacilityById(tx.clone()), b),
+            facility_staff: loader(StaffByFacility(tx.clone(), actor.cloned()), b),
+            facility_appointments: loader(AppointmentsByFacility(tx.clone()), b),
+            transactions_by_patient: loader(TransactionsByPatient(tx.clone()), b),
+            balances: loader(BalancesByPatient(tx.clone()), b),
             user_names: loader(UserNames(tx), b),
             batches,
         }

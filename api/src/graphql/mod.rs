@@ -3,10 +3,12 @@
 
 pub mod batches;
 pub mod cache;
+pub mod facilities;
 pub mod inputs;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
+pub mod payments;
 pub mod persisted;
 pub mod prepare;
 pub mod query;
@@ -25,7 +27,7 @@ use crate::config::{Config, Environment};
 use crate::tokens::Tokens;
 use mutation::Mutation;
 use query::Query;
-use types::{appointment, audit, claim, patient, provider, session};
+use types::{appointment, audit, claim, facility, patient, payment, provider, session};
 
 pub type CaregateSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -61,6 +63,12 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
             session::EVENT_CONNECTION_DESCRIPTION,
         )
         .override_output_type_description::<claim::ClaimConnection>(claim::CONNECTION_DESCRIPTION)
+        .override_output_type_description::<facility::FacilityConnection>(
+            facility::CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<payment::BillingTransactionConnection>(
+            payment::CONNECTION_DESCRIPTION,
+        )
 }
 
 /// The schema with the limits and switches of `config`, and the two values

@@ -49,6 +49,8 @@ pub struct Mutation(
     super::therapy::ClinicSetupMutation,
     super::therapy::SessionMutation,
     super::therapy::ClaimMutation,
+    super::facilities::FacilityMutation,
+    super::payments::PaymentMutation,
 );
 
 #[derive(Default)]
@@ -362,6 +364,7 @@ impl ScheduleMutation {
             ends_at: input.ends_at,
             kind: input.kind.into(),
             reason: input.reason,
+            facility: input.facility_id.map(Into::into),
         };
         let row = in_savepoint(ctx, async |tx| {
             service::appointments::schedule(tx, actor, new).await

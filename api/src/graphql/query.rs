@@ -29,6 +29,7 @@ pub struct Query(
     ScheduleQuery,
     ComplianceQuery,
     super::therapy::TherapyQuery,
+    super::facilities::FacilityQuery,
 );
 
 #[derive(Default)]

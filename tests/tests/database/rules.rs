@@ -376,7 +376,8 @@ async fn counters_follow_enrolment_and_soft_delete() {
         .await
         .unwrap()
     };
-    assert_eq!(counts().await, (3, 8));
+    // Northside's demo staff: admin, two front desks, Dr. Okafor.
+    assert_eq!(counts().await, (4, 8));
     let mut tx = f.as_a().await;
     sqlx::query(
         "INSERT INTO patients (organization_id, medical_record_number, first_name, last_name, date_of_birth, legal_sex) \

@@ -9,6 +9,7 @@ use service::pagination::{Page, TimeKey};
 use uuid::Uuid;
 
 use super::enums::{AppointmentStatus, AppointmentType};
+use super::facility::Facility;
 use super::patient::Patient;
 use super::provider::Provider;
 use crate::error::{GqlResult, IntoGql};
@@ -66,6 +67,15 @@ impl Appointment {
             .gql()?;
         Ok(Patient::returned(ctx, row.into_iter().collect())?.pop())
     }
+    /// Where it takes place; null when no facility was given (or the
+    /// caller may not see it).
+    async fn facility(&self, ctx: &Context<'_>) -> GqlResult<Option<Facility>> {
+        let Some(id) = self.0.facility_id else {
+            return Ok(None);
+        };
+        let row = ctx.loaders()?.facility.load_one(id).await.gql()?;
+        Ok(row.map(Facility))
+    }
     /// The provider the patient sees; null when the provider's record was
     /// deleted.
     async fn provider(&self, ctx: &Context<'_>) -> GqlResult<Option<Provider>> {
@@ -87,8 +97,12 @@ pub struct AppointmentFilter {
     pub from: Option<DateTime<FixedOffset>>,
     /// Appointments starting before this instant.
     pub to: Option<DateTime<FixedOffset>>,
-    /// Appointments starting on this day in the clinic's time zone.
+    /// Appointments starting on this day in the time zone of their facility
+    /// (the clinic's for an appointment at no facility, or at one without
+    /// its own time zone).
     pub on: Option<Date>,
+    /// Only appointments at this facility.
+    pub facility_id: Option<Uuid>,
     /// Only this provider's appointments.
     pub provider_id: Option<Uuid>,
     /// Only this patient's appointments.
@@ -104,6 +118,7 @@ impl From<AppointmentFilter> for Filter {
             to: f.to,
             on: f.on.map(|d| d.0),
             provider: f.provider_id.map(Into::into),
+            facility: f.facility_id.map(Into::into),
             patient: f.patient_id.map(Into::into),
             status: f.status.map(Into::into),
         }
@@ -177,4 +192,8 @@ pub struct ScheduleAppointmentInput {
     pub kind: AppointmentType,
     /// Why the patient is coming (up to 1000 characters); blank means none.
     pub reason: Option<String>,
+    /// The facility where it takes place: an open facility of the clinic
+    /// (else BAD_USER_INPUT on `facilityId`). Required of staff limited to
+    /// some facilities, and then one of theirs.
+    pub facility_id: Option<Uuid>,
 }

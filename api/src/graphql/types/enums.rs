@@ -260,3 +260,67 @@ pub enum ClaimStatus {
     /// Adjudicated and denied.
     Denied,
 }
+
+/// A person's role at one facility.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::facility_staff::FacilityRole")]
+pub enum FacilityRole {
+    /// Runs the site.
+    Manager,
+    /// Checks patients in and books their visits.
+    FrontDesk,
+    /// Sees patients there.
+    Clinician,
+    /// Handles the site's billing.
+    Billing,
+}
+
+/// Whose account a billing transaction is on.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::billing_transaction::AccountOwner")]
+pub enum AccountOwner {
+    /// A patient's account.
+    Patient,
+    /// The clinic's own account.
+    Clinic,
+}
+
+/// What a billing transaction is.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::billing_transaction::TransactionKind")]
+pub enum TransactionKind {
+    /// Money received.
+    Payment,
+    /// Money returned from a payment.
+    Refund,
+    /// A charge (positive) or a write-off (negative).
+    Adjustment,
+}
+
+/// Where a billing transaction stands; only SUCCEEDED ones count.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::billing_transaction::TransactionStatus")]
+pub enum TransactionStatus {
+    /// Awaiting the processor.
+    Pending,
+    /// Done.
+    Succeeded,
+    /// The processor refused it.
+    Failed,
+    /// Withdrawn before it was done.
+    Cancelled,
+}
+
+/// What an override of a clinic's plan does.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::subscription_override::OverrideKind")]
+pub enum SubscriptionOverrideKind {
+    /// The clinic uses caregate free of charge (status ACTIVE).
+    Free,
+    /// The trial runs until `trialEndsOn` (status TRIAL).
+    TrialExtension,
+    /// The subscription is cancelled by hand (status CANCELLED).
+    ManualCancel,
+    /// A discount of `discountPercent` on the plan.
+    Discount,
+}

@@ -55,6 +55,23 @@ impl Organization {
     async fn subscription_status(&self) -> SubscriptionStatus {
         self.0.subscription_status.into()
     }
+    /// The clinic's subscription with its override (ADMIN; anyone else is
+    /// FORBIDDEN, reason ROLE).
+    async fn subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> GqlResult<super::payment::ClinicSubscription> {
+        let actor = ctx.actor()?;
+        if actor.tenant.into_uuid() != self.0.id {
+            // Another of the user's clinics: its subscription is read there.
+            return Err(ApiError::not_found().into());
+        }
+        let scope = ctx.scope()?;
+        let sub = service::subscription::of_clinic(&scope.tx, actor)
+            .await
+            .gql()?;
+        Ok(super::payment::ClinicSubscription(sub))
+    }
     /// Active memberships (staff only; null for patients and proxies).
     async fn member_count(&self, ctx: &Context<'_>) -> GqlResult<Option<i32>> {
         Ok(self.staff(ctx)?.then_some(self.0.member_count))

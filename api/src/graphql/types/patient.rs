@@ -240,6 +240,51 @@ impl Patient {
         super::session::of_patient(ctx, self.0.id, page).await
     }
 
+    /// Payments, refunds and adjustments of the patient's account, newest
+    /// first (ADMIN and STAFF; a patient or proxy with the billing
+    /// permission; providers see none).
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn billing_transactions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
+        first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
+        after: Option<String>,
+    ) -> GqlResult<super::payment::BillingTransactionConnection> {
+        ctx.clinical_actor()?
+            .may(Purpose::Billing, self.key())
+            .gql()?;
+        let page = page_request::<TimeKey>(first, after)?;
+        super::payment::of_patient(ctx, self.0.id, page).await
+    }
+
+    /// The patient's balance per currency, computed by the database from
+    /// succeeded transactions (positive: the patient owes the clinic); empty
+    /// when nothing was recorded. Same access as `billingTransactions`.
+    async fn balance(&self, ctx: &Context<'_>) -> GqlResult<Vec<super::payment::Balance>> {
+        ctx.clinical_actor()?
+            .may(Purpose::Billing, self.key())
+            .gql()?;
+        let rows = ctx
+            .loaders()?
+            .balances
+            .load_one(self.0.id)
+            .await
+            .gql()?
+            .unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .map(|b| super::payment::Balance {
+                currency: b.currency,
+                amount_minor: b.balance_minor,
+            })
+            .collect())
+    }
+
     /// The provider of the active PRIMARY assignment, if any.
     async fn primary_provider(&self, ctx: &Context<'_>) -> GqlResult<Option<Provider>> {
         let loaders = ctx.loaders()?;

@@ -1,0 +1,1 @@
+//! The clinic's own billing: payments, refunds, balances, subscription overrides.

@@ -1,0 +1,1 @@
+//! Facilities (sites), their staff, and staff limited to some sites.
