@@ -50,11 +50,36 @@ pub enum Command {
         #[command(subcommand)]
         action: ClaimsAction,
     },
+    /// Field-level encryption keys (as the owner role).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Stop the private PostgreSQL cluster under --data-dir (the zero-setup
     /// run leaves it running so the next start is quick).
     StopDb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Re-wrap every clinic's data keys under the newest master key of the
+    /// key file (add the new key to the file first, keeping the old one,
+    /// and restart the servers). Servers keep running throughout;
+    /// resumable; each re-wrap is audited.
+    Rotate,
+    /// Move one clinic's encrypted values to a new data key, in batches
+    /// (each its own transaction). Resumable: a rerun after an interruption
+    /// continues with the same new key. Audited.
+    Reencrypt {
+        /// The clinic (slug or id).
+        #[arg(long)]
+        org: String,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,12 +189,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             )
             .await
         }
+        Command::Keys { action } => keys(&cli.config, &owner_url, action).await.map(|()| 0),
         Command::Serve => serve(cli.config, &owner_url, private).await.map(|()| 0),
         Command::Migrate { action } => migrate(&owner_url, action).await.map(|()| 0),
         Command::Check => check(&owner_url).await,
         Command::SeedDemo => {
             let owner = db::connect_owner(&owner_url).await?;
-            if service::demo::seed(&owner).await? {
+            if service::demo::seed(&owner, &cli.config.keyring()?).await? {
                 println!("demo data loaded");
             } else {
                 println!("demo data already present");
@@ -179,12 +205,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+async fn keys(config: &Config, owner_url: &str, action: KeysAction) -> anyhow::Result<()> {
+    let keyring = config.keyring()?;
+    let owner = db::connect_owner(owner_url).await?;
+    match action {
+        KeysAction::Rotate => {
+            let n = service::phi::admin::rotate(&owner, &keyring).await?;
+            println!(
+                "{n} data key(s) re-wrapped under master key version {}",
+                keyring.master().current_version()
+            );
+        }
+        KeysAction::Reencrypt { org, batch } => {
+            anyhow::ensure!(batch > 0, "--batch must be at least 1");
+            let clinic = service::demo::clinics(&owner)
+                .await?
+                .into_iter()
+                .find(|(slug, id, _)| *slug == org || id.to_string() == org)
+                .with_context(|| format!("no clinic {org}"))?;
+            let (version, moved) =
+                service::phi::admin::reencrypt(&owner, &keyring, clinic.1, batch).await?;
+            println!(
+                "{moved} value(s) of {} now under data key version {version}",
+                clinic.0
+            );
+        }
+    }
+    owner.close().await.ok();
+    Ok(())
+}
+
 async fn serve(config: Config, owner_url: &str, private: bool) -> anyhow::Result<()> {
     if private || config.migrate_on_start {
         let owner = db::connect_owner(owner_url).await?;
         startup::migrate(&owner).await?;
         if private {
-            service::demo::seed(&owner).await?;
+            service::demo::seed(&owner, &config.keyring()?).await?;
         }
         owner.close().await.ok();
     }

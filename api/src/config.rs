@@ -81,6 +81,19 @@ pub struct Config {
     #[serde(skip)]
     pub jwt_secret: Option<String>,
 
+    /// File of the master keys that wrap the clinics' data keys (one
+    /// `<version> <64 hex digits>` per line; the highest version wraps new
+    /// keys). Unset with PHI_MASTER_KEYS unset: in development, a key file
+    /// generated under --data-dir; in production, caregate refuses to start.
+    #[arg(long, env = "PHI_KEY_FILE")]
+    pub phi_key_file: Option<PathBuf>,
+
+    /// The master keys themselves, in the key file's format (`;` may
+    /// separate entries). Takes precedence over PHI_KEY_FILE.
+    #[arg(long, env = "PHI_MASTER_KEYS", hide_env_values = true)]
+    #[serde(skip)]
+    pub phi_master_keys: Option<String>,
+
     /// PEM public key verifying RS256 / EdDSA tokens.
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
@@ -284,6 +297,26 @@ impl Config {
             .collect()
     }
 
+    /// The master keys of field-level encryption, from PHI_MASTER_KEYS, or
+    /// PHI_KEY_FILE, or (development only) `<data dir>/phi-master.keys`,
+    /// generated on first use. Never from the database.
+    pub fn keyring(&self) -> anyhow::Result<service::phi::Keyring> {
+        use anyhow::Context;
+        let text = if let Some(keys) = &self.phi_master_keys {
+            keys.clone()
+        } else if let Some(path) = &self.phi_key_file {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading PHI_KEY_FILE {}", path.display()))?
+        } else if self.environment == Environment::Production {
+            anyhow::bail!("PHI_KEY_FILE (or PHI_MASTER_KEYS) must be set in production");
+        } else {
+            dev_key_file(&self.data_dir.join("phi-master.keys"))?
+        };
+        Ok(service::phi::Keyring::new(
+            service::phi::MasterKeys::parse(&text).context("the PHI master keys")?,
+        ))
+    }
+
     /// Refuses settings that are unsafe where they are used.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.environment == Environment::Production {
@@ -332,5 +365,34 @@ impl Config {
             anyhow::ensure!(ms > 0, "{name} must be > 0");
         }
         Ok(())
+    }
+}
+
+/// The development key file's text, created (readable by its owner only)
+/// with one new key when missing. A concurrent creator's file wins.
+fn dev_key_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            let text = format!(
+                "# caregate development master keys: back this file up with the database\n{}\n",
+                service::phi::MasterKeys::generate_entry(1)
+            );
+            file.write_all(text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(text)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
     }
 }

@@ -106,7 +106,8 @@ impl AppState {
             session_ttl: chrono::Duration::minutes(i64::from(config.token_ttl_minutes)),
             idle_minutes: config.session_idle_minutes,
         };
-        let schema = graphql::build(&config, tokens.clone(), login);
+        let keyring = Arc::new(config.keyring()?);
+        let schema = graphql::build(&config, tokens.clone(), login, keyring);
         let trusted_proxies = config.trusted_proxies()?;
         Ok(Self {
             metrics: Arc::new(Metrics::new(statements.clone())),

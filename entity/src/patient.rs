@@ -60,6 +60,10 @@ pub struct Model {
     pub city: Option<String>,
     pub state: Option<String>,
     pub postal_code: Option<String>,
+    /// The SSN, sealed by the application (`service::phi`); never plaintext.
+    pub ssn_enc: Option<Vec<u8>>,
+    /// HMAC blind index of the SSN, for exact lookups.
+    pub ssn_index: Option<Vec<u8>>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub deleted_at: Option<DateTimeWithTimeZone>,

@@ -73,6 +73,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0015_therapy",
     "0016_facilities",
     "0017_clinic_billing",
+    "0018_phi_encryption",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

@@ -50,11 +50,14 @@ pub const DEMO_LOGINS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Jonathan Smith's SSN at Northside (a made-up number), stored sealed.
+pub const DEMO_SSN: &str = "219-09-9999";
+
 /// Loads the demo data once. Returns `false` when it was already there.
 ///
 /// Runs as the migrating (owner) role: seeding is an operator's act, not a
 /// request, so it carries no tenant context.
-pub async fn seed(db: &DatabaseConnection) -> anyhow::Result<bool> {
+pub async fn seed(db: &DatabaseConnection, keyring: &crate::phi::Keyring) -> anyhow::Result<bool> {
     let present = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -78,16 +81,20 @@ pub async fn seed(db: &DatabaseConnection) -> anyhow::Result<bool> {
         .await
         .context("loading the demo data")?;
     tx.commit().await.context("committing the demo data")?;
-    submit_demo_claim(db).await?;
+    front_desk_work(db, keyring).await?;
     Ok(true)
 }
 
-/// Submits the demo's draft claim as its front desk would, through
-/// `claims::submit` (which renders the 837P and keeps it), in a
-/// transaction of a short session of the front desk's with the same
-/// context a request of theirs has: an operator's act, like `caregate
-/// token`'s sessions.
-async fn submit_demo_claim(db: &DatabaseConnection) -> anyhow::Result<()> {
+/// What the demo's front desk does through the services, in a transaction
+/// of a short session of theirs with the same context a request of theirs
+/// has (an operator's act, like `caregate token`'s sessions): submits the
+/// draft claim through `claims::submit` (which renders the 837P and keeps
+/// it), and records Jonathan Smith's SSN (sealed under Northside's data
+/// key, which this creates).
+async fn front_desk_work(
+    db: &DatabaseConnection,
+    keyring: &crate::phi::Keyring,
+) -> anyhow::Result<()> {
     let s = dev_session(db, "frontdesk@northside.example", Some("northside"), 1).await?;
     let meta = crate::context::RequestMeta {
         request_id: format!("seed-demo-{}", ulid::Ulid::generate()),
@@ -124,6 +131,20 @@ async fn submit_demo_claim(db: &DatabaseConnection) -> anyhow::Result<()> {
     crate::claims::submit(&tx, &actor, claim)
         .await
         .map_err(|e| anyhow::anyhow!("submitting the demo claim: {e}"))?;
+    let jonathan: uuid::Uuid = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id FROM patients WHERE organization_id = $1 AND medical_record_number = 'NS-0001'",
+            [s.organization.into()],
+        ))
+        .await
+        .context("finding Jonathan Smith's chart")?
+        .context("Jonathan Smith's chart")?
+        .try_get("", "id")?;
+    let ssn = crate::ssn::Ssn::parse("ssn", DEMO_SSN).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::ssn::set(&tx, &actor, keyring, jonathan.into(), Some(ssn))
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the demo SSN: {e}"))?;
     tx.commit()
         .await
         .map_err(|e| anyhow::anyhow!("committing the demo claim: {e:?}"))?;

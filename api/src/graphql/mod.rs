@@ -71,14 +71,21 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
         )
 }
 
-/// The schema with the limits and switches of `config`, and the two values
-/// login and clinic switching need: the token issuer and the login
-/// settings. Nothing request-specific is registered here: loaders and the
-/// transaction are request data, added by the handler.
-pub fn build(config: &Config, tokens: Arc<Tokens>, login: LoginSettings) -> CaregateSchema {
+/// The schema with the limits and switches of `config`, and the values
+/// shared by every request: the token issuer and the login settings (login
+/// and clinic switching), and the keyring of field-level encryption (its
+/// cache is keyed by clinic). Nothing request-specific is registered here:
+/// loaders and the transaction are request data, added by the handler.
+pub fn build(
+    config: &Config,
+    tokens: Arc<Tokens>,
+    login: LoginSettings,
+    keyring: Arc<service::phi::Keyring>,
+) -> CaregateSchema {
     let mut b = builder()
         .data(tokens)
         .data(login)
+        .data(keyring)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(config.max_query_depth.max(32));

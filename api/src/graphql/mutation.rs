@@ -233,6 +233,29 @@ impl PatientMutation {
         Ok(Patient::returned(ctx, vec![row])?.remove(0))
     }
 
+    /// Records a patient's Social Security number, or removes it with
+    /// `ssn: null` (ADMIN, STAFF). It is stored encrypted under the
+    /// clinic's data key, with a blind index for `patientsBySsn`.
+    async fn set_patient_ssn(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The patient.")] id: Uuid,
+        #[graphql(desc = "Nine digits, dashes allowed (e.g. 123-45-6789); null removes it.")]
+        ssn: Option<String>,
+    ) -> GqlResult<Patient> {
+        let actor = ctx.clinical_actor()?;
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
+        let ssn = ssn
+            .map(|s| service::ssn::Ssn::parse("ssn", &s))
+            .transpose()
+            .gql()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::ssn::set(tx, actor, keyring, id.into(), ssn).await
+        })
+        .await?;
+        Ok(Patient::returned(ctx, vec![row])?.remove(0))
+    }
+
     /// Closes a chart (staff): status DISCHARGED, with the time. A chart
     /// already discharged is CONFLICT ALREADY_DISCHARGED; NOT_FOUND when
     /// there is no such chart.

@@ -120,6 +120,24 @@ impl PatientQuery {
         patient::connection(ctx, rows, PatientTotal::Filtered(filter)).await
     }
 
+    /// The clinic's patients with this Social Security number (ADMIN,
+    /// STAFF): an exact match through a keyed blind index, never by
+    /// decrypting rows. Usually one; empty when none.
+    async fn patients_by_ssn(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Nine digits, dashes allowed.")] ssn: String,
+    ) -> GqlResult<Vec<Patient>> {
+        let actor = ctx.clinical_actor()?;
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
+        let ssn = service::ssn::Ssn::parse("ssn", &ssn).gql()?;
+        let scope = ctx.scope()?;
+        let rows = service::ssn::find(&scope.tx, actor, keyring, ssn)
+            .await
+            .gql()?;
+        Patient::returned(ctx, rows)
+    }
+
     /// One patient; null when it does not exist or is not visible to the
     /// caller (the two are never told apart).
     async fn patient(

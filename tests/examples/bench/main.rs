@@ -118,6 +118,10 @@ fn progress(started: Instant, what: impl std::fmt::Display) {
     eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
 }
 
+/// The master key the benchmark's server and its seeding share.
+const BENCH_MASTER_KEYS: &str =
+    "1 0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -167,7 +171,11 @@ async fn run(args: Args) -> Result<()> {
     let owner = caregate::db::connect_owner(&bench_url).await?;
     caregate::startup::migrate(&owner).await?;
     if let Some(count) = args.flood {
-        service::demo::seed(&owner).await?;
+        service::demo::seed(
+            &owner,
+            &service::phi::Keyring::new(service::phi::MasterKeys::parse(BENCH_MASTER_KEYS)?),
+        )
+        .await?;
         owner.close().await.ok();
         return run_flood(&args, &target, &bin, &bench_url, count).await;
     }

@@ -85,6 +85,7 @@ impl Server {
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
             .env("CAREGATE_ENV", "development")
+            .env("PHI_MASTER_KEYS", crate::BENCH_MASTER_KEYS)
             .env("SESSION_IDLE_MINUTES", "60")
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())

@@ -159,7 +159,9 @@ mod outage {
         let owner_url = cluster.url("postgres");
         let owner = caregate::db::connect_owner(&owner_url).await.unwrap();
         caregate::startup::migrate(&owner).await.unwrap();
-        service::demo::seed(&owner).await.unwrap();
+        service::demo::seed(&owner, &crate::support::app::test_keyring())
+            .await
+            .unwrap();
         owner.close().await.ok();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -33,7 +33,9 @@ async fn migrating_down_to_zero_and_up_again_succeeds_on_a_populated_database() 
 
     Migrator::up(&owner, None).await.expect("up again");
     assert!(
-        service::demo::seed(&owner).await.unwrap(),
+        service::demo::seed(&owner, &crate::support::app::test_keyring())
+            .await
+            .unwrap(),
         "the demo loads into the rebuilt schema"
     );
     assert!(

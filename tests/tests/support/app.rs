@@ -17,9 +17,23 @@ pub struct TestApp {
     pub state: caregate::state::AppState,
 }
 
-/// The default configuration, as `caregate` with no flags would have it.
+/// The master key of field-level encryption every test server and the
+/// seeded template share (a test value: the template's data keys are
+/// wrapped under it).
+pub const TEST_MASTER_KEYS: &str =
+    "1 5c1d0f0e8b3a4f2e9d7c6b5a49382716a5b4c3d2e1f00112233445566778899a";
+
+/// The keyring of `TEST_MASTER_KEYS`.
+pub fn test_keyring() -> service::phi::Keyring {
+    service::phi::Keyring::new(service::phi::MasterKeys::parse(TEST_MASTER_KEYS).unwrap())
+}
+
+/// The default configuration, as `caregate` with no flags would have it,
+/// with the tests' master key.
 pub fn default_config() -> caregate::config::Config {
-    caregate::cli::Cli::parse_from(["caregate"]).config
+    let mut config = caregate::cli::Cli::parse_from(["caregate"]).config;
+    config.phi_master_keys = Some(TEST_MASTER_KEYS.to_owned());
+    config
 }
 
 pub async fn spawn_app() -> TestApp {

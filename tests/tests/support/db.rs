@@ -94,7 +94,7 @@ async fn ensure_template() -> &'static str {
                 let url = url_of(admin_url().await, &building);
                 let owner = caregate::db::connect_owner(&url).await.expect("owner");
                 caregate::startup::migrate(&owner).await.expect("migrating the template");
-                service::demo::seed(&owner).await.expect("seeding the template");
+                service::demo::seed(&owner, &crate::support::app::test_keyring()).await.expect("seeding the template");
                 owner.close().await.ok();
                 conn.execute(q(format!("ALTER DATABASE {building} RENAME TO {name}")))
                     .await

@@ -66,6 +66,35 @@ impl Patient {
     async fn date_of_birth(&self) -> Date {
         Date(self.0.date_of_birth)
     }
+    /// The Social Security number; null when none is recorded. Masked
+    /// (`***-**-6789`) unless `unmasked: true`, which only ADMIN and STAFF
+    /// may ask (others are FORBIDDEN, reason ROLE); every unmasked read is
+    /// an audit event naming the field. Stored encrypted: the database
+    /// alone never holds it in the clear.
+    async fn ssn(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Show it in full (ADMIN, STAFF).", default = false)] unmasked: bool,
+    ) -> GqlResult<Option<String>> {
+        let actor = ctx.clinical_actor()?;
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
+        let scope = ctx.scope()?;
+        let value = service::ssn::reveal(&scope.tx, actor, keyring, &self.0, unmasked)
+            .await
+            .gql()?;
+        if unmasked && value.is_some() {
+            service::audit::record_event(
+                &scope.tx,
+                "READ",
+                "patients",
+                Some(self.0.id),
+                serde_json::json!({ "field": "ssn", "unmasked": true }),
+            )
+            .await
+            .gql()?;
+        }
+        Ok(value)
+    }
     /// Sex as recorded for legal and insurance purposes.
     async fn legal_sex(&self) -> LegalSex {
         self.0.legal_sex.into()
