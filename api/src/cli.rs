@@ -332,7 +332,7 @@ async fn export_claims(
     let actor = viewer
         .actor
         .with_context(|| format!("{email} cannot act in that clinic"))?;
-    let rendered = service::claims::render(&tx, &actor, claims).await;
+    let rendered = service::claims::render(&tx, &actor, &config.keyring()?, claims).await;
     let text = match rendered {
         Ok(text) => text,
         Err(service::ServiceError::Invalid { field, message }) => {

@@ -39,7 +39,11 @@ pub struct Model {
     /// The clinic's billing identity on its claims (all optional until it
     /// bills); `billing_state` is the clinic's state for licences.
     pub group_npi: Option<String>,
+    /// Plaintext only from before encryption (`caregate keys reencrypt`
+    /// seals it); never written now.
     pub tax_id: Option<String>,
+    /// The tax id (EIN), sealed by the application (`service::phi`).
+    pub tax_id_enc: Option<Vec<u8>>,
     pub billing_phone: Option<String>,
     pub billing_address_line1: Option<String>,
     pub billing_address_line2: Option<String>,

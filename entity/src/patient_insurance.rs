@@ -62,7 +62,11 @@ pub struct Model {
     pub payer_name: String,
     pub payer_id: String,
     /// Unknown while the coverage is being verified; required to bill.
+    /// Plaintext only from before encryption (`caregate keys reencrypt`
+    /// seals it); never written now.
     pub member_id: Option<String>,
+    /// The member id, sealed by the application (`service::phi`).
+    pub member_id_enc: Option<Vec<u8>>,
     pub group_number: Option<String>,
     pub priority: CoveragePriority,
     /// The 837P claim filing indicator (SBR09), e.g. `CI`, `MB`, `MC`.

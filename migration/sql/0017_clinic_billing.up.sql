@@ -41,7 +41,8 @@ CREATE TABLE billing_transactions (
     CONSTRAINT billing_transactions_owner_check CHECK ((owner_kind = 'PATIENT') = (patient_id IS NOT NULL)),
     CHECK (kind = 'ADJUSTMENT' OR amount_minor > 0),
     CHECK ((kind = 'REFUND') = (refund_of IS NOT NULL)),
-    CONSTRAINT billing_transactions_refund_check CHECK (refunded_minor >= 0 AND refunded_minor <= amount_minor),
+    CONSTRAINT billing_transactions_refund_check
+        CHECK (refunded_minor >= 0 AND (kind <> 'PAYMENT' OR refunded_minor <= amount_minor)),
     CHECK (kind = 'PAYMENT' OR refunded_minor = 0),
     CHECK ((processor IS NULL) = (processor_ref IS NULL))
 );

@@ -38,3 +38,16 @@ ALTER TABLE patients
     ADD CONSTRAINT patients_ssn_pair CHECK ((ssn_enc IS NULL) = (ssn_index IS NULL));
 CREATE INDEX patients_ssn_index_idx ON patients (organization_id, ssn_index) WHERE ssn_index IS NOT NULL;
 GRANT UPDATE (ssn_enc, ssn_index) ON patients TO caregate_app;
+
+-- A coverage's member id and the clinic's tax id, sealed. Values written
+-- before this migration stay in their plaintext columns until `caregate
+-- keys reencrypt --org` seals them (and clears the plaintext); nothing
+-- writes plaintext any more, and a row never holds both.
+ALTER TABLE patient_insurances
+    ADD COLUMN member_id_enc bytea CHECK (app.is_sealed(member_id_enc)),
+    ADD CONSTRAINT patient_insurances_member_id_once CHECK (member_id IS NULL OR member_id_enc IS NULL);
+GRANT UPDATE (member_id_enc) ON patient_insurances TO caregate_app;
+ALTER TABLE organizations
+    ADD COLUMN tax_id_enc bytea CHECK (app.is_sealed(tax_id_enc)),
+    ADD CONSTRAINT organizations_tax_id_once CHECK (tax_id IS NULL OR tax_id_enc IS NULL);
+GRANT UPDATE (tax_id_enc) ON organizations TO caregate_app;

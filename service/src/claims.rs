@@ -27,6 +27,7 @@ use crate::actor::{Actor, Role};
 use crate::domain::{PatientId, new_id, required_text};
 use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult, constraint_name};
 use crate::pagination::{Page, PageRequest, TimeKey};
+use crate::phi::{Field, Keyring};
 use crate::x12;
 
 /// The most sessions (service lines) on one claim, as an 837P allows.
@@ -201,7 +202,12 @@ pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<cl
 /// 837P is kept with the claim as submitted. A claim is submitted once
 /// (`CLAIM_ALREADY_SUBMITTED`).
 #[tracing::instrument(skip_all, name = "claims.submit", level = "debug", fields(claim = %id))]
-pub async fn submit(tx: &Tx, actor: &Actor, id: Uuid) -> ServiceResult<claim::Model> {
+pub async fn submit(
+    tx: &Tx,
+    actor: &Actor,
+    keyring: &Keyring,
+    id: Uuid,
+) -> ServiceResult<claim::Model> {
     actor.require(&[Role::Admin, Role::Staff])?;
     let current = lock(tx, id).await?;
     if current.status != ClaimStatus::Draft {
@@ -209,7 +215,7 @@ pub async fn submit(tx: &Tx, actor: &Actor, id: Uuid) -> ServiceResult<claim::Mo
             ConflictReason::ClaimAlreadySubmitted,
         ));
     }
-    let x12 = render_fresh(tx, actor, vec![current.clone()], true).await?;
+    let x12 = render_fresh(tx, actor, keyring, vec![current.clone()], true).await?;
     let mut model = current.into_active_model();
     model.status = Set(ClaimStatus::Submitted);
     model.submitted_at = Set(Some(Utc::now().fixed_offset()));
@@ -410,7 +416,12 @@ pub async fn lines_of(tx: &Tx, claims: &[Uuid]) -> ServiceResult<Vec<claim_line:
 /// would not be a valid 837P is refused with BAD_USER_INPUT naming the
 /// field to fix.
 #[tracing::instrument(skip_all, name = "claims.render", level = "debug", fields(claims = ids.len()))]
-pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<String> {
+pub async fn render(
+    tx: &Tx,
+    actor: &Actor,
+    keyring: &Keyring,
+    ids: &[Uuid],
+) -> ServiceResult<String> {
     actor.require(&[Role::Admin, Role::Staff])?;
     let mut wanted = ids.to_vec();
     wanted.sort();
@@ -432,7 +443,7 @@ pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<Strin
             "a batch renders drafts (a preview); a submitted claim's 837P is the one kept at \
              submission: ask for it alone",
         )),
-        _ => render_fresh(tx, actor, claims, false).await,
+        _ => render_fresh(tx, actor, keyring, claims, false).await,
     }
 }
 
@@ -441,6 +452,7 @@ pub async fn render(tx: &Tx, actor: &Actor, ids: &[Uuid]) -> ServiceResult<Strin
 async fn render_fresh(
     tx: &Tx,
     actor: &Actor,
+    keyring: &Keyring,
     mut claims: Vec<claim::Model>,
     production: bool,
 ) -> ServiceResult<String> {
@@ -474,11 +486,36 @@ async fn render_fresh(
     )
     .await?;
     let authorizations = authorization_numbers(tx, &claim_ids).await?;
+    let tax_id = keyring
+        .reveal(
+            tx,
+            clinic.id,
+            Field::TaxId,
+            clinic.id,
+            clinic.tax_id_enc.as_deref(),
+            clinic.tax_id.as_deref(),
+        )
+        .await?
+        .unwrap_or_default();
+    let mut member_ids = HashMap::with_capacity(coverages.len());
+    for c in &coverages {
+        let m = keyring
+            .reveal(
+                tx,
+                c.organization_id,
+                Field::MemberId,
+                c.id,
+                c.member_id_enc.as_deref(),
+                c.member_id.as_deref(),
+            )
+            .await?;
+        member_ids.insert(c.id, m.unwrap_or_default());
+    }
 
     let billing = x12::BillingProvider {
         name: clinic.name.clone(),
         npi: clinic.group_npi.clone().unwrap_or_default(),
-        tax_id: clinic.tax_id.clone().unwrap_or_default(),
+        tax_id: tax_id.clone(),
         address: x12::Address {
             line1: clinic.billing_address_line1.clone().unwrap_or_default(),
             line2: clinic.billing_address_line2.clone(),
@@ -603,7 +640,7 @@ async fn render_fresh(
                 claim_filing_code: Some(coverage.claim_filing_code.clone()),
             },
             subscriber: x12::Subscriber {
-                member_id: coverage.member_id.clone().unwrap_or_default(),
+                member_id: member_ids.get(&coverage.id).cloned().unwrap_or_default(),
                 group_number: coverage.group_number.clone(),
                 priority: match coverage.priority {
                     CoveragePriority::Primary => x12::Priority::Primary,
@@ -639,12 +676,12 @@ async fn render_fresh(
     let interchange = x12::Interchange {
         control_number,
         created_at: Utc::now().with_timezone(&tz).naive_local(),
-        sender_id: clinic.tax_id.clone().unwrap_or_default(),
+        sender_id: tax_id.clone(),
         receiver_id: receiver.id.clone(),
         production,
         submitter: x12::Submitter {
             name: clinic.name.clone(),
-            id: clinic.tax_id.clone().unwrap_or_default(),
+            id: tax_id,
             contact_name: format!("{} billing", clinic.name),
             phone: clinic.billing_phone.clone().unwrap_or_default(),
         },

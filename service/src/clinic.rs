@@ -28,6 +28,7 @@ pub struct BillingIdentity {
 pub async fn set_billing_identity(
     tx: &Tx,
     actor: &Actor,
+    keyring: &crate::phi::Keyring,
     identity: BillingIdentity,
 ) -> ServiceResult<organization::Model> {
     actor.require(&[Role::Admin])?;
@@ -38,7 +39,14 @@ pub async fn set_billing_identity(
         .ok_or(ServiceError::NotFound)?;
     let mut model = current.into_active_model();
     model.group_npi = Set(Some(identity.group_npi.as_ref().to_owned()));
-    model.tax_id = Set(Some(identity.tax_id.into_string()));
+    let org = actor.tenant.into_uuid();
+    let tax_id = identity.tax_id.into_string();
+    model.tax_id = Set(None);
+    model.tax_id_enc = Set(Some(
+        keyring
+            .seal(tx, org, crate::phi::Field::TaxId, org, &tax_id)
+            .await?,
+    ));
     model.billing_phone = Set(Some(identity.phone.into_string()));
     model.billing_address_line1 = Set(Some(identity.address.line1));
     model.billing_address_line2 = Set(identity.address.line2);
@@ -46,6 +54,38 @@ pub async fn set_billing_identity(
     model.billing_state = Set(Some(identity.address.state.into_string()));
     model.billing_postal_code = Set(Some(identity.address.postal_code.into_string()));
     model.update(tx).await.or_db("setting the billing identity")
+}
+
+/// The clinic's tax id as the caller may see it: in full to ADMIN and
+/// STAFF (an audit event naming the field), masked to providers, never to
+/// portal users (`None`, as while unset).
+pub async fn tax_id_shown(
+    tx: &Tx,
+    actor: &Actor,
+    keyring: &crate::phi::Keyring,
+    clinic: &organization::Model,
+) -> ServiceResult<Option<String>> {
+    if !actor.role.is_staff() || actor.tenant.into_uuid() != clinic.id {
+        return Ok(None);
+    }
+    let Some(value) = keyring
+        .reveal(
+            tx,
+            clinic.id,
+            crate::phi::Field::TaxId,
+            clinic.id,
+            clinic.tax_id_enc.as_deref(),
+            clinic.tax_id.as_deref(),
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    if !matches!(actor.role, Role::Admin | Role::Staff) {
+        return Ok(Some(crate::phi::mask_tail(&value)));
+    }
+    crate::phi::audit_unmasked(tx, "organizations", clinic.id, "taxId").await?;
+    Ok(Some(value))
 }
 
 /// The clinic's fee schedule, by code and date.

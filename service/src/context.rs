@@ -143,7 +143,8 @@ fn statement(meta: &RequestMeta, who: Option<SessionOf>, idle_minutes: u32) -> S
         None => "NULL::uuid".to_owned(),
     };
     format!(
-        "SELECT role, is_super_admin, consent_required, portal_scope FROM app.begin_request(\
+        "SELECT role, is_super_admin, consent_required, portal_scope, facility_scope \
+         FROM app.begin_request(\
          {}, ({})::inet, {}, {}, {}, {}, {idle_minutes}, {})",
         text_sql(Some(&meta.request_id)),
         text_sql(ip.as_deref()),

@@ -81,6 +81,13 @@ pub async fn seed(db: &DatabaseConnection, keyring: &crate::phi::Keyring) -> any
         .await
         .context("loading the demo data")?;
     tx.commit().await.context("committing the demo data")?;
+    // The demo's SQL writes member ids and tax ids in the clear (it holds
+    // no key); sealing them is the operator's `keys reencrypt`.
+    for (_, clinic, _) in clinics(db).await? {
+        crate::phi::admin::reencrypt(db, keyring, clinic, 500)
+            .await
+            .context("sealing the demo's identifiers")?;
+    }
     front_desk_work(db, keyring).await?;
     Ok(true)
 }
@@ -128,7 +135,7 @@ async fn front_desk_work(
         .context("finding the demo claim")?
         .context("the demo claim")?
         .try_get("", "id")?;
-    crate::claims::submit(&tx, &actor, claim)
+    crate::claims::submit(&tx, &actor, keyring, claim)
         .await
         .map_err(|e| anyhow::anyhow!("submitting the demo claim: {e}"))?;
     let jonathan: uuid::Uuid = tx

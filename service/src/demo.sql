@@ -145,23 +145,6 @@ FROM (VALUES
 JOIN patients pt ON pt.medical_record_number = a.mrn
 JOIN providers pr ON pr.organization_id = pt.organization_id AND pr.npi = a.npi;
 
--- Northside's visits take place at its sites: cardiology and physical
--- therapy at Harlem, the rest at the Upper West Side.
-UPDATE appointments a SET facility_id = f.id
-FROM providers pr, facilities f
-WHERE pr.organization_id = a.organization_id AND pr.id = a.provider_id
-  AND f.organization_id = a.organization_id
-  AND f.name = CASE WHEN pr.npi IN ('1987654328', '1765432103') THEN 'Northside Harlem'
-                    ELSE 'Northside Upper West Side' END;
-
-INSERT INTO facility_staff (organization_id, facility_id, membership_id, provider_id, role, starts_on)
-SELECT f.organization_id, f.id, NULL, pr.id, 'CLINICIAN', DATE '2025-01-01'
-FROM (VALUES ('1234567893', 'Northside Upper West Side'),
-             ('1987654328', 'Northside Harlem'),
-             ('1765432103', 'Northside Harlem')) AS s (npi, facility)
-JOIN facilities f ON f.name = s.facility
-JOIN providers pr ON pr.organization_id = f.organization_id AND pr.npi = s.npi;
-
 -- Maria Garcia is the parent of Sofia (a minor) at Northside: she may see
 -- Sofia's profile and appointments, but not schedule, nor see billing.
 INSERT INTO proxy_assignments (organization_id, patient_id, proxy_user_id, relationship,
@@ -196,6 +179,23 @@ FROM (VALUES
 ) AS a (mrn, npi, day, hour, type, reason)
 JOIN patients pt ON pt.medical_record_number = a.mrn
 JOIN providers pr ON pr.organization_id = pt.organization_id AND pr.npi = a.npi;
+
+-- Northside's visits take place at its sites: cardiology and physical
+-- therapy at Harlem, the rest at the Upper West Side.
+UPDATE appointments a SET facility_id = f.id
+FROM providers pr, facilities f
+WHERE pr.organization_id = a.organization_id AND pr.id = a.provider_id
+  AND f.organization_id = a.organization_id
+  AND f.name = CASE WHEN pr.npi IN ('1987654328', '1765432103') THEN 'Northside Harlem'
+                    ELSE 'Northside Upper West Side' END;
+
+INSERT INTO facility_staff (organization_id, facility_id, membership_id, provider_id, role, starts_on)
+SELECT f.organization_id, f.id, NULL, pr.id, 'CLINICIAN', DATE '2025-01-01'
+FROM (VALUES ('1234567893', 'Northside Upper West Side'),
+             ('1987654328', 'Northside Harlem'),
+             ('1765432103', 'Northside Harlem')) AS s (npi, facility)
+JOIN facilities f ON f.name = s.facility
+JOIN providers pr ON pr.organization_id = f.organization_id AND pr.npi = s.npi;
 
 INSERT INTO payer_authorizations (organization_id, patient_id, payer_name, authorization_number,
                                   service_code, total_units, used_units, valid_from, valid_to)

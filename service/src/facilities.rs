@@ -326,7 +326,8 @@ struct AssignmentRow {
     user_id: Option<Uuid>,
 }
 
-/// The live staff of several facilities (staff only), by start date: one
+/// Who works at several facilities now (staff only): assignments not
+/// removed whose period holds the clinic's today, by start date: one
 /// statement.
 #[tracing::instrument(skip_all, name = "facilities.staff_of", level = "debug", fields(facilities = facilities.len()))]
 pub async fn staff_of(
@@ -341,7 +342,10 @@ pub async fn staff_of(
             "SELECT s.*, m.user_id FROM facility_staff s \
              LEFT JOIN organization_memberships m \
                ON m.organization_id = s.organization_id AND m.id = s.membership_id \
+             JOIN organizations o ON o.id = s.organization_id \
              WHERE s.facility_id = ANY ($1::uuid[]) AND s.removed_at IS NULL \
+               AND s.starts_on <= (now() AT TIME ZONE o.timezone)::date \
+               AND (s.ends_on IS NULL OR s.ends_on >= (now() AT TIME ZONE o.timezone)::date) \
              ORDER BY s.facility_id, s.starts_on, s.id",
             [uuid_array(facilities.iter().copied())],
         ))

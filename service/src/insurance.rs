@@ -10,10 +10,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::Tx;
-use crate::actor::{Actor, Purpose};
+use crate::actor::{Actor, Purpose, Role};
 use crate::codes::{Address, ClaimFilingCode};
 use crate::domain::{PatientId, new_id, required_text};
 use crate::error::{DbResultExt, ServiceError, ServiceResult};
+use crate::phi::{Field, Keyring};
 
 /// A payer's id or a member or group number: letters, digits (and `-` for
 /// member and group numbers), as payers issue them.
@@ -138,6 +139,7 @@ fn set_subscriber(
 pub async fn add(
     tx: &Tx,
     actor: &Actor,
+    keyring: &Keyring,
     input: NewInsurance,
 ) -> ServiceResult<patient_insurance::Model> {
     actor.require_staff()?;
@@ -145,16 +147,26 @@ pub async fn add(
     let patient = crate::patients::get(tx, input.patient)
         .await?
         .ok_or_else(|| ServiceError::invalid("patientId", "no such patient"))?;
+    let id = new_id();
+    let member_id = match input.member_id {
+        None => None,
+        Some(m) => {
+            let m = payer_code("memberId", &m, (1, 80), true)?;
+            Some(
+                keyring
+                    .seal(tx, patient.organization_id, Field::MemberId, id, &m)
+                    .await?,
+            )
+        }
+    };
     let mut model = patient_insurance::ActiveModel {
-        id: Set(new_id()),
+        id: Set(id),
         organization_id: Set(patient.organization_id),
         patient_id: Set(patient.id),
         payer_name: Set(required_text("payerName", &input.payer_name, 60)?),
         payer_id: Set(payer_code("payerId", &input.payer_id, PAYER_ID, false)?),
-        member_id: Set(input
-            .member_id
-            .map(|m| payer_code("memberId", &m, (1, 80), true))
-            .transpose()?),
+        member_id: Set(None),
+        member_id_enc: Set(member_id),
         group_number: Set(input
             .group_number
             .map(|g| payer_code("groupNumber", &g, (1, 50), true))
@@ -192,6 +204,7 @@ pub struct InsuranceChanges {
 pub async fn update(
     tx: &Tx,
     actor: &Actor,
+    keyring: &Keyring,
     id: Uuid,
     changes: InsuranceChanges,
 ) -> ServiceResult<patient_insurance::Model> {
@@ -200,9 +213,12 @@ pub async fn update(
     if let Some(to) = changes.effective_to {
         check_dates(current.effective_from, Some(to))?;
     }
+    let (org, row) = (current.organization_id, current.id);
     let mut model = current.into_active_model();
     if let Some(m) = changes.member_id {
-        model.member_id = Set(Some(payer_code("memberId", &m, (1, 80), true)?));
+        let m = payer_code("memberId", &m, (1, 80), true)?;
+        model.member_id = Set(None);
+        model.member_id_enc = Set(Some(keyring.seal(tx, org, Field::MemberId, row, &m).await?));
     }
     if let Some(g) = changes.group_number {
         model.group_number = Set(Some(payer_code("groupNumber", &g, (1, 50), true)?));
@@ -223,6 +239,43 @@ pub async fn update(
         model.is_active = Set(active);
     }
     model.update(tx).await.or_db("updating a coverage")
+}
+
+/// A coverage's member id as the caller may see it: in full to those who
+/// bill or pay (ADMIN, STAFF, and a patient or proxy allowed to see the
+/// patient's billing) — each such read an audit event naming the field —
+/// and masked (`********7301`) to providers. `None` while unknown.
+pub async fn member_id_shown(
+    tx: &Tx,
+    actor: &Actor,
+    keyring: &Keyring,
+    coverage: &patient_insurance::Model,
+) -> ServiceResult<Option<String>> {
+    let Some(value) = keyring
+        .reveal(
+            tx,
+            coverage.organization_id,
+            Field::MemberId,
+            coverage.id,
+            coverage.member_id_enc.as_deref(),
+            coverage.member_id.as_deref(),
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let full = match actor.role {
+        Role::Admin | Role::Staff => true,
+        Role::Portal => actor
+            .may(Purpose::Billing, coverage.patient_id.into())
+            .is_ok(),
+        Role::Provider => false,
+    };
+    if !full {
+        return Ok(Some(crate::phi::mask_tail(&value)));
+    }
+    crate::phi::audit_unmasked(tx, "patient_insurances", coverage.id, "memberId").await?;
+    Ok(Some(value))
 }
 
 pub async fn get(tx: &Tx, id: Uuid) -> ServiceResult<Option<patient_insurance::Model>> {

@@ -121,18 +121,28 @@ pub async fn record_payment(
     actor: &Actor,
     input: NewPayment,
 ) -> ServiceResult<billing_transaction::Model> {
-    match actor.role {
-        Role::Admin | Role::Staff => {}
-        Role::Portal => actor.may(Purpose::Billing, input.patient)?,
-        Role::Provider => actor.require(&[Role::Admin, Role::Staff])?,
-    }
-    let patient = crate::patients::get(tx, input.patient)
-        .await?
-        .ok_or_else(|| ServiceError::invalid("patientId", "no such patient"))?;
+    let patient = match actor.role {
+        Role::Admin | Role::Staff => {
+            crate::patients::get(tx, input.patient)
+                .await?
+                .ok_or_else(|| ServiceError::invalid("patientId", "no such patient"))?
+                .id
+        }
+        // The billing scope the guard loaded names live charts of this
+        // clinic; a proxy holding only the billing permission may not read
+        // the chart itself.
+        Role::Portal => {
+            actor.may(Purpose::Billing, input.patient)?;
+            input.patient.into_uuid()
+        }
+        Role::Provider => {
+            return Err(ServiceError::Forbidden(crate::error::ForbiddenReason::Role));
+        }
+    };
     insert(
         tx,
-        patient.organization_id,
-        Some(patient.id),
+        actor.tenant.into_uuid(),
+        Some(patient),
         TransactionKind::Payment,
         input.amount,
         None,

@@ -1,5 +1,5 @@
-//! Field-level encryption of the most sensitive values (a patient's SSN),
-//! envelope style.
+//! Field-level encryption of the most sensitive values (a patient's SSN, a
+//! coverage's member id, the clinic's tax id), envelope style.
 //!
 //! - Each clinic has data keys (`data_keys`: version 1, 2, …), 32 random
 //!   bytes each, stored only *wrapped*: AES-256-GCM under a master key that
@@ -40,12 +40,16 @@ type Secret = Zeroizing<[u8; 32]>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     Ssn,
+    MemberId,
+    TaxId,
 }
 
 impl Field {
     fn name(self) -> &'static str {
         match self {
             Self::Ssn => "patients.ssn",
+            Self::MemberId => "patient_insurances.member_id",
+            Self::TaxId => "organizations.tax_id",
         }
     }
 }
@@ -310,6 +314,23 @@ impl Keyring {
         open_with(&key, org, field, row, stored)
     }
 
+    /// A stored value: sealed, or (written before encryption, not yet
+    /// re-encrypted) the legacy plaintext; `None` when neither.
+    pub async fn reveal(
+        &self,
+        db: &impl ConnectionTrait,
+        org: Uuid,
+        field: Field,
+        row: Uuid,
+        sealed: Option<&[u8]>,
+        legacy: Option<&str>,
+    ) -> ServiceResult<Option<String>> {
+        match (sealed, legacy) {
+            (Some(s), _) => self.open(db, org, field, row, s).await.map(Some),
+            (None, legacy) => Ok(legacy.map(str::to_owned)),
+        }
+    }
+
     /// The blind index of `value` under each of the clinic's data keys
     /// (rows encrypted under any version are found).
     pub async fn blind_indexes(
@@ -481,10 +502,61 @@ pub mod admin {
         Ok(done)
     }
 
-    /// The columns `reencrypt` moves: table, id, encrypted column, and the
-    /// blind index column when the field has one.
-    const COLUMNS: &[(Field, &str, &str, Option<&str>)] =
-        &[(Field::Ssn, "patients", "ssn_enc", Some("ssn_index"))];
+    /// A sealed column `reencrypt` moves.
+    struct Column {
+        field: Field,
+        table: &'static str,
+        /// The column naming the clinic (`id` for the clinic's own row).
+        clinic: &'static str,
+        sealed: &'static str,
+        /// The blind index, when the field has one.
+        index: Option<&'static str>,
+        /// The plaintext of values written before encryption, sealed (and
+        /// cleared) by the first re-encryption.
+        legacy: Option<&'static str>,
+    }
+
+    const COLUMNS: &[Column] = &[
+        Column {
+            field: Field::Ssn,
+            table: "patients",
+            clinic: "organization_id",
+            sealed: "ssn_enc",
+            index: Some("ssn_index"),
+            legacy: None,
+        },
+        Column {
+            field: Field::MemberId,
+            table: "patient_insurances",
+            clinic: "organization_id",
+            sealed: "member_id_enc",
+            index: None,
+            legacy: Some("member_id"),
+        },
+        Column {
+            field: Field::TaxId,
+            table: "organizations",
+            clinic: "id",
+            sealed: "tax_id_enc",
+            index: None,
+            legacy: Some("tax_id"),
+        },
+    ];
+
+    impl Column {
+        /// Rows of the clinic ($1) not sealed under data key $2.
+        fn behind(&self) -> String {
+            let (sealed, clinic) = (self.sealed, self.clinic);
+            let legacy = self
+                .legacy
+                .map(|l| format!(" OR {l} IS NOT NULL"))
+                .unwrap_or_default();
+            format!(
+                "{clinic} = $1 AND (({sealed} IS NOT NULL \
+                 AND substring({sealed} FROM 2 FOR 4) <> int4send($2)){legacy})"
+            )
+        }
+    }
 
     /// Moves a clinic's encrypted values to a new data key, in batches of
     /// `batch` rows, each batch its own transaction (resumable: a rerun
@@ -525,7 +597,8 @@ pub mod admin {
             .await
             .map_err(|e| anyhow!("{e}"))?;
         let mut moved = 0;
-        for (field, table, column, index) in COLUMNS {
+        for col in COLUMNS {
+            let legacy = col.legacy.unwrap_or("NULL::text");
             loop {
                 let tx = db.begin().await?;
                 // Table and column names are this constant list, never input.
@@ -533,10 +606,11 @@ pub mod admin {
                     .query_all_raw(Statement::from_sql_and_values(
                         DbBackend::Postgres,
                         format!(
-                            "SELECT id, {column} AS enc FROM {table} \
-                             WHERE organization_id = $1 AND {column} IS NOT NULL \
-                               AND substring({column} FROM 2 FOR 4) <> int4send($2) \
-                             ORDER BY id LIMIT $3 FOR UPDATE"
+                            "SELECT id, {} AS sealed, {legacy} AS legacy FROM {} \
+                             WHERE {} ORDER BY id LIMIT $3 FOR UPDATE",
+                            col.sealed,
+                            col.table,
+                            col.behind()
                         ),
                         [org.into(), target.into(), (batch as i64).into()],
                     ))
@@ -547,33 +621,34 @@ pub mod admin {
                 }
                 for row in &rows {
                     let id: Uuid = row.try_get("", "id")?;
-                    let enc: Vec<u8> = row.try_get("", "enc")?;
-                    let version = version_of(&enc).context("a malformed ciphertext")?;
-                    let old = keyring
-                        .data_key(&tx, org, version)
-                        .await
-                        .map_err(|e| anyhow!("{e}"))?;
-                    let plain =
-                        open_with(&old, org, *field, id, &enc).map_err(|e| anyhow!("{e}"))?;
-                    let sealed =
-                        seal_with(&key, org, *field, id, &plain).map_err(|e| anyhow!("{e}"))?;
-                    let (sql, values): (String, Vec<sea_orm::Value>) = match index {
-                        Some(ix) => (
-                            format!("UPDATE {table} SET {column} = $2, {ix} = $3 WHERE id = $1"),
-                            vec![
-                                id.into(),
-                                sealed.into(),
-                                blind_index(&key, *field, &plain).into(),
-                            ],
-                        ),
-                        None => (
-                            format!("UPDATE {table} SET {column} = $2 WHERE id = $1"),
-                            vec![id.into(), sealed.into()],
-                        ),
+                    let sealed: Option<Vec<u8>> = row.try_get("", "sealed")?;
+                    let legacy: Option<String> = row.try_get("", "legacy")?;
+                    let plain = match (sealed, legacy) {
+                        (Some(enc), _) => {
+                            let version = version_of(&enc).context("a malformed ciphertext")?;
+                            let old = keyring
+                                .data_key(&tx, org, version)
+                                .await
+                                .map_err(|e| anyhow!("{e}"))?;
+                            open_with(&old, org, col.field, id, &enc).map_err(|e| anyhow!("{e}"))?
+                        }
+                        (None, Some(text)) => text,
+                        (None, None) => continue,
                     };
+                    let sealed =
+                        seal_with(&key, org, col.field, id, &plain).map_err(|e| anyhow!("{e}"))?;
+                    let mut set = format!("{} = $2", col.sealed);
+                    let mut values: Vec<sea_orm::Value> = vec![id.into(), sealed.into()];
+                    if let Some(ix) = col.index {
+                        set.push_str(&format!(", {ix} = $3"));
+                        values.push(blind_index(&key, col.field, &plain).into());
+                    }
+                    if let Some(l) = col.legacy {
+                        set.push_str(&format!(", {l} = NULL"));
+                    }
                     tx.execute_raw(Statement::from_sql_and_values(
                         DbBackend::Postgres,
-                        sql,
+                        format!("UPDATE {} SET {set} WHERE id = $1", col.table),
                         values,
                     ))
                     .await?;
@@ -585,7 +660,7 @@ pub mod admin {
                      VALUES ($1, 'UPDATE', $2, jsonb_build_object('reencrypted', $3::int, 'data_key_version', $4::int))",
                     [
                         org.into(),
-                        (*table).into(),
+                        col.table.into(),
                         (rows.len() as i32).into(),
                         target.into(),
                     ],
@@ -597,16 +672,17 @@ pub mod admin {
         Ok((target, moved))
     }
 
-    /// Values of the clinic not yet under data key `version`.
+    /// Values of the clinic not yet sealed under data key `version`.
     async fn pending(db: &impl ConnectionTrait, org: Uuid, version: i32) -> anyhow::Result<i64> {
         let mut total = 0;
-        for (_, table, column, _) in COLUMNS {
+        for col in COLUMNS {
             let row = db
                 .query_one_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
                     format!(
-                        "SELECT count(*) AS n FROM {table} WHERE organization_id = $1 \
-                         AND {column} IS NOT NULL AND substring({column} FROM 2 FOR 4) <> int4send($2)"
+                        "SELECT count(*) AS n FROM {} WHERE {}",
+                        col.table,
+                        col.behind()
                     ),
                     [org.into(), version.into()],
                 ))
@@ -629,6 +705,31 @@ pub fn mask_ssn(ssn: &str) -> String {
         .rev()
         .collect();
     format!("***-**-{last4}")
+}
+
+/// All but the last four characters hidden (`********7301`).
+pub fn mask_tail(value: &str) -> String {
+    let n = value.chars().count();
+    let shown: String = value.chars().skip(n.saturating_sub(4)).collect();
+    format!("{}{shown}", "*".repeat(n.saturating_sub(4).max(1)))
+}
+
+/// Writes the audit event of a value shown in full: a READ of the row,
+/// naming the field.
+pub(crate) async fn audit_unmasked(
+    tx: &crate::Tx,
+    resource_type: &str,
+    row: Uuid,
+    field: &str,
+) -> ServiceResult<()> {
+    crate::audit::record_event(
+        tx,
+        "READ",
+        resource_type,
+        Some(row),
+        serde_json::json!({ "field": field, "unmasked": true }),
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -717,5 +818,7 @@ mod tests {
     #[test]
     fn an_ssn_mask_shows_only_the_last_four() {
         assert_eq!(mask_ssn("123456789"), "***-**-6789");
+        assert_eq!(mask_tail("XJH418827301"), "********7301");
+        assert_eq!(mask_tail("AB"), "*AB");
     }
 }

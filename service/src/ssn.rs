@@ -79,8 +79,9 @@ pub async fn set(
 
 /// The patient's SSN as the caller may see it: in full when `unmasked` and
 /// the caller's role allows it (else FORBIDDEN), masked otherwise; `None`
-/// when none is recorded. A stored value that fails authentication is an
-/// integrity failure (INTERNAL), never shown.
+/// when none is recorded. A value shown in full is an audit event naming
+/// the field. A stored value that fails authentication is an integrity
+/// failure (INTERNAL), never shown.
 pub async fn reveal(
     tx: &Tx,
     actor: &Actor,
@@ -98,11 +99,16 @@ pub async fn reveal(
     let digits = keyring
         .open(tx, p.organization_id, Field::Ssn, p.id, sealed)
         .await?;
-    Ok(Some(if unmasked {
-        format!("{}-{}-{}", &digits[..3], &digits[3..5], &digits[5..])
-    } else {
-        mask_ssn(&digits)
-    }))
+    if !unmasked {
+        return Ok(Some(mask_ssn(&digits)));
+    }
+    crate::phi::audit_unmasked(tx, "patients", p.id, "ssn").await?;
+    Ok(Some(format!(
+        "{}-{}-{}",
+        &digits[..3],
+        &digits[3..5],
+        &digits[5..]
+    )))
 }
 
 /// The clinic's patients with this SSN (ADMIN, STAFF), by blind index under

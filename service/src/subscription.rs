@@ -43,6 +43,12 @@ pub fn effective_status(
     }
 }
 
+/// The clinic's own date today (trials end on the clinic's days).
+async fn today(tx: &Tx) -> ServiceResult<NaiveDate> {
+    let tz = crate::appointments::clinic_timezone(tx).await?;
+    Ok(chrono::Utc::now().with_timezone(&tz).date_naive())
+}
+
 /// The active clinic's subscription (ADMIN).
 #[tracing::instrument(skip_all, name = "subscription.of_clinic", level = "debug")]
 pub async fn of_clinic(tx: &Tx, actor: &Actor) -> ServiceResult<Subscription> {
@@ -57,7 +63,7 @@ pub async fn of_clinic(tx: &Tx, actor: &Actor) -> ServiceResult<Subscription> {
         status: effective_status(
             clinic.subscription_status,
             active.as_ref(),
-            chrono::Utc::now().date_naive(),
+            today(tx).await?,
         ),
         plan_status: clinic.subscription_status,
         active_override: active,
@@ -105,7 +111,7 @@ pub async fn grant_override(
         NewOverride::Free => (OverrideKind::Free, None, None),
         NewOverride::ManualCancel => (OverrideKind::ManualCancel, None, None),
         NewOverride::TrialExtension { ends_on } => {
-            if ends_on < chrono::Utc::now().date_naive() {
+            if ends_on < today(tx).await? {
                 return Err(ServiceError::invalid(
                     "trialEndsOn",
                     "must not be in the past",

@@ -148,8 +148,9 @@ impl ClinicSetupMutation {
             phone: PhoneDigits::parse("phone", &input.phone).gql()?,
             address: input.address.parse(&address_fields!("address"))?,
         };
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
         let row = in_savepoint(ctx, async |tx| {
-            service::clinic::set_billing_identity(tx, actor, identity).await
+            service::clinic::set_billing_identity(tx, actor, keyring, identity).await
         })
         .await?;
         load_organization(ctx, row.id).await
@@ -251,8 +252,9 @@ impl ClinicSetupMutation {
             effective_from: input.effective_from.0,
             effective_to: input.effective_to.map(|d| d.0),
         };
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
         let row = in_savepoint(ctx, async |tx| {
-            service::insurance::add(tx, actor, new).await
+            service::insurance::add(tx, actor, keyring, new).await
         })
         .await?;
         Ok(Insurance(row))
@@ -293,8 +295,9 @@ impl ClinicSetupMutation {
             effective_to: input.effective_to.map(|d| d.0),
             is_active: input.is_active,
         };
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
         let row = in_savepoint(ctx, async |tx| {
-            service::insurance::update(tx, actor, id, changes).await
+            service::insurance::update(tx, actor, keyring, id, changes).await
         })
         .await?;
         Ok(Insurance(row))
@@ -473,8 +476,11 @@ impl ClaimMutation {
         #[graphql(desc = "The claim's id.")] id: Uuid,
     ) -> GqlResult<Claim> {
         let actor = ctx.clinical_actor()?;
-        let row =
-            in_savepoint(ctx, async |tx| service::claims::submit(tx, actor, id).await).await?;
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::claims::submit(tx, actor, keyring, id).await
+        })
+        .await?;
         ctx.scope()?.record_reads([row.patient_id]);
         Ok(Claim(row))
     }

@@ -433,6 +433,8 @@ async fn export(
         "caregate".to_owned(),
         "--database-url".to_owned(),
         db_url.to_owned(),
+        "--phi-master-keys".to_owned(),
+        crate::support::app::TEST_MASTER_KEYS.to_owned(),
         "claims".to_owned(),
         "export".to_owned(),
     ];

@@ -286,13 +286,22 @@ async fn rotation_and_reencryption_leave_every_value_readable_and_findable() {
     let (version, moved) = service::phi::admin::reencrypt(&db, &keyring, northside, 1)
         .await
         .unwrap();
-    assert_eq!((version, moved), (2, 1));
+    // Jonathan's SSN, his coverage's member id, the clinic's tax id.
+    assert_eq!((version, moved), (2, 3));
+    let (again, none) = service::phi::admin::reencrypt(&db, &keyring, northside, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again, none),
+        (3, 3),
+        "a second run moves everything to a newer key"
+    );
     let enc: Vec<u8> = sqlx::query_scalar("SELECT ssn_enc FROM patients WHERE id = $1")
         .bind(patient)
         .fetch_one(&owner)
         .await
         .unwrap();
-    assert_eq!(&enc[1..5], &2i32.to_be_bytes(), "sealed under data key 2");
+    assert_eq!(&enc[1..5], &3i32.to_be_bytes(), "sealed under data key 3");
 
     // A server holding only the new master key reads and finds it.
     let new_only = both.lines().last().unwrap().to_owned();

@@ -27,9 +27,11 @@ async fn a_write_is_audited_with_actor_request_id_and_changed_columns() {
     let (org, actor, action, request, changes): (Uuid, Uuid, String, String, serde_json::Value) =
         sqlx::query_as(
             "SELECT organization_id, actor_user_id, action, request_id, changes FROM audit_events \
-         WHERE resource_type = 'patients' AND resource_id = $1 AND action = 'UPDATE'",
+         WHERE resource_type = 'patients' AND resource_id = $1 AND action = 'UPDATE' \
+           AND request_id = $2",
         )
         .bind(jonathan)
+        .bind(&ctx.request_id)
         .fetch_one(&owner)
         .await
         .unwrap();

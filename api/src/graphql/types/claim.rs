@@ -126,7 +126,8 @@ impl Claim {
     async fn x12(&self, ctx: &Context<'_>) -> GqlResult<Option<String>> {
         let actor = ctx.clinical_actor()?;
         let scope = ctx.scope()?;
-        service::claims::render(&scope.tx, actor, &[self.0.id])
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
+        service::claims::render(&scope.tx, actor, keyring, &[self.0.id])
             .await
             .gql()
             .map(Some)

@@ -74,7 +74,8 @@ pub struct AddCredentialInput {
 pub struct BillingIdentity {
     /// The clinic's group NPI.
     pub group_npi: Option<String>,
-    /// The clinic's tax id (EIN), 9 digits.
+    /// The clinic's tax id (EIN), 9 digits: in full to ADMIN and STAFF
+    /// (each such read audited), masked to providers. Stored encrypted.
     pub tax_id: Option<String>,
     /// The billing office's phone, 10 digits.
     pub phone: Option<String>,

@@ -1,15 +1,16 @@
 //! A patient's insurance coverages and diagnoses: what a claim bills to
 //! whom, and for what.
 
-use async_graphql::{ID, InputObject, Object};
+use async_graphql::{Context, ID, InputObject, Object};
 use entity::{diagnosis, patient_insurance};
 use service::insurance::OtherSubscriber;
 use uuid::Uuid;
 
 use super::address::{AddressInput, PostalAddress, address_fields};
 use super::enums::{CoveragePriority, SubscriberRelationship, SubscriberSex};
-use crate::error::GqlResult;
+use crate::error::{GqlResult, IntoGql};
 use crate::graphql::scalars::Date;
+use crate::graphql::scope::ScopeExt;
 
 #[derive(Clone)]
 pub struct Insurance(pub patient_insurance::Model);
@@ -32,9 +33,17 @@ impl Insurance {
         &self.0.payer_id
     }
     /// The subscriber's member id; null while unknown (a claim cannot be
-    /// submitted without it).
-    async fn member_id(&self) -> Option<&str> {
-        self.0.member_id.as_deref()
+    /// submitted without it). In full to ADMIN and STAFF and to a patient
+    /// or proxy allowed to see the patient's billing (each such read an
+    /// audit event naming the field); masked (`********7301`) to providers.
+    /// Stored encrypted.
+    async fn member_id(&self, ctx: &Context<'_>) -> GqlResult<Option<String>> {
+        let actor = ctx.clinical_actor()?;
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
+        let scope = ctx.scope()?;
+        service::insurance::member_id_shown(&scope.tx, actor, keyring, &self.0)
+            .await
+            .gql()
     }
     /// The group (plan) number; null when the plan has none.
     async fn group_number(&self) -> Option<&str> {

@@ -56,9 +56,14 @@ impl Facility {
     async fn is_active(&self) -> bool {
         self.0.is_active
     }
-    /// The clinic's own settings for this site (a JSON object).
-    async fn settings(&self) -> Json<serde_json::Value> {
-        Json(self.0.settings.clone())
+    /// The clinic's own settings for this site (a JSON object); null for
+    /// patients and proxies.
+    async fn settings(&self, ctx: &Context<'_>) -> GqlResult<Option<Json<serde_json::Value>>> {
+        Ok(ctx
+            .actor()?
+            .role
+            .is_staff()
+            .then(|| Json(self.0.settings.clone())))
     }
     /// Who works here now (staff only): staff members and providers, by the
     /// day their assignment starts.

@@ -21,6 +21,7 @@ use super::claim::Claim;
 use super::clinic::Credential;
 use super::consent::{ConsentDocument, UserConsent};
 use super::coverage::{Diagnosis, Insurance};
+use super::facility::Facility;
 use super::organization::{Organization, User};
 use super::patient::{ContactMethod, Patient};
 use super::provider::Provider;
@@ -56,6 +57,7 @@ pub enum Node {
     TherapySession(TherapySession),
     SessionEvent(SessionEvent),
     Claim(Claim),
+    Facility(Facility),
 }
 
 /// The most ids one `nodes` call takes.
@@ -223,6 +225,12 @@ pub async fn load(ctx: &Context<'_>, ids: &[ID]) -> GqlResult<Vec<Option<Node>>>
         patient
     );
     load_kind!(Kind::Claim, service::claims::by_ids, Claim, Claim, patient);
+    load_kind!(
+        Kind::Facility,
+        service::facilities::by_ids,
+        Facility,
+        Facility
+    );
     // An id asked for twice is answered twice.
     Ok(uuids
         .into_iter()

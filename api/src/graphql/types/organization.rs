@@ -51,7 +51,8 @@ impl Organization {
     async fn timezone(&self) -> &str {
         &self.0.timezone
     }
-    /// Where the clinic's caregate subscription stands.
+    /// Where the clinic's caregate plan stands, before any override (its
+    /// admins see the status in force in `subscription.status`).
     async fn subscription_status(&self) -> SubscriptionStatus {
         self.0.subscription_status.into()
     }
@@ -90,9 +91,14 @@ impl Organization {
             return Ok(None);
         }
         let o = &self.0;
+        let actor = ctx.actor()?;
+        let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
+        let tax_id = service::clinic::tax_id_shown(&ctx.scope()?.tx, actor, keyring, o)
+            .await
+            .gql()?;
         Ok(Some(super::clinic::BillingIdentity {
             group_npi: o.group_npi.clone(),
-            tax_id: o.tax_id.clone(),
+            tax_id,
             phone: o.billing_phone.clone(),
             address: super::address::PostalAddress::from_parts(
                 &o.billing_address_line1,

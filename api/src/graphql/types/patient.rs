@@ -79,21 +79,9 @@ impl Patient {
         let actor = ctx.clinical_actor()?;
         let keyring = ctx.shared::<std::sync::Arc<service::phi::Keyring>>()?;
         let scope = ctx.scope()?;
-        let value = service::ssn::reveal(&scope.tx, actor, keyring, &self.0, unmasked)
+        service::ssn::reveal(&scope.tx, actor, keyring, &self.0, unmasked)
             .await
-            .gql()?;
-        if unmasked && value.is_some() {
-            service::audit::record_event(
-                &scope.tx,
-                "READ",
-                "patients",
-                Some(self.0.id),
-                serde_json::json!({ "field": "ssn", "unmasked": true }),
-            )
-            .await
-            .gql()?;
-        }
-        Ok(value)
+            .gql()
     }
     /// Sex as recorded for legal and insurance purposes.
     async fn legal_sex(&self) -> LegalSex {
