@@ -45,7 +45,11 @@ pub struct Model {
     pub response_note: Option<String>,
     pub submitted_at: Option<DateTimeWithTimeZone>,
     /// The 837P as submitted; set exactly when not a draft, never changed.
+    /// Plaintext only for claims submitted before encryption (`caregate
+    /// keys reencrypt` seals it); never written now.
     pub submitted_x12: Option<String>,
+    /// The 837P kept at submission, sealed by the application.
+    pub submitted_x12_enc: Option<Vec<u8>>,
     pub responded_at: Option<DateTimeWithTimeZone>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTimeWithTimeZone,

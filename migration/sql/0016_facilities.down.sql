@@ -127,6 +127,24 @@ $$;
 ALTER FUNCTION app.begin_request(text, inet, text, uuid, uuid, uuid, integer, boolean) OWNER TO caregate_definer;
 REVOKE ALL ON FUNCTION app.begin_request(text, inet, text, uuid, uuid, uuid, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.begin_request(text, inet, text, uuid, uuid, uuid, integer, boolean) TO caregate_app;
+DROP POLICY tenant_isolation ON audit_events;
+CREATE POLICY tenant_isolation ON audit_events
+    USING (organization_id = app.current_tenant_id() AND app.has_role('ADMIN'))
+    WITH CHECK (organization_id IS NOT DISTINCT FROM app.current_tenant_id());
+DROP POLICY tenant_isolation ON claim_counters;
+CREATE POLICY tenant_isolation ON claim_counters
+    USING (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF')))
+    WITH CHECK (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF')));
+DROP POLICY tenant_isolation ON claim_lines;
+CREATE POLICY tenant_isolation ON claim_lines
+    USING (organization_id = app.current_tenant_id()
+           AND (app.is_staff() OR patient_id = ANY (app.patient_scope('billing'))))
+    WITH CHECK (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF')));
+DROP POLICY tenant_isolation ON claims;
+CREATE POLICY tenant_isolation ON claims
+    USING (organization_id = app.current_tenant_id()
+           AND (app.is_staff() OR patient_id = ANY (app.patient_scope('billing'))))
+    WITH CHECK (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF')));
 ALTER TABLE providers DROP CONSTRAINT providers_dea_check_digit;
 DROP FUNCTION app.is_valid_dea(text);
 DROP POLICY tenant_isolation ON session_events;

@@ -174,6 +174,35 @@ CREATE POLICY tenant_isolation ON session_events
                 AND recorded_by = app.current_user_id()
                 AND app.in_facility_scope(facility_id));
 
+-- Billing and the audit trail are the whole clinic's: staff limited to some
+-- facilities see neither (a claim's lines and an audit event would show
+-- other sites' visits).
+DROP POLICY tenant_isolation ON claims;
+CREATE POLICY tenant_isolation ON claims
+    USING (organization_id = app.current_tenant_id()
+           AND (app.is_staff() OR patient_id = ANY (app.patient_scope('billing')))
+           AND app.facility_scope() IS NULL)
+    WITH CHECK (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF'))
+                AND app.facility_scope() IS NULL);
+DROP POLICY tenant_isolation ON claim_lines;
+CREATE POLICY tenant_isolation ON claim_lines
+    USING (organization_id = app.current_tenant_id()
+           AND (app.is_staff() OR patient_id = ANY (app.patient_scope('billing')))
+           AND app.facility_scope() IS NULL)
+    WITH CHECK (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF'))
+                AND app.facility_scope() IS NULL);
+DROP POLICY tenant_isolation ON claim_counters;
+CREATE POLICY tenant_isolation ON claim_counters
+    USING (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF'))
+           AND app.facility_scope() IS NULL)
+    WITH CHECK (organization_id = app.current_tenant_id() AND (app.has_role('ADMIN') OR app.has_role('STAFF'))
+                AND app.facility_scope() IS NULL);
+DROP POLICY tenant_isolation ON audit_events;
+CREATE POLICY tenant_isolation ON audit_events
+    USING (organization_id = app.current_tenant_id() AND app.has_role('ADMIN')
+           AND app.facility_scope() IS NULL)
+    WITH CHECK (organization_id IS NOT DISTINCT FROM app.current_tenant_id());
+
 GRANT SELECT, INSERT, UPDATE ON facilities, facility_staff TO caregate_app;
 
 CREATE TRIGGER facilities_touch BEFORE UPDATE ON facilities FOR EACH ROW EXECUTE FUNCTION app.touch_updated_at();

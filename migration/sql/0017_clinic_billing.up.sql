@@ -69,16 +69,36 @@ BEGIN
     IF TG_OP = 'UPDATE' AND NEW.refunded_minor <> OLD.refunded_minor AND pg_trigger_depth() < 2 THEN
         RAISE EXCEPTION 'refunded amounts follow refunds' USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- A status moves once, from PENDING, and not by a patient or proxy.
+    IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status
+       AND (OLD.status <> 'PENDING' OR app.has_role('PORTAL')) THEN
+        RAISE EXCEPTION 'NOT_PENDING' USING ERRCODE = 'CG409';
+    END IF;
     IF TG_OP = 'INSERT' THEN
         NEW.refunded_minor := 0;
         NEW.recorded_by := app.current_user_id();
         NEW.managed_by_proxy_id := NULL;
         IF app.has_role('PORTAL') THEN
-            SELECT a.id INTO NEW.managed_by_proxy_id FROM proxy_assignments a
-            WHERE a.organization_id = NEW.organization_id AND a.patient_id = NEW.patient_id
-              AND a.proxy_user_id = app.current_user_id() AND a.can_view_billing
-              AND a.revoked_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > now())
-            LIMIT 1;
+            -- What a patient or proxy records waits for the clinic (or its
+            -- processor's confirmation) before it counts.
+            NEW.status := 'PENDING';
+            -- A patient paying into their own chart, or a proxy under a live
+            -- grant with the billing permission (named on the row); a grant
+            -- revoked since the request began refuses the payment.
+            IF NOT EXISTS (SELECT 1 FROM patients p
+                           WHERE p.organization_id = NEW.organization_id AND p.id = NEW.patient_id
+                             AND p.user_id = app.current_user_id()) THEN
+                SELECT a.id INTO NEW.managed_by_proxy_id FROM proxy_assignments a
+                WHERE a.organization_id = NEW.organization_id AND a.patient_id = NEW.patient_id
+                  AND a.proxy_user_id = app.current_user_id() AND a.can_view_billing
+                  AND a.revoked_at IS NULL AND a.granted_at <= now()
+                  AND (a.expires_at IS NULL OR a.expires_at > now())
+                ORDER BY a.granted_at DESC
+                LIMIT 1;
+                IF NEW.managed_by_proxy_id IS NULL THEN
+                    RAISE EXCEPTION 'PROXY_SCOPE' USING ERRCODE = 'CG403';
+                END IF;
+            END IF;
         END IF;
         IF NEW.kind = 'REFUND' THEN
             UPDATE billing_transactions p SET refunded_minor = p.refunded_minor + NEW.amount_minor

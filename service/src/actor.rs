@@ -115,6 +115,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// Refuses a staff member limited to some facilities: billing and the
+    /// audit trail are the whole clinic's (the row policies agree).
+    pub fn require_whole_clinic(&self) -> ServiceResult<()> {
+        if self.facility_scope.is_some() {
+            return Err(ServiceError::Forbidden(ForbiddenReason::FacilityScope));
+        }
+        Ok(())
+    }
+
     /// Refuses unless the actor has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> ServiceResult<()> {
         if roles.contains(&self.role) {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone};
 use entity::appointment::{self, AppointmentStatus, AppointmentType};
 use entity::patient::PatientStatus;
 use sea_orm::sea_query::Expr;
@@ -43,6 +43,7 @@ pub fn local_day(
     tz: chrono_tz::Tz,
     day: NaiveDate,
 ) -> ServiceResult<(DateTime<FixedOffset>, DateTime<FixedOffset>)> {
+    check_day(day)?;
     let start_of = |d: NaiveDate| {
         let midnight = d.and_hms_opt(0, 0, 0).context("midnight")?;
         tz.from_local_datetime(&midnight)
@@ -71,6 +72,22 @@ pub(crate) async fn clinic_timezone(tx: &Tx) -> ServiceResult<chrono_tz::Tz> {
         .map_err(|_| ServiceError::Unexpected(anyhow::anyhow!("clinic time zone {tz} is not IANA")))
 }
 
+/// A day whose every local instant PostgreSQL can hold (years 1 to 9999 in
+/// any time zone).
+fn check_day(day: NaiveDate) -> ServiceResult<()> {
+    let (first, last) = (
+        NaiveDate::from_ymd_opt(1, 1, 2).context("a date")?,
+        NaiveDate::from_ymd_opt(9999, 12, 30).context("a date")?,
+    );
+    if day < first || day > last {
+        return Err(ServiceError::invalid(
+            "on",
+            "a date from 0001-01-02 to 9999-12-30",
+        ));
+    }
+    Ok(())
+}
+
 fn filtered(filter: &AppointmentFilter) -> ServiceResult<sea_orm::Select<appointment::Entity>> {
     let mut q = appointment::Entity::find().filter(appointment::Column::DeletedAt.is_null());
     if let Some(from) = filter.from {
@@ -80,6 +97,7 @@ fn filtered(filter: &AppointmentFilter) -> ServiceResult<sea_orm::Select<appoint
         q = q.filter(appointment::Column::StartsAt.lt(to));
     }
     if let Some(day) = filter.on {
+        check_day(day)?;
         // Every local day lies within [00:00 UTC − 14 h, 24:00 UTC + 12 h)
         // (the extreme offsets in use): that range keeps the index on
         // start time; each row's own time zone then decides.
@@ -349,6 +367,12 @@ pub async fn schedule(
         return Err(ServiceError::invalid(
             "endsAt",
             "an appointment lasts at most 24 hours",
+        ));
+    }
+    if input.ends_at.to_utc().year() > 9999 {
+        return Err(ServiceError::invalid(
+            "endsAt",
+            "must be before the year 10000 (UTC)",
         ));
     }
     if input.starts_at < chrono::Utc::now() - chrono::Duration::minutes(5) {

@@ -92,6 +92,7 @@ fn filtered(filter: &AuditFilter) -> sea_orm::Select<entity::audit_event::Entity
 pub async fn count(tx: &Tx, actor: &crate::Actor, filter: &AuditFilter) -> ServiceResult<u64> {
     use sea_orm::PaginatorTrait;
     actor.require(&[crate::Role::Admin])?;
+    actor.require_whole_clinic()?;
     filtered(filter)
         .count(tx)
         .await
@@ -111,6 +112,7 @@ pub async fn list(
     use sea_orm::sea_query::Expr;
     use sea_orm::{QueryFilter, QueryOrder, QuerySelect};
     actor.require(&[crate::Role::Admin])?;
+    actor.require_whole_clinic()?;
     let mut q = filtered(filter);
     if let Some(key) = &page.after {
         q = q.filter(Expr::cust_with_values(

@@ -52,6 +52,7 @@ pub struct NewClaim {
 #[tracing::instrument(skip_all, name = "claims.create", level = "debug", fields(sessions = input.sessions.len()))]
 pub async fn create(tx: &Tx, actor: &Actor, input: NewClaim) -> ServiceResult<claim::Model> {
     actor.require(&[Role::Admin, Role::Staff])?;
+    actor.require_whole_clinic()?;
     let mut ids = input.sessions.clone();
     ids.sort();
     ids.dedup();
@@ -209,6 +210,7 @@ pub async fn submit(
     id: Uuid,
 ) -> ServiceResult<claim::Model> {
     actor.require(&[Role::Admin, Role::Staff])?;
+    actor.require_whole_clinic()?;
     let current = lock(tx, id).await?;
     if current.status != ClaimStatus::Draft {
         return Err(ServiceError::Conflict(
@@ -216,10 +218,20 @@ pub async fn submit(
         ));
     }
     let x12 = render_fresh(tx, actor, keyring, vec![current.clone()], true).await?;
+    let sealed = keyring
+        .seal(
+            tx,
+            current.organization_id,
+            Field::ClaimX12,
+            current.id,
+            &x12,
+        )
+        .await?;
     let mut model = current.into_active_model();
     model.status = Set(ClaimStatus::Submitted);
     model.submitted_at = Set(Some(Utc::now().fixed_offset()));
-    model.submitted_x12 = Set(Some(x12));
+    model.submitted_x12 = Set(None);
+    model.submitted_x12_enc = Set(Some(sealed));
     model.update(tx).await.or_db("submitting a claim")
 }
 
@@ -255,6 +267,7 @@ pub async fn record_response(
     response: ClaimResponse,
 ) -> ServiceResult<claim::Model> {
     actor.require(&[Role::Admin, Role::Staff])?;
+    actor.require_whole_clinic()?;
     let current = lock(tx, id).await?;
     let allowed = matches!(
         (current.status, response.status),
@@ -423,6 +436,7 @@ pub async fn render(
     ids: &[Uuid],
 ) -> ServiceResult<String> {
     actor.require(&[Role::Admin, Role::Staff])?;
+    actor.require_whole_clinic()?;
     let mut wanted = ids.to_vec();
     wanted.sort();
     wanted.dedup();
@@ -433,18 +447,32 @@ pub async fn render(
     if claims.len() != wanted.len() {
         return Err(ServiceError::NotFound);
     }
-    match claims.as_slice() {
-        [one] if one.status != ClaimStatus::Draft => one
-            .submitted_x12
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("a submitted claim without its 837P").into()),
-        _ if claims.iter().any(|c| c.status != ClaimStatus::Draft) => Err(ServiceError::invalid(
-            "claims",
-            "a batch renders drafts (a preview); a submitted claim's 837P is the one kept at \
-             submission: ask for it alone",
-        )),
-        _ => render_fresh(tx, actor, keyring, claims, false).await,
+    let text = match claims.as_slice() {
+        [one] if one.status != ClaimStatus::Draft => keyring
+            .reveal(
+                tx,
+                one.organization_id,
+                Field::ClaimX12,
+                one.id,
+                one.submitted_x12_enc.as_deref(),
+                one.submitted_x12.as_deref(),
+            )
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("a submitted claim without its 837P"))?,
+        _ if claims.iter().any(|c| c.status != ClaimStatus::Draft) => {
+            return Err(ServiceError::invalid(
+                "claims",
+                "a batch renders drafts (a preview); a submitted claim's 837P is the one kept \
+                 at submission: ask for it alone",
+            ));
+        }
+        _ => render_fresh(tx, actor, keyring, claims, false).await?,
+    };
+    // The 837P carries the member id and the tax id in full.
+    for c in &wanted {
+        crate::phi::audit_unmasked(tx, "claims", *c, "x12").await?;
     }
+    Ok(text)
 }
 
 /// Renders claims from the current data: production (P) for a submission,

@@ -346,3 +346,30 @@ INSERT INTO claim_lines (organization_id, claim_id, patient_id, session_id, line
 SELECT c.organization_id, c.id, c.patient_id, s.id, 1, s.service_code, s.modifiers, s.place_of_service,
        (s.started_at AT TIME ZONE 'America/New_York')::date, s.units, 3 * 4500, '{1,2}'
 FROM claims c JOIN therapy_sessions s ON s.organization_id = c.organization_id AND s.patient_id = c.patient_id;
+
+-- Jonathan's account at Northside: yesterday's copay charged, paid by card
+-- (a processor's payment intent, stored, never called), and partly refunded.
+INSERT INTO billing_transactions (organization_id, owner_kind, patient_id, kind, amount_minor, currency,
+                                  processor, processor_ref, description)
+SELECT pt.organization_id, 'PATIENT', pt.id, t.kind, t.amount, 'USD', t.processor, t.ref, t.description
+FROM (VALUES (1, 'ADJUSTMENT', 4500, NULL, NULL, 'Copay, therapeutic exercise'),
+             (2, 'PAYMENT', 6000, 'stripe', 'pi_3QdemoNorthside0001', 'Card payment at the front desk'))
+     AS t (n, kind, amount, processor, ref, description)
+CROSS JOIN patients pt WHERE pt.medical_record_number = 'NS-0001'
+ORDER BY t.n;
+
+INSERT INTO billing_transactions (organization_id, owner_kind, patient_id, kind, amount_minor, currency,
+                                  refund_of, processor, processor_ref, description)
+SELECT p.organization_id, 'PATIENT', p.patient_id, 'REFUND', 1500, 'USD', p.id,
+       'stripe', 're_3QdemoNorthside0001', 'Overpayment returned'
+FROM billing_transactions p WHERE p.processor_ref = 'pi_3QdemoNorthside0001';
+
+-- Northside's plan carries a 20 % discount, granted by caregate's support
+-- (as it would be, impersonating the clinic; written here by the operator,
+-- so the trigger that takes the grantor from the request is set aside).
+ALTER TABLE subscription_overrides DISABLE TRIGGER subscription_overrides_check;
+INSERT INTO subscription_overrides (organization_id, kind, discount_percent, reason, granted_by)
+SELECT o.id, 'DISCOUNT', 20, 'Founding-clinic discount', u.id
+FROM organizations o, users u
+WHERE o.slug = 'northside' AND u.email = 'support@caregate.example';
+ALTER TABLE subscription_overrides ENABLE TRIGGER subscription_overrides_check;

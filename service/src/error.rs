@@ -76,6 +76,7 @@ vocabulary! {
         NotRefundable => "NOT_REFUNDABLE",
         DuplicateProcessorRef => "DUPLICATE_PROCESSOR_REF",
         OverrideActive => "OVERRIDE_ACTIVE",
+        NotPending => "NOT_PENDING",
     }
 }
 

@@ -142,12 +142,7 @@ pub async fn update(
 /// site-limited admin could otherwise open a site outside their own scope).
 fn require_clinic_admin(actor: &Actor) -> ServiceResult<()> {
     actor.require(&[Role::Admin])?;
-    if actor.facility_scope.is_some() {
-        return Err(ServiceError::Forbidden(
-            crate::error::ForbiddenReason::FacilityScope,
-        ));
-    }
-    Ok(())
+    actor.require_whole_clinic()
 }
 
 /// Which facilities to list.

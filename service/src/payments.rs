@@ -113,7 +113,9 @@ pub struct NewPayment {
 
 /// Records a patient's payment (ADMIN, STAFF; or a patient or proxy allowed
 /// to see the patient's billing, paying for them — a proxy's payment
-/// records the grant it was made under). A processor reference is recorded
+/// records the grant it was made under, and a portal payment is PENDING
+/// until the clinic settles it, so a balance moves only by what the clinic
+/// confirmed). A processor reference is recorded
 /// once (`DUPLICATE_PROCESSOR_REF`).
 #[tracing::instrument(skip_all, name = "payments.record_payment", level = "debug", fields(patient = %input.patient))]
 pub async fn record_payment(
@@ -139,8 +141,14 @@ pub async fn record_payment(
             return Err(ServiceError::Forbidden(crate::error::ForbiddenReason::Role));
         }
     };
+    let status = if actor.role == Role::Portal {
+        TransactionStatus::Pending
+    } else {
+        TransactionStatus::Succeeded
+    };
     insert(
         tx,
+        status,
         actor.tenant.into_uuid(),
         Some(patient),
         TransactionKind::Payment,
@@ -183,6 +191,7 @@ pub async fn record_refund(
     let amount = Money::positive(input.amount_minor, &payment.currency)?;
     let row = insert(
         tx,
+        TransactionStatus::Succeeded,
         payment.organization_id,
         payment.patient_id,
         TransactionKind::Refund,
@@ -230,6 +239,7 @@ pub async fn record_adjustment(
     };
     insert(
         tx,
+        TransactionStatus::Succeeded,
         actor.tenant.into_uuid(),
         patient,
         TransactionKind::Adjustment,
@@ -244,6 +254,7 @@ pub async fn record_adjustment(
 #[allow(clippy::too_many_arguments)]
 async fn insert(
     tx: &Tx,
+    status: TransactionStatus,
     organization: Uuid,
     patient: Option<Uuid>,
     kind: TransactionKind,
@@ -268,7 +279,9 @@ async fn insert(
         kind: Set(kind),
         amount_minor: Set(amount.minor),
         currency: Set(amount.currency),
-        status: Set(TransactionStatus::Succeeded),
+        // What a patient or proxy records waits for the clinic (the
+        // database holds the same rule).
+        status: Set(status),
         refund_of: Set(refund_of),
         processor: Set(processor),
         processor_ref: Set(processor_ref),
@@ -278,6 +291,39 @@ async fn insert(
     .insert(tx)
     .await
     .or_db("recording a billing transaction")
+}
+
+/// Settles a pending transaction (ADMIN, STAFF): SUCCEEDED (it now counts),
+/// FAILED or CANCELLED. Only a PENDING one moves, once (`NOT_PENDING`).
+#[tracing::instrument(skip_all, name = "payments.settle", level = "debug", fields(id = %id))]
+pub async fn settle(
+    tx: &Tx,
+    actor: &Actor,
+    id: Uuid,
+    to: TransactionStatus,
+) -> ServiceResult<billing_transaction::Model> {
+    use sea_orm::{IntoActiveModel, QuerySelect};
+    actor.require(&[Role::Admin, Role::Staff])?;
+    if to == TransactionStatus::Pending {
+        return Err(ServiceError::invalid(
+            "status",
+            "SUCCEEDED, FAILED or CANCELLED",
+        ));
+    }
+    let current = billing_transaction::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(tx)
+        .await
+        .or_db("reading a transaction")?
+        .ok_or(ServiceError::NotFound)?;
+    if current.status != TransactionStatus::Pending {
+        return Err(ServiceError::Conflict(
+            crate::error::ConflictReason::NotPending,
+        ));
+    }
+    let mut model = current.into_active_model();
+    model.status = Set(to);
+    model.update(tx).await.or_db("settling a transaction")
 }
 
 /// A page of transactions of each of several patients, newest first: one

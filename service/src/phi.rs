@@ -42,6 +42,7 @@ pub enum Field {
     Ssn,
     MemberId,
     TaxId,
+    ClaimX12,
 }
 
 impl Field {
@@ -50,6 +51,7 @@ impl Field {
             Self::Ssn => "patients.ssn",
             Self::MemberId => "patient_insurances.member_id",
             Self::TaxId => "organizations.tax_id",
+            Self::ClaimX12 => "claims.submitted_x12",
         }
     }
 }
@@ -229,7 +231,10 @@ impl Keyring {
             ))
             .await
             .or_db("reading a data key")?
-            .with_context(|| format!("data key {org}/{version} is missing"))?;
+            .ok_or_else(|| {
+                tracing::error!(org = %org, version, "PHI integrity failure: a ciphertext names a data key that does not exist");
+                anyhow!("integrity failure: data key {org}/{version} is missing")
+            })?;
         let master_version: i32 = row
             .try_get("", "master_version")
             .context("master_version")?;
@@ -532,6 +537,14 @@ pub mod admin {
             sealed: "member_id_enc",
             index: None,
             legacy: Some("member_id"),
+        },
+        Column {
+            field: Field::ClaimX12,
+            table: "claims",
+            clinic: "organization_id",
+            sealed: "submitted_x12_enc",
+            index: None,
+            legacy: Some("submitted_x12"),
         },
         Column {
             field: Field::TaxId,

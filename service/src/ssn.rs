@@ -124,18 +124,29 @@ pub async fn find(
     let indexes = keyring
         .blind_indexes(tx, actor.tenant.into_uuid(), Field::Ssn, &ssn.0)
         .await?;
-    if indexes.is_empty() {
-        return Ok(Vec::new());
-    }
-    patient::Entity::find()
-        .filter(patient::Column::OrganizationId.eq(actor.tenant.into_uuid()))
-        .filter(patient::Column::SsnIndex.is_in(indexes))
-        .filter(patient::Column::DeletedAt.is_null())
-        .order_by_asc(patient::Column::LastName)
-        .order_by_asc(patient::Column::Id)
-        .all(tx)
-        .await
-        .or_db("finding patients by SSN")
+    let found = if indexes.is_empty() {
+        Vec::new()
+    } else {
+        patient::Entity::find()
+            .filter(patient::Column::OrganizationId.eq(actor.tenant.into_uuid()))
+            .filter(patient::Column::SsnIndex.is_in(indexes))
+            .filter(patient::Column::DeletedAt.is_null())
+            .order_by_asc(patient::Column::LastName)
+            .order_by_asc(patient::Column::Id)
+            .all(tx)
+            .await
+            .or_db("finding patients by SSN")?
+    };
+    // Every lookup is in the trail, found or not (the number itself never).
+    crate::audit::record_event(
+        tx,
+        "READ",
+        "patients",
+        None,
+        serde_json::json!({ "field": "ssn", "lookup": true, "matches": found.len() }),
+    )
+    .await?;
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use service::subscription::NewOverride;
 use uuid::Uuid;
 
 use super::scope::{ScopeExt, in_savepoint};
-use super::types::enums::SubscriptionOverrideKind;
+use super::types::enums::{SubscriptionOverrideKind, TransactionStatus};
 use super::types::payment::{
     BillingTransaction, GrantSubscriptionOverrideInput, RecordAdjustmentInput, RecordPaymentInput,
     RecordRefundInput, SubscriptionOverride,
@@ -31,8 +31,9 @@ pub struct PaymentMutation;
 
 #[Object]
 impl PaymentMutation {
-    /// Records a payment into a patient's account (ADMIN, STAFF; or the
-    /// patient, or a proxy with the billing permission, paying for them).
+    /// Records a payment into a patient's account (ADMIN, STAFF: SUCCEEDED;
+    /// or the patient, or a proxy with the billing permission, paying for
+    /// them: PENDING until staff settle it with `settleTransaction`).
     /// A processor reference already recorded is CONFLICT
     /// DUPLICATE_PROCESSOR_REF.
     async fn record_payment(
@@ -72,6 +73,25 @@ impl PaymentMutation {
         };
         let row = in_savepoint(ctx, async |tx| {
             service::payments::record_refund(tx, actor, new).await
+        })
+        .await?;
+        ctx.scope()?.record_reads(row.patient_id);
+        Ok(BillingTransaction(row))
+    }
+
+    /// Settles a PENDING transaction (ADMIN, STAFF) — e.g. a payment a
+    /// patient or proxy recorded, once the processor confirmed it:
+    /// SUCCEEDED (it counts towards the balance), FAILED or CANCELLED. A
+    /// transaction that is not pending is CONFLICT NOT_PENDING.
+    async fn settle_transaction(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The transaction.")] id: Uuid,
+        #[graphql(desc = "SUCCEEDED, FAILED or CANCELLED.")] status: TransactionStatus,
+    ) -> GqlResult<BillingTransaction> {
+        let actor = ctx.clinical_actor()?;
+        let row = in_savepoint(ctx, async |tx| {
+            service::payments::settle(tx, actor, id, status.into()).await
         })
         .await?;
         ctx.scope()?.record_reads(row.patient_id);

@@ -2,7 +2,10 @@
 //!
 //! Money moves through the running server only; the owner connection is used
 //! to read what was stored (and, once, to fail a payment as a processor
-//! would), never to record a transaction.
+//! would), never to record a transaction. Each test starts from the demo
+//! without its money and its override (`blank`), so every amount and count
+//! it asserts is its own; `the_demo_holds_a_settled_account_and_a_discount`
+//! checks what the demo holds.
 
 use sea_orm::sqlx::{self, PgPool};
 use serde_json::{Value, json};
@@ -11,6 +14,74 @@ use uuid::Uuid;
 use crate::database::fixtures::{org, patient, user};
 use crate::support::app::{TestApp, error_codes, first_error, spawn_app, spawn_app_with};
 use crate::support::therapy::{ADMIN, DOCTOR, STAFF, data, id_of};
+
+/// The server over the demo without its billing transactions and its
+/// subscription override (removed as the owner, before any request).
+async fn blank(app: TestApp) -> TestApp {
+    let owner = app.db.owner().await;
+    sqlx::query("DELETE FROM billing_transactions")
+        .execute(&owner)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM subscription_overrides")
+        .execute(&owner)
+        .await
+        .unwrap();
+    app
+}
+
+#[tokio::test]
+async fn the_demo_holds_a_settled_account_and_a_discount() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let jonathan = patient(&owner, "NS-0001").await;
+    let staff = app.login_as(STAFF).await;
+    let res = app
+        .graphql(
+            Some(&staff),
+            "query($p: UUID!) { patient(id: $p) { balance { currency amountMinor }
+               billingTransactions { edges { node { kind amountMinor refundedMinor processorRef } } } } }",
+            json!({ "p": jonathan }),
+        )
+        .await;
+    let p = data(&res, "patient");
+    assert_eq!(
+        p["balance"],
+        json!([{ "currency": "USD", "amountMinor": 0 }]),
+        "{res}"
+    );
+    let kinds: Vec<(String, i64)> = p["billingTransactions"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["kind"].as_str().unwrap().to_owned(),
+                e["node"]["amountMinor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().map(|k| k.1).sum::<i64>(),
+        4500 + 6000 + 1500,
+        "{res}"
+    );
+    assert!(kinds.contains(&("PAYMENT".to_owned(), 6000)), "{res}");
+    assert!(kinds.contains(&("REFUND".to_owned(), 1500)), "{res}");
+    let admin = app.login_as(ADMIN).await;
+    let res = app
+        .graphql(
+            Some(&admin),
+            "{ organization { subscription { override { kind discountPercent } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data(&res, "organization")["subscription"]["override"],
+        json!({ "kind": "DISCOUNT", "discountPercent": 20 }),
+        "{res}"
+    );
+}
 
 const LAKESIDE_STAFF: &str = "frontdesk@lakeside.example";
 const LAKESIDE_ADMIN: &str = "admin@lakeside.example";
@@ -226,7 +297,7 @@ fn utc_day(offset_days: i64) -> String {
 
 #[tokio::test]
 async fn payments_refunds_and_adjustments_add_up_to_the_balance_the_database_computes() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let priya = patient(&owner, "NS-0005").await;
     let staff = app.login_as(STAFF).await;
@@ -390,7 +461,7 @@ async fn payments_refunds_and_adjustments_add_up_to_the_balance_the_database_com
 
 #[tokio::test]
 async fn a_write_off_takes_from_what_the_account_owes() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let robert = patient(&owner, "NS-0008").await;
     let staff = app.login_as(STAFF).await;
@@ -431,10 +502,13 @@ async fn a_write_off_takes_from_what_the_account_owes() {
 async fn fifty_concurrent_refunds_never_exceed_their_payment() {
     // Enough connections that many refunds wait on the payment's row lock
     // at once, rather than queueing for the pool.
-    let app = spawn_app_with(|c| {
-        c.db_pool_size = 12;
-        c.db_acquire_timeout_ms = 20_000;
-    })
+    let app = blank(
+        spawn_app_with(|c| {
+            c.db_pool_size = 12;
+            c.db_acquire_timeout_ms = 20_000;
+        })
+        .await,
+    )
     .await;
     let owner = app.db.owner().await;
     let marcus = patient(&owner, "NS-0004").await;
@@ -470,7 +544,7 @@ async fn fifty_concurrent_refunds_never_exceed_their_payment() {
 
 #[tokio::test]
 async fn only_a_succeeded_payment_is_refunded_and_never_beyond_it() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let aisha = patient(&owner, "NS-0007").await;
     let admin = app.login_as(ADMIN).await;
@@ -510,15 +584,38 @@ async fn only_a_succeeded_payment_is_refunded_and_never_beyond_it() {
         assert_eq!(first_error(&res)["field"], "paymentId", "{what}: {res}");
     }
 
-    // A payment the processor failed (as a webhook would mark it) is no
-    // longer money to return, and counts towards no balance.
-    let res = pay(&app, &admin, aisha, 800, json!({})).await;
-    let failed = tx_id(&res, "recordPayment");
-    sqlx::query("UPDATE billing_transactions SET status = 'FAILED' WHERE id = $1::uuid")
-        .bind(&failed)
-        .execute(&owner)
-        .await
-        .expect("failing the payment");
+    // A pending payment (as a processor's webhook would record it) that
+    // staff settle as FAILED is no money to return, and counts towards no
+    // balance.
+    let failed: Uuid = sqlx::query_scalar(
+        "INSERT INTO billing_transactions (organization_id, owner_kind, patient_id, kind, \
+           amount_minor, currency, status) \
+         SELECT organization_id, 'PATIENT', id, 'PAYMENT', 800, 'USD', 'PENDING' \
+         FROM patients WHERE id = $1 RETURNING id",
+    )
+    .bind(aisha)
+    .fetch_one(&owner)
+    .await
+    .expect("a pending payment");
+    let failed = failed.to_string();
+    let res = refund(&app, &admin, &failed, 100, json!({})).await;
+    assert_refused(&res, "BAD_USER_INPUT", "field", "paymentId");
+    let res = app
+        .graphql(
+            Some(&admin),
+            "mutation($id: UUID!) { settleTransaction(id: $id, status: FAILED) { status } }",
+            json!({ "id": failed }),
+        )
+        .await;
+    assert_eq!(data(&res, "settleTransaction")["status"], "FAILED", "{res}");
+    let res = app
+        .graphql(
+            Some(&admin),
+            "mutation($id: UUID!) { settleTransaction(id: $id, status: SUCCEEDED) { status } }",
+            json!({ "id": failed }),
+        )
+        .await;
+    assert_refused(&res, "CONFLICT", "reason", "NOT_PENDING");
     let res = refund(&app, &admin, &failed, 100, json!({})).await;
     assert_refused(&res, "BAD_USER_INPUT", "field", "paymentId");
     assert_eq!(stored_refunded(&owner, &failed).await, 0);
@@ -540,7 +637,7 @@ async fn only_a_succeeded_payment_is_refunded_and_never_beyond_it() {
 
 #[tokio::test]
 async fn amounts_currencies_and_processor_references_are_checked() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let kenji = patient(&owner, "NS-0006").await;
     let staff = app.login_as(STAFF).await;
@@ -641,7 +738,7 @@ async fn amounts_currencies_and_processor_references_are_checked() {
 
 #[tokio::test]
 async fn a_patient_pays_their_own_account_and_nothing_else() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let jonathan = patient(&owner, "NS-0001").await;
     let marcus = patient(&owner, "NS-0004").await;
@@ -670,6 +767,32 @@ async fn a_patient_pays_their_own_account_and_nothing_else() {
     .unwrap();
     assert_eq!(managed, None);
     assert_eq!(recorded_by, Some(user(&owner, JONATHAN).await));
+    // What a patient records waits for the clinic: it moves no balance yet.
+    assert_eq!(payment["status"], "PENDING", "{res}");
+    let res = ledger(&app, &token, jonathan, None, None).await;
+    assert_eq!(data(&res, "patient")["balance"], json!([]), "{res}");
+    let staff = app.login_as(STAFF).await;
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($id: UUID!) { settleTransaction(id: $id, status: SUCCEEDED) { status } }",
+            json!({ "id": payment_id }),
+        )
+        .await;
+    assert_eq!(
+        data(&res, "settleTransaction")["status"],
+        "SUCCEEDED",
+        "{res}"
+    );
+    // ...and the patient cannot settle their own.
+    let res = app
+        .graphql(
+            Some(&token),
+            "mutation($id: UUID!) { settleTransaction(id: $id, status: SUCCEEDED) { status } }",
+            json!({ "id": payment_id }),
+        )
+        .await;
+    assert_refused(&res, "FORBIDDEN", "reason", "ROLE");
 
     let res = ledger(&app, &token, jonathan, None, None).await;
     let page = data(&res, "patient");
@@ -696,7 +819,7 @@ async fn a_patient_pays_their_own_account_and_nothing_else() {
 
 #[tokio::test]
 async fn a_proxy_pays_only_under_a_live_grant_with_the_billing_permission() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let sofia = patient(&owner, "NS-0002").await;
     let eleanor = patient(&owner, "NS-0003").await;
@@ -756,6 +879,25 @@ async fn a_proxy_pays_only_under_a_live_grant_with_the_billing_permission() {
     let res = pay(&app, &staff, eleanor, 300, json!({})).await;
     assert_eq!(data(&res, "recordPayment")["managedByProxyId"], Value::Null);
 
+    // Her payment counts once the clinic settles it.
+    assert_eq!(payment["status"], "PENDING", "{payment}");
+    let res = ledger(&app, &maria, eleanor, None, None).await;
+    assert_eq!(
+        data(&res, "patient")["balance"],
+        json!([{ "currency": "USD", "amountMinor": -300 }])
+    );
+    let res = app
+        .graphql(
+            Some(&staff),
+            "mutation($id: UUID!) { settleTransaction(id: $id, status: SUCCEEDED) { status } }",
+            json!({ "id": payment_id }),
+        )
+        .await;
+    assert_eq!(
+        data(&res, "settleTransaction")["status"],
+        "SUCCEEDED",
+        "{res}"
+    );
     let res = ledger(&app, &maria, eleanor, None, None).await;
     let page = data(&res, "patient");
     assert_eq!(
@@ -788,7 +930,7 @@ async fn a_proxy_pays_only_under_a_live_grant_with_the_billing_permission() {
 
 #[tokio::test]
 async fn a_proxy_with_only_the_billing_permission_pays_under_their_grant() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let eleanor = patient(&owner, "NS-0003").await;
     let maria = app.login_as(MARIA).await;
@@ -818,7 +960,7 @@ async fn a_proxy_with_only_the_billing_permission_pays_under_their_grant() {
 
 #[tokio::test]
 async fn a_provider_records_no_money_and_sees_none() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let jonathan = patient(&owner, "NS-0001").await;
     let staff = app.login_as(STAFF).await;
@@ -862,7 +1004,7 @@ async fn a_provider_records_no_money_and_sees_none() {
 
 #[tokio::test]
 async fn another_clinics_money_is_neither_reachable_nor_revealed() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let north_jonathan = patient(&owner, "NS-0001").await;
     let lake_jonathan = patient(&owner, "LS-0001").await;
@@ -948,7 +1090,7 @@ async fn another_clinics_money_is_neither_reachable_nor_revealed() {
 
 #[tokio::test]
 async fn only_the_clinics_admin_sees_its_subscription() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let admin = app.login_as(ADMIN).await;
     let res = app.graphql(Some(&admin), SUBSCRIPTION, json!({})).await;
@@ -973,7 +1115,7 @@ async fn only_the_clinics_admin_sees_its_subscription() {
 
 #[tokio::test]
 async fn only_a_super_admin_impersonating_the_clinic_grants_or_revokes_an_override() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let northside = org(&owner, "northside").await;
     let discount =
@@ -1019,7 +1161,7 @@ async fn only_a_super_admin_impersonating_the_clinic_grants_or_revokes_an_overri
 
 #[tokio::test]
 async fn an_override_changes_the_status_in_force_one_at_a_time_and_is_audited() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let northside = org(&owner, "northside").await;
     let support_id = user(&owner, SUPPORT).await;
@@ -1149,11 +1291,19 @@ async fn an_override_changes_the_status_in_force_one_at_a_time_and_is_audited() 
     assert_eq!(subscription().await["status"], "PAST_DUE");
 
     // Every grant and revocation is in the trail, as the impersonation.
+    // (The demo's own override, created and removed before the test, is
+    // not this test's.)
+    let mine: Vec<Uuid> = ids
+        .iter()
+        .map(|id| id.as_str().unwrap().parse().unwrap())
+        .collect();
     let rows: Vec<AuditRow> = sqlx::query_as(
         "SELECT action, organization_id, actor_user_id, impersonator_id, resource_id
              FROM audit_events WHERE resource_type = 'subscription_overrides'
+               AND resource_id = ANY ($1)
              ORDER BY occurred_at, id",
     )
+    .bind(&mine)
     .fetch_all(&owner)
     .await
     .unwrap();
@@ -1178,7 +1328,7 @@ async fn an_override_changes_the_status_in_force_one_at_a_time_and_is_audited() 
             Some(&admin),
             "query($f: AuditEventFilter) { auditEvents(first: 50, filter: $f) {
                totalCount edges { node { action impersonatorId } } } }",
-            json!({ "f": { "resourceType": "subscription_overrides" } }),
+            json!({ "f": { "resourceType": "subscription_overrides", "actorId": support_id } }),
         )
         .await;
     let events = data(&res, "auditEvents");
@@ -1190,7 +1340,7 @@ async fn an_override_changes_the_status_in_force_one_at_a_time_and_is_audited() 
 
 #[tokio::test]
 async fn one_clinics_override_is_invisible_and_out_of_reach_from_another() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let northside = org(&owner, "northside").await;
     let lakeside = org(&owner, "lakeside").await;
@@ -1247,7 +1397,7 @@ async fn one_clinics_override_is_invisible_and_out_of_reach_from_another() {
 
 #[tokio::test]
 async fn concurrent_grants_leave_one_active_override() {
-    let app = spawn_app().await;
+    let app = blank(spawn_app().await).await;
     let owner = app.db.owner().await;
     let northside = org(&owner, "northside").await;
     let support = Impersonation::of(&app, northside).await;

@@ -1629,3 +1629,94 @@ async fn a_dea_number_needs_its_check_digit() {
         .expect_err("an invalid check digit is refused");
     assert_eq!(sqlstate(&err), "23514");
 }
+
+#[tokio::test]
+async fn billing_and_the_audit_trail_are_hidden_from_site_limited_staff() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let ns = northside(&owner).await;
+    // Rosa as an ADMIN, still limited to Harlem: the demo's claim bills a
+    // visit at the Upper West Side.
+    sqlx::query(
+        "UPDATE organization_memberships SET role = 'ADMIN' WHERE user_id = $1 AND organization_id = $2",
+    )
+    .bind(ns.rosa)
+    .bind(ns.clinic)
+    .execute(&owner)
+    .await
+    .unwrap();
+    let claim: Uuid = sqlx::query_scalar("SELECT id FROM claims WHERE organization_id = $1")
+        .bind(ns.clinic)
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    let rosa = app.login_as(ROSA).await;
+    let res = app
+        .graphql(
+            Some(&rosa),
+            "query($c: UUID!) { claims(first: 10) { totalCount edges { node { id } } }
+               claim(id: $c) { id } node(id: $c) { id } }",
+            json!({ "c": claim }),
+        )
+        .await;
+    let data = ok(&res);
+    assert_eq!(data["claims"]["totalCount"], 0, "{res}");
+    assert_eq!(data["claim"], Value::Null, "{res}");
+    assert_eq!(data["node"], Value::Null, "{res}");
+    let res = app
+        .graphql(
+            Some(&rosa),
+            "mutation($c: UUID!) { recordClaimResponse(id: $c, input: {status: REJECTED}) { id } }",
+            json!({ "c": claim }),
+        )
+        .await;
+    assert_refused(&res, "FORBIDDEN", "reason", "FACILITY_SCOPE");
+    let res = app
+        .graphql(
+            Some(&rosa),
+            "{ auditEvents(first: 5) { totalCount edges { node { resourceType } } } }",
+            json!({}),
+        )
+        .await;
+    assert_refused(&res, "FORBIDDEN", "reason", "FACILITY_SCOPE");
+    let status: String = sqlx::query_scalar("SELECT status FROM claims WHERE id = $1")
+        .bind(claim)
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(status, "SUBMITTED");
+    // The whole clinic's admin still sees both.
+    let admin = app.login_as(ADMIN).await;
+    let res = app
+        .graphql(
+            Some(&admin),
+            "{ claims(first: 10) { totalCount } auditEvents(first: 1) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(ok(&res)["claims"]["totalCount"], 1, "{res}");
+}
+
+#[tokio::test]
+async fn a_day_outside_the_calendar_is_bad_input_not_an_error_of_the_server() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let ns = northside(&owner).await;
+    let tom = app.login_as(TOM).await;
+    for day in ["9999-12-31", "0001-01-01"] {
+        let res = app
+            .graphql(
+                Some(&tom),
+                "query($f: UUID!, $d: Date!) { facility(id: $f) { appointments(on: $d) { edges { node { id } } } }
+                   appointments(filter: {on: $d}) { edges { node { id } } } }",
+                json!({ "f": ns.harlem, "d": day }),
+            )
+            .await;
+        assert!(
+            error_codes(&res).iter().all(|c| c == "BAD_USER_INPUT")
+                && !error_codes(&res).is_empty(),
+            "{day}: {res}"
+        );
+        assert_eq!(first_error(&res)["field"], "on", "{day}: {res}");
+    }
+}

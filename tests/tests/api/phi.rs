@@ -84,6 +84,18 @@ async fn the_database_holds_only_ciphertext_and_the_api_shows_the_value_by_role(
     .await
     .unwrap();
     assert_eq!(wrapped.len(), 60, "only a wrapped data key is stored");
+    // Nowhere else either: not in the kept 837P, not in the audit trail.
+    let plain: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM claims WHERE submitted_x12 IS NOT NULL) \
+              + (SELECT count(*) FROM patient_insurances WHERE member_id IS NOT NULL) \
+              + (SELECT count(*) FROM organizations WHERE tax_id IS NOT NULL) \
+              + (SELECT count(*) FROM audit_events \
+                 WHERE changes::text ~ '219099999|XJH418827301|131234567')",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(plain, 0, "a sealed value in the clear somewhere");
 
     let admin = app.login_as(ADMIN).await;
     let res = ssn_of(&app, &admin, patient, true).await;
@@ -286,14 +298,15 @@ async fn rotation_and_reencryption_leave_every_value_readable_and_findable() {
     let (version, moved) = service::phi::admin::reencrypt(&db, &keyring, northside, 1)
         .await
         .unwrap();
-    // Jonathan's SSN, his coverage's member id, the clinic's tax id.
-    assert_eq!((version, moved), (2, 3));
-    let (again, none) = service::phi::admin::reencrypt(&db, &keyring, northside, 1)
+    // Jonathan's SSN, his coverage's member id, the clinic's tax id, the
+    // submitted demo claim's 837P.
+    assert_eq!((version, moved), (2, 4));
+    let (again, all) = service::phi::admin::reencrypt(&db, &keyring, northside, 1)
         .await
         .unwrap();
     assert_eq!(
-        (again, none),
-        (3, 3),
+        (again, all),
+        (3, 4),
         "a second run moves everything to a newer key"
     );
     let enc: Vec<u8> = sqlx::query_scalar("SELECT ssn_enc FROM patients WHERE id = $1")
@@ -319,6 +332,31 @@ async fn rotation_and_reencryption_leave_every_value_readable_and_findable() {
     assert_eq!(
         res["data"]["patientsBySsn"],
         json!([{ "id": patient }]),
+        "{res}"
+    );
+    let res = fresh
+        .graphql(
+            Some(&admin),
+            "query($id: UUID!) { patient(id: $id) { insurances { memberId } }
+               organization { billingIdentity { taxId } }
+               claims(first: 5) { edges { node { x12 } } } }",
+            json!({ "id": patient }),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["patient"]["insurances"],
+        json!([{ "memberId": "XJH418827301" }]),
+        "{res}"
+    );
+    assert_eq!(
+        res["data"]["organization"]["billingIdentity"]["taxId"], "131234567",
+        "{res}"
+    );
+    let x12 = res["data"]["claims"]["edges"][0]["node"]["x12"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        x12.starts_with("ISA*") && x12.contains("XJH418827301"),
         "{res}"
     );
     // A server with only the retired master key cannot open the keys.

@@ -337,7 +337,8 @@ async fn a_visit_goes_from_booking_to_a_paid_claim_through_the_api() {
     assert_eq!(paid["payerClaimNumber"], "HVH-2026-000777");
     assert_eq!(paid["responseNote"], "Paid at 90%");
 
-    // Each step is in the audit trail.
+    // Each step is in the audit trail, and so is the preview of its 837P
+    // (which shows the member id and the tax id in full).
     let res = app
         .graphql(
             Some(&admin),
@@ -362,6 +363,7 @@ async fn a_visit_goes_from_booking_to_a_paid_claim_through_the_api() {
         trail,
         vec![
             ("CREATE".to_owned(), json!("DRAFT")),
+            ("READ".to_owned(), Value::Null),
             ("UPDATE".to_owned(), json!("SUBMITTED")),
             ("UPDATE".to_owned(), json!("ACCEPTED")),
             ("UPDATE".to_owned(), json!("PAID")),
