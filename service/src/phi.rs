@@ -59,6 +59,8 @@ impl Field {
 /// The master keys, by version; the highest wraps new data keys.
 pub struct MasterKeys {
     keys: BTreeMap<i32, Secret>,
+    /// The highest version (there is always one: `parse` refuses none).
+    current: i32,
 }
 
 impl MasterKeys {
@@ -87,10 +89,10 @@ impl MasterKeys {
                 bail!("master key version {version} is given twice");
             }
         }
-        if keys.is_empty() {
+        let Some(current) = keys.keys().next_back().copied() else {
             bail!("no master key given");
-        }
-        Ok(Self { keys })
+        };
+        Ok(Self { keys, current })
     }
 
     /// A new random key entry, as `parse` reads it.
@@ -99,13 +101,12 @@ impl MasterKeys {
         format!("{version} {}", hex::encode(key))
     }
 
-    fn current(&self) -> (i32, &Secret) {
-        let (v, k) = self.keys.iter().next_back().expect("at least one key");
-        (*v, k)
+    fn current(&self) -> anyhow::Result<(i32, &Secret)> {
+        Ok((self.current, self.get(self.current)?))
     }
 
     pub fn current_version(&self) -> i32 {
-        self.current().0
+        self.current
     }
 
     fn get(&self, version: i32) -> anyhow::Result<&Secret> {
@@ -273,7 +274,7 @@ impl Keyring {
         version: i32,
     ) -> ServiceResult<()> {
         let key: Secret = Zeroizing::new(Aes256Gcm::generate_key(OsRng).into());
-        let (master_version, master) = self.master.current();
+        let (master_version, master) = self.master.current()?;
         let wrapped = wrap(master, org, version, &key)?;
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -347,7 +348,11 @@ impl Keyring {
     ) -> ServiceResult<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         for v in versions(db, org).await? {
-            out.push(blind_index(&self.data_key(db, org, v).await?, field, value));
+            out.push(blind_index(
+                &self.data_key(db, org, v).await?,
+                field,
+                value,
+            )?);
         }
         Ok(out)
     }
@@ -361,7 +366,11 @@ impl Keyring {
         field: Field,
         value: &str,
     ) -> ServiceResult<Vec<u8>> {
-        Ok(blind_index(&self.current_key(db, org).await?, field, value))
+        Ok(blind_index(
+            &self.current_key(db, org).await?,
+            field,
+            value,
+        )?)
     }
 }
 
@@ -427,18 +436,23 @@ fn open_with(
     String::from_utf8(plain).map_err(|_| integrity(field, row, "not text"))
 }
 
-fn blind_index(key: &DataKey, field: Field, value: &str) -> Vec<u8> {
+fn hmac(key: &[u8], parts: &[&[u8]]) -> anyhow::Result<[u8; 32]> {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| anyhow!("an HMAC key refused"))?;
+    for p in parts {
+        mac.update(p);
+    }
+    Ok(mac.finalize().into_bytes().into())
+}
+
+fn blind_index(key: &DataKey, field: Field, value: &str) -> anyhow::Result<Vec<u8>> {
     // The index key is derived from the data key, per field: an index of
     // one column says nothing about another.
-    let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(key.key.as_slice())
-        .expect("HMAC takes a key of any length");
-    derive.update(b"caregate/blind-index/");
-    derive.update(field.name().as_bytes());
-    let index_key: Secret = Zeroizing::new(derive.finalize().into_bytes().into());
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(index_key.as_slice())
-        .expect("HMAC takes a key of any length");
-    mac.update(value.as_bytes());
-    mac.finalize().into_bytes().to_vec()
+    let index_key: Secret = Zeroizing::new(hmac(
+        key.key.as_slice(),
+        &[b"caregate/blind-index/", field.name().as_bytes()],
+    )?);
+    Ok(hmac(index_key.as_slice(), &[value.as_bytes()])?.to_vec())
 }
 
 async fn versions(db: &impl ConnectionTrait, org: Uuid) -> ServiceResult<Vec<i32>> {
@@ -467,7 +481,7 @@ pub mod admin {
     /// (resumable: each key is re-wrapped in its own statement, and a rerun
     /// takes what is left). Each re-wrap is audited. Returns how many.
     pub async fn rotate(db: &impl ConnectionTrait, keyring: &Keyring) -> anyhow::Result<usize> {
-        let (current, master) = keyring.master.current();
+        let (current, master) = keyring.master.current()?;
         let rows = db
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -654,7 +668,7 @@ pub mod admin {
                     let mut values: Vec<sea_orm::Value> = vec![id.into(), sealed.into()];
                     if let Some(ix) = col.index {
                         set.push_str(&format!(", {ix} = $3"));
-                        values.push(blind_index(&key, col.field, &plain).into());
+                        values.push(blind_index(&key, col.field, &plain)?.into());
                     }
                     if let Some(l) = col.legacy {
                         set.push_str(&format!(", {l} = NULL"));
@@ -798,16 +812,16 @@ mod tests {
     fn the_blind_index_is_stable_per_key() {
         let k = key(1, 7);
         assert_eq!(
-            blind_index(&k, Field::Ssn, "123456789"),
-            blind_index(&k, Field::Ssn, "123456789")
+            blind_index(&k, Field::Ssn, "123456789").unwrap(),
+            blind_index(&k, Field::Ssn, "123456789").unwrap()
         );
         assert_ne!(
-            blind_index(&k, Field::Ssn, "123456789"),
-            blind_index(&k, Field::Ssn, "123456780")
+            blind_index(&k, Field::Ssn, "123456789").unwrap(),
+            blind_index(&k, Field::Ssn, "123456780").unwrap()
         );
         assert_ne!(
-            blind_index(&k, Field::Ssn, "123456789"),
-            blind_index(&key(2, 8), Field::Ssn, "123456789")
+            blind_index(&k, Field::Ssn, "123456789").unwrap(),
+            blind_index(&key(2, 8), Field::Ssn, "123456789").unwrap()
         );
     }
 

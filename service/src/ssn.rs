@@ -99,6 +99,12 @@ pub async fn reveal(
     let digits = keyring
         .open(tx, p.organization_id, Field::Ssn, p.id, sealed)
         .await?;
+    if digits.len() != 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ServiceError::Unexpected(anyhow::anyhow!(
+            "integrity failure: the SSN of {} is not nine digits",
+            p.id
+        )));
+    }
     if !unmasked {
         return Ok(Some(mask_ssn(&digits)));
     }
