@@ -720,19 +720,24 @@ async fn a_site_limited_user_must_name_the_facility_of_a_booking() {
     assert_eq!(bookings(&owner, marcus, ns.hale).await, 0);
 }
 
-#[tokio::test]
-async fn a_site_limited_admin_may_not_write_facilities_nor_lift_their_own_limit() {
-    let app = spawn_app().await;
-    let owner = app.db.owner().await;
-    let ns = northside(&owner).await;
+/// Makes Rosa an ADMIN of Northside, still limited to Harlem.
+async fn rosa_as_admin(owner: &PgPool, ns: &Northside) {
     sqlx::query(
         "UPDATE organization_memberships SET role = 'ADMIN' WHERE user_id = $1 AND organization_id = $2",
     )
     .bind(ns.rosa)
     .bind(ns.clinic)
-    .execute(&owner)
+    .execute(owner)
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_site_limited_admin_may_not_write_facilities_nor_lift_their_own_limit() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let ns = northside(&owner).await;
+    rosa_as_admin(&owner, &ns).await;
     let rosa = app.login_as(ROSA).await;
     let digest = facilities_digest(&owner, ns.clinic).await;
 
@@ -1637,14 +1642,7 @@ async fn billing_and_the_audit_trail_are_hidden_from_site_limited_staff() {
     let ns = northside(&owner).await;
     // Rosa as an ADMIN, still limited to Harlem: the demo's claim bills a
     // visit at the Upper West Side.
-    sqlx::query(
-        "UPDATE organization_memberships SET role = 'ADMIN' WHERE user_id = $1 AND organization_id = $2",
-    )
-    .bind(ns.rosa)
-    .bind(ns.clinic)
-    .execute(&owner)
-    .await
-    .unwrap();
+    rosa_as_admin(&owner, &ns).await;
     let claim: Uuid = sqlx::query_scalar("SELECT id FROM claims WHERE organization_id = $1")
         .bind(ns.clinic)
         .fetch_one(&owner)
