@@ -15,7 +15,7 @@ pub async fn record_event(
     tx: &Tx,
     action: &str,
     resource_type: &str,
-    resource: Option<Uuid>,
+    resources: impl IntoIterator<Item = Uuid>,
     details: serde_json::Value,
 ) -> ServiceResult<()> {
     tx.execute_raw(Statement::from_sql_and_values(
@@ -24,7 +24,7 @@ pub async fn record_event(
         [
             action.into(),
             resource_type.into(),
-            uuid_array(resource),
+            uuid_array(resources),
             details.into(),
         ],
     ))

@@ -469,9 +469,7 @@ pub async fn render(
         _ => render_fresh(tx, actor, keyring, claims, false).await?,
     };
     // The 837P carries the member id and the tax id in full.
-    for c in &wanted {
-        crate::phi::audit_unmasked(tx, "claims", *c, "x12").await?;
-    }
+    crate::phi::audit_unmasked(tx, "claims", wanted.iter().copied(), "x12").await?;
     Ok(text)
 }
 

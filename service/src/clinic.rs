@@ -84,7 +84,7 @@ pub async fn tax_id_shown(
     if !matches!(actor.role, Role::Admin | Role::Staff) {
         return Ok(Some(crate::phi::mask_tail(&value)));
     }
-    crate::phi::audit_unmasked(tx, "organizations", clinic.id, "taxId").await?;
+    crate::phi::audit_unmasked(tx, "organizations", [clinic.id], "taxId").await?;
     Ok(Some(value))
 }
 

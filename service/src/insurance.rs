@@ -274,7 +274,7 @@ pub async fn member_id_shown(
     if !full {
         return Ok(Some(crate::phi::mask_tail(&value)));
     }
-    crate::phi::audit_unmasked(tx, "patient_insurances", coverage.id, "memberId").await?;
+    crate::phi::audit_unmasked(tx, "patient_insurances", [coverage.id], "memberId").await?;
     Ok(Some(value))
 }
 

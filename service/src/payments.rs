@@ -405,13 +405,3 @@ pub async fn balances_of(tx: &Tx, patients: &[Uuid]) -> ServiceResult<Vec<Balanc
         .map(|r| Ok(Balance::from_query_result(r, "").context("a balance")?))
         .collect()
 }
-
-/// Transactions by id (those the caller may see).
-pub async fn by_ids(tx: &Tx, ids: &[Uuid]) -> ServiceResult<Vec<billing_transaction::Model>> {
-    use sea_orm::{ColumnTrait, QueryFilter};
-    billing_transaction::Entity::find()
-        .filter(billing_transaction::Column::Id.is_in(ids.iter().copied()))
-        .all(tx)
-        .await
-        .or_db("loading billing transactions")
-}

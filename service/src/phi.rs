@@ -357,20 +357,22 @@ impl Keyring {
         Ok(out)
     }
 
-    /// The blind index of `value` under the clinic's newest data key (what
-    /// a row written now stores).
-    pub async fn current_blind_index(
+    /// Encrypts `value` as [`seal`](Self::seal) does and gives its blind
+    /// index under the same (newest) data key: what a row written now
+    /// stores, for one lookup of the key.
+    pub async fn seal_indexed(
         &self,
         db: &impl ConnectionTrait,
         org: Uuid,
         field: Field,
+        row: Uuid,
         value: &str,
-    ) -> ServiceResult<Vec<u8>> {
-        Ok(blind_index(
-            &self.current_key(db, org).await?,
-            field,
-            value,
-        )?)
+    ) -> ServiceResult<(Vec<u8>, Vec<u8>)> {
+        let key = self.current_key(db, org).await?;
+        Ok((
+            seal_with(&key, org, field, row, value)?,
+            blind_index(&key, field, value)?,
+        ))
     }
 }
 
@@ -741,19 +743,19 @@ pub fn mask_tail(value: &str) -> String {
     format!("{}{shown}", "*".repeat(n.saturating_sub(4).max(1)))
 }
 
-/// Writes the audit event of a value shown in full: a READ of the row,
-/// naming the field.
+/// Writes the audit events of a value shown in full: a READ of each row,
+/// naming the field (one statement for all of them).
 pub(crate) async fn audit_unmasked(
     tx: &crate::Tx,
     resource_type: &str,
-    row: Uuid,
+    rows: impl IntoIterator<Item = Uuid>,
     field: &str,
 ) -> ServiceResult<()> {
     crate::audit::record_event(
         tx,
         "READ",
         resource_type,
-        Some(row),
+        rows,
         serde_json::json!({ "field": field, "unmasked": true }),
     )
     .await

@@ -62,14 +62,12 @@ pub async fn set(
     let (org, row) = (current.organization_id, current.id);
     let (sealed, index) = match ssn {
         None => (None, None),
-        Some(Ssn(digits)) => (
-            Some(keyring.seal(tx, org, Field::Ssn, row, &digits).await?),
-            Some(
-                keyring
-                    .current_blind_index(tx, org, Field::Ssn, &digits)
-                    .await?,
-            ),
-        ),
+        Some(Ssn(digits)) => {
+            let (sealed, index) = keyring
+                .seal_indexed(tx, org, Field::Ssn, row, &digits)
+                .await?;
+            (Some(sealed), Some(index))
+        }
     };
     let mut model = current.into_active_model();
     model.ssn_enc = Set(sealed);
@@ -108,7 +106,7 @@ pub async fn reveal(
     if !unmasked {
         return Ok(Some(mask_ssn(&digits)));
     }
-    crate::phi::audit_unmasked(tx, "patients", p.id, "ssn").await?;
+    crate::phi::audit_unmasked(tx, "patients", [p.id], "ssn").await?;
     Ok(Some(format!(
         "{}-{}-{}",
         &digits[..3],
