@@ -5,9 +5,15 @@ use sea_orm::sqlx;
 
 use crate::support::db::TestDb;
 
+/// Migrations alter the cluster's roles (shared by every database): two at
+/// once fail with "tuple concurrently updated", so this file's tests take
+/// turns.
+static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn migrating_down_to_zero_and_up_again_succeeds_on_a_populated_database() {
     let db = TestDb::seeded().await;
+    let _turn = MIGRATING.lock().await;
     let owner = caregate::db::connect_owner(&db.owner_url).await.unwrap();
     Migrator::down(&owner, None).await.expect("down to zero");
 
@@ -49,6 +55,7 @@ async fn migrating_down_to_zero_and_up_again_succeeds_on_a_populated_database() 
 #[tokio::test]
 async fn migrations_apply_to_an_empty_database() {
     let db = TestDb::empty().await;
+    let _turn = MIGRATING.lock().await;
     let owner = caregate::db::connect_owner(&db.owner_url).await.unwrap();
     Migrator::up(&owner, None).await.unwrap();
     assert!(

@@ -147,8 +147,11 @@ impl TestDb {
         }
     }
 
-    /// An empty database: no schema at all.
+    /// An empty database: no schema at all. The template is built first:
+    /// migrating this database while the template migrates would alter the
+    /// cluster's roles twice at once ("tuple concurrently updated").
     pub async fn empty() -> Self {
+        ensure_template().await;
         Self::create(None).await
     }
 
