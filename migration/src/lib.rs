@@ -74,6 +74,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0016_facilities",
     "0017_clinic_billing",
     "0018_phi_encryption",
+    "0019_messaging",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

@@ -47,6 +47,9 @@ pub struct Viewer {
     pub is_super_admin: bool,
     /// The active HIPAA notice is not signed yet: patient data is refused.
     pub consent_required: bool,
+    /// The clinic requires a second factor of this user's role and they
+    /// have none yet: they may only enrol one.
+    pub mfa_required: bool,
 }
 
 impl Viewer {
@@ -55,6 +58,7 @@ impl Viewer {
             actor: None,
             is_super_admin: false,
             consent_required: false,
+            mfa_required: false,
         }
     }
 }
@@ -80,7 +84,31 @@ pub async fn open(
     who: Option<SessionOf>,
     idle_minutes: u32,
 ) -> Result<(Tx, Viewer), ContextError> {
-    let first = statement(meta, who, idle_minutes);
+    open_with(pool, statements, meta, who, idle_minutes, Activity::Counts).await
+}
+
+/// Whether a transaction's context counts as the session's activity (and
+/// so keeps it from going idle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// A request the user made.
+    Counts,
+    /// A check or a delivery on the user's behalf (a live-update socket):
+    /// the session must be live, and is not kept alive by it.
+    Quiet,
+}
+
+/// [`open`], saying whether the transaction counts as the session's
+/// activity.
+pub async fn open_with(
+    pool: &PgPool,
+    statements: Counter,
+    meta: &RequestMeta,
+    who: Option<SessionOf>,
+    idle_minutes: u32,
+    activity: Activity,
+) -> Result<(Tx, Viewer), ContextError> {
+    let first = statement(meta, who, idle_minutes, activity);
     let (tx, rows) = Tx::begin_with(pool, &first, statements)
         .await
         .map_err(refusal_of)?;
@@ -104,7 +132,7 @@ pub async fn enter(
     idle_minutes: u32,
 ) -> Result<Viewer, ContextError> {
     let rows = tx
-        .simple_query(&statement(meta, Some(who), idle_minutes))
+        .simple_query(&statement(meta, Some(who), idle_minutes, Activity::Counts))
         .await
         .map_err(refusal_of)?;
     let row = rows
@@ -136,16 +164,21 @@ fn text_sql(value: Option<&str>) -> String {
 /// The one statement that sets a request's context: `app.begin_request`
 /// with the request's facts and, when known, its session. Ids and numbers
 /// are formatted from their types; every text is hex-encoded.
-fn statement(meta: &RequestMeta, who: Option<SessionOf>, idle_minutes: u32) -> String {
+fn statement(
+    meta: &RequestMeta,
+    who: Option<SessionOf>,
+    idle_minutes: u32,
+    activity: Activity,
+) -> String {
     let ip = meta.ip.map(|ip| ip.to_string());
     let uuid = |id: Option<uuid::Uuid>| match id {
         Some(id) => format!("'{id}'::uuid"),
         None => "NULL::uuid".to_owned(),
     };
     format!(
-        "SELECT role, is_super_admin, consent_required, portal_scope, facility_scope \
-         FROM app.begin_request(\
-         {}, ({})::inet, {}, {}, {}, {}, {idle_minutes}, {})",
+        "SELECT role, is_super_admin, consent_required, portal_scope, facility_scope, \
+         mfa_required FROM app.begin_request(\
+         {}, ({})::inet, {}, {}, {}, {}, {idle_minutes}, {}, {})",
         text_sql(Some(&meta.request_id)),
         text_sql(ip.as_deref()),
         text_sql(meta.user_agent.as_deref()),
@@ -153,6 +186,7 @@ fn statement(meta: &RequestMeta, who: Option<SessionOf>, idle_minutes: u32) -> S
         uuid(who.map(|w| w.tenant.into_uuid())),
         uuid(who.map(|w| w.session.into_uuid())),
         who.is_some_and(|w| w.impersonate),
+        activity == Activity::Counts,
     )
 }
 
@@ -205,6 +239,7 @@ fn viewer_of(row: &QueryResult, who: SessionOf) -> Result<Viewer, ContextError> 
         consent_required: row
             .try_get("", "consent_required")
             .context("consent_required")?,
+        mfa_required: row.try_get("", "mfa_required").context("mfa_required")?,
     })
 }
 
@@ -220,7 +255,7 @@ mod tests {
             user_agent: Some("agent\0with nul".to_owned()),
             impersonate: None,
         };
-        let sql = statement(&meta, None, 15);
+        let sql = statement(&meta, None, 15, Activity::Counts);
         assert!(!sql.contains("DROP"), "{sql}");
         assert!(!sql.contains("agent"), "{sql}");
         assert!(sql.contains("NULL::uuid"), "{sql}");

@@ -127,7 +127,7 @@ impl<'a> RawTx<'a> {
             "BEGIN; SELECT role, is_super_admin, consent_required, portal_scope \
              FROM app.begin_request(convert_from(decode('{}', 'hex'), 'UTF8'), \
              (convert_from(decode('{}', 'hex'), 'UTF8'))::inet, \
-             convert_from(decode('{}', 'hex'), 'UTF8'), '{}'::uuid, '{}'::uuid, '{}'::uuid, 60, false)",
+             convert_from(decode('{}', 'hex'), 'UTF8'), '{}'::uuid, '{}'::uuid, '{}'::uuid, 60, false, true)",
             hex(&ulid::Ulid::generate().to_string()),
             hex("127.0.0.1"),
             hex("caregate-bench"),
