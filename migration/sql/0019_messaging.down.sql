@@ -1,3 +1,26 @@
+DROP TRIGGER appointments_announce ON appointments;
+DROP TRIGGER appointments_notify_people ON appointments;
+DROP TRIGGER claims_notify_people ON claims;
+DROP TABLE notification_preferences, notifications, message_attachments, message_revisions,
+    messages, thread_participants, message_threads;
+DROP FUNCTION app.announce(), app.claim_notifications(), app.appointment_notifications(),
+    app.message_sent(), app.attachment_defaults(), app.refuse_change(), app.message_revision(),
+    app.message_defaults(), app.participant_names(uuid[]), app.enter_thread(uuid), app.derive_participant();
+REVOKE SELECT ON providers, claims FROM caregate_definer;
+CREATE OR REPLACE FUNCTION app.audit_redact(doc jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (doc - 'password_hash' - 'search_name' - 'updated_at')
+        || coalesce((SELECT jsonb_object_agg(k, CASE WHEN jsonb_typeof(doc -> k) = 'null' THEN 'null'::jsonb
+                                                    ELSE to_jsonb('sealed:' || left(encode(sha256(convert_to(doc ->> k, 'UTF8')), 'hex'), 16))
+                                               END)
+                     FROM unnest(ARRAY['ssn_enc', 'ssn_index', 'member_id_enc', 'tax_id_enc', 'submitted_x12_enc']) AS k
+                     WHERE doc ? k), '{}')
+        || coalesce((SELECT jsonb_object_agg(k, CASE WHEN jsonb_typeof(doc -> k) = 'null' THEN 'null'::jsonb
+                                                    ELSE '"[redacted]"'::jsonb
+                                               END)
+                     FROM unnest(ARRAY['member_id', 'tax_id', 'submitted_x12']) AS k
+                     WHERE doc ? k), '{}')
+$$;
 DROP FUNCTION app.begin_request(text, inet, text, uuid, uuid, uuid, integer, boolean, boolean);
 CREATE FUNCTION app.begin_request(
     p_request_id text, p_ip inet, p_user_agent text,
@@ -131,3 +154,4 @@ $$;
 ALTER FUNCTION app.begin_request(text, inet, text, uuid, uuid, uuid, integer, boolean) OWNER TO caregate_definer;
 REVOKE ALL ON FUNCTION app.begin_request(text, inet, text, uuid, uuid, uuid, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.begin_request(text, inet, text, uuid, uuid, uuid, integer, boolean) TO caregate_app;
+DROP FUNCTION app.thread_scope();

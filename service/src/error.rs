@@ -77,6 +77,11 @@ vocabulary! {
         DuplicateProcessorRef => "DUPLICATE_PROCESSOR_REF",
         OverrideActive => "OVERRIDE_ACTIVE",
         NotPending => "NOT_PENDING",
+        /// The user cannot take part in a thread about this patient: not
+        /// staff of the clinic, not the patient, not a proxy allowed to message.
+        IneligibleParticipant => "INELIGIBLE_PARTICIPANT",
+        /// The message was deleted; it cannot change any more.
+        MessageDeleted => "MESSAGE_DELETED",
     }
 }
 
@@ -139,6 +144,8 @@ vocabulary! {
         /// Only a super admin acting in the clinic through an audited
         /// impersonation may do this.
         ImpersonationRequired => "IMPERSONATION_REQUIRED",
+        /// Only a message's sender edits or deletes it.
+        NotSender => "NOT_SENDER",
     }
 }
 

@@ -440,6 +440,87 @@ page_loader!(
     service::sessions::event_pages
 );
 
+page_loader!(
+    /// A page of message threads of each patient, most recently active first.
+    ThreadsByPatient,
+    service::messaging::Thread,
+    service::messaging::thread_pages_of_patients
+);
+page_loader!(
+    /// A page of messages of each thread, newest first.
+    MessagesByThread,
+    service::messaging::Message,
+    service::messaging::message_pages_of_threads
+);
+
+pub struct ThreadById(TxRef);
+
+impl Loader<Uuid> for ThreadById {
+    type Value = service::messaging::Thread;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::messaging::threads_by_ids(&tx, keys).await?;
+        Ok(rows.into_iter().map(|t| (t.id, t)).collect())
+    }
+}
+
+pub struct ParticipantsByThread(TxRef);
+
+impl Loader<Uuid> for ParticipantsByThread {
+    type Value = Vec<service::messaging::Participant>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::messaging::participants_of(&tx, keys).await?;
+        Ok(group(keys, rows, |p| p.thread_id))
+    }
+}
+
+pub struct AttachmentsByMessage(TxRef);
+
+impl Loader<Uuid> for AttachmentsByMessage {
+    type Value = Vec<service::messaging::Attachment>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::messaging::attachments_of(&tx, keys).await?;
+        Ok(group(keys, rows, |a| a.message_id))
+    }
+}
+
+pub struct RevisionsByMessage(TxRef);
+
+impl Loader<Uuid> for RevisionsByMessage {
+    type Value = Vec<service::messaging::Revision>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, ApiError> {
+        let tx = self.0.get()?;
+        let rows = service::messaging::revisions_of(&tx, keys).await?;
+        Ok(group(keys, rows, |r| r.message_id))
+    }
+}
+
+/// Names of people taking part in threads the caller can see.
+pub struct ParticipantNames(TxRef);
+
+impl Loader<Uuid> for ParticipantNames {
+    type Value = String;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, String>, ApiError> {
+        let tx = self.0.get()?;
+        Ok(service::messaging::participant_names(&tx, keys)
+            .await?
+            .into_iter()
+            .collect())
+    }
+}
+
 /// Every key gets an entry (an empty list when it has no rows), in the
 /// order the rows came.
 fn group<K: Copy + Eq + std::hash::Hash, T>(
@@ -497,6 +578,13 @@ pub struct Loaders {
     pub facility_appointments: DataLoader<AppointmentsByFacility, HashMapCache>,
     pub transactions_by_patient: DataLoader<TransactionsByPatient, HashMapCache>,
     pub balances: DataLoader<BalancesByPatient, HashMapCache>,
+    pub threads_by_patient: DataLoader<ThreadsByPatient, HashMapCache>,
+    pub messages_by_thread: DataLoader<MessagesByThread, HashMapCache>,
+    pub thread: DataLoader<ThreadById, HashMapCache>,
+    pub participants: DataLoader<ParticipantsByThread, HashMapCache>,
+    pub attachments: DataLoader<AttachmentsByMessage, HashMapCache>,
+    pub revisions: DataLoader<RevisionsByMessage, HashMapCache>,
+    pub participant_names: DataLoader<ParticipantNames, HashMapCache>,
     batches: Batches,
 }
 
@@ -531,6 +619,13 @@ impl Loaders {
             facility_appointments: loader(AppointmentsByFacility(tx.clone()), b),
             transactions_by_patient: loader(TransactionsByPatient(tx.clone()), b),
             balances: loader(BalancesByPatient(tx.clone()), b),
+            threads_by_patient: loader(ThreadsByPatient(tx.clone()), b),
+            messages_by_thread: loader(MessagesByThread(tx.clone()), b),
+            thread: loader(ThreadById(tx.clone()), b),
+            participants: loader(ParticipantsByThread(tx.clone()), b),
+            attachments: loader(AttachmentsByMessage(tx.clone()), b),
+            revisions: loader(RevisionsByMessage(tx.clone()), b),
+            participant_names: loader(ParticipantNames(tx.clone()), b),
             user_names: loader(UserNames(tx), b),
             batches,
         }

@@ -7,6 +7,7 @@ pub mod facilities;
 pub mod inputs;
 pub mod limits;
 pub mod loaders;
+pub mod messaging;
 pub mod mutation;
 pub mod payments;
 pub mod persisted;
@@ -27,7 +28,9 @@ use crate::config::{Config, Environment};
 use crate::tokens::Tokens;
 use mutation::Mutation;
 use query::Query;
-use types::{appointment, audit, claim, facility, patient, payment, provider, session};
+use types::{
+    appointment, audit, claim, facility, messaging as msg, patient, payment, provider, session,
+};
 
 pub type CaregateSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -68,6 +71,15 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
         )
         .override_output_type_description::<payment::BillingTransactionConnection>(
             payment::CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<msg::ThreadConnection>(
+            msg::THREAD_CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<msg::MessageConnection>(
+            msg::MESSAGE_CONNECTION_DESCRIPTION,
+        )
+        .override_output_type_description::<msg::NotificationConnection>(
+            msg::NOTIFICATION_CONNECTION_DESCRIPTION,
         )
 }
 

@@ -51,6 +51,7 @@ pub struct Mutation(
     super::therapy::ClaimMutation,
     super::facilities::FacilityMutation,
     super::payments::PaymentMutation,
+    super::messaging::MessagingMutation,
 );
 
 #[derive(Default)]

@@ -30,6 +30,7 @@ pub struct Query(
     ComplianceQuery,
     super::therapy::TherapyQuery,
     super::facilities::FacilityQuery,
+    super::messaging::MessagingQuery,
 );
 
 #[derive(Default)]

@@ -13,6 +13,7 @@ pub mod consent;
 pub mod coverage;
 pub mod enums;
 pub mod facility;
+pub mod messaging;
 pub mod node;
 pub mod organization;
 pub mod patient;

@@ -226,6 +226,23 @@ impl Viewer {
             .ok_or_else(|| ApiError::unauthenticated().into())
     }
 
+    /// Messages in the caller's threads they have not read yet (their own
+    /// and deleted ones aside).
+    async fn unread_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
+        let actor = ctx.actor()?;
+        service::messaging::unread_count(&ctx.scope()?.tx, actor)
+            .await
+            .gql()
+    }
+
+    /// The caller's notifications not marked read yet.
+    async fn unread_notification_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
+        ctx.actor()?;
+        service::notifications::unread_count(&ctx.scope()?.tx)
+            .await
+            .gql()
+    }
+
     /// The active clinic (after `switchOrganization`, the one moved to).
     async fn organization(&self, ctx: &Context<'_>) -> GqlResult<Organization> {
         match &self.organization {

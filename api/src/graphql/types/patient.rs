@@ -279,6 +279,33 @@ impl Patient {
         super::payment::of_patient(ctx, self.0.id, page).await
     }
 
+    /// Message threads about the patient the caller can see, most recently
+    /// active first (staff: all of them; a patient or proxy: those they
+    /// take part in, while allowed to message).
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn threads(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many to return: 0 to 100, 20 when omitted (more is \
+                          BAD_USER_INPUT on `first`).")]
+        first: Option<i32>,
+        #[graphql(desc = "Where to continue: the `pageInfo.endCursor` of the previous \
+                          page of this same list (any other cursor is BAD_USER_INPUT on \
+                          `after`). Omit for the first page.")]
+        after: Option<String>,
+    ) -> GqlResult<super::messaging::ThreadConnection> {
+        ctx.clinical_actor()?;
+        let page = page_request::<TimeKey>(first, after)?;
+        let result = ctx
+            .loaders()?
+            .threads_by_patient
+            .load_one((self.0.id, page))
+            .await
+            .gql()?
+            .ok_or_else(ApiError::internal)?;
+        Ok(super::messaging::thread_connection(result))
+    }
+
     /// The patient's balance per currency, computed by the database from
     /// succeeded transactions (positive: the patient owes the clinic); empty
     /// when nothing was recorded. Same access as `billingTransactions`.
