@@ -182,6 +182,38 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
     pub max_connections_per_client: usize,
 
+    /// Most live-update sockets (`/graphql/ws`) open at once on this
+    /// server; beyond it, an upgrade is refused with HTTP 503.
+    #[arg(long, env = "LIVE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub live_max_connections: usize,
+
+    /// Most live-update sockets one user may hold open on this server;
+    /// another is closed with code 4429 after `connection_init`.
+    #[arg(long, env = "LIVE_MAX_CONNECTIONS_PER_USER", default_value_t = 8)]
+    pub live_max_connections_per_user: usize,
+
+    /// Most subscriptions one socket may run at once; another is answered
+    /// with an `error` message (code RATE_LIMITED).
+    #[arg(long, env = "LIVE_MAX_SUBSCRIPTIONS", default_value_t = 20)]
+    pub live_max_subscriptions: usize,
+
+    /// A socket must send `connection_init` within this many milliseconds
+    /// of opening; later: closed with code 4408.
+    #[arg(long, env = "LIVE_INIT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub live_init_timeout_ms: u64,
+
+    /// How often a socket's session is checked (revoked, idle, expired, or
+    /// the user no longer in the clinic: closed with 4401 or 4403), in
+    /// seconds; it is also checked with every event delivered.
+    #[arg(long, env = "LIVE_SESSION_CHECK_SECONDS", default_value_t = 30)]
+    pub live_session_check_seconds: u64,
+
+    /// Events a socket may fall behind by, and messages it may have waiting
+    /// to be sent; a consumer slower than that is disconnected (code 1013)
+    /// rather than buffered without end.
+    #[arg(long, env = "LIVE_BUFFER", default_value_t = 256)]
+    pub live_buffer: usize,
+
     /// On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish
     /// for at most this many milliseconds, then close every connection (an
     /// unfinished request's transaction is rolled back).
@@ -340,6 +372,10 @@ impl Config {
             "SESSION_IDLE_MINUTES must be > 0"
         );
         anyhow::ensure!(self.db_pool_size > 0, "DB_POOL_SIZE must be > 0");
+        anyhow::ensure!(
+            self.live_buffer > 0 && self.live_session_check_seconds > 0,
+            "LIVE_BUFFER and LIVE_SESSION_CHECK_SECONDS must be > 0"
+        );
         self.trusted_proxies()?;
         anyhow::ensure!(
             self.max_query_nesting > 0 && self.max_query_nesting <= 256,

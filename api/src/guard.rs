@@ -63,6 +63,30 @@ pub async fn open_as(
     Ok((Arc::new(tx), viewer))
 }
 
+/// Opens a transaction for a live-update socket acting for `who`: the same
+/// context and checks as a request of that session, without counting as
+/// the session's activity (a socket left open does not keep a session
+/// from going idle).
+pub async fn open_quiet(
+    db: &DatabaseConnection,
+    statements: &Counter,
+    who: SessionOf,
+    meta: &RequestMeta,
+    idle_minutes: u32,
+) -> Result<(Arc<Tx>, Viewer), ContextError> {
+    let pool = db.get_postgres_connection_pool();
+    let (tx, viewer) = context::open_with(
+        pool,
+        statements.clone(),
+        meta,
+        Some(who),
+        idle_minutes,
+        context::Activity::Quiet,
+    )
+    .await?;
+    Ok((Arc::new(tx), viewer))
+}
+
 /// Commits the request's transaction, or says why its work was not (or
 /// may not have been) saved. Fails when something still holds the
 /// transaction (a bug): it is then rolled back when the last holder lets go.

@@ -693,14 +693,26 @@ async fn replay(
 /// Prepares every operation (persisted query, nesting, parse, limits, input
 /// values); an operation that cannot run answers its own error.
 fn prepare(state: &AppState, batch: BatchRequest) -> (Shape, Vec<Result<Prepared, ServerError>>) {
+    let one = |r| {
+        state.preparation.prepare(r).and_then(|p| {
+            if p.is_subscription {
+                let mut err = ServerError::new(
+                    "subscriptions are served over WebSocket at /graphql/ws (graphql-transport-ws)",
+                    None,
+                );
+                let mut ext = ErrorExtensionValues::default();
+                ext.set("code", ErrorCode::BadUserInput.as_str());
+                err.extensions = Some(ext);
+                return Err(err);
+            }
+            Ok(p)
+        })
+    };
     match batch {
-        BatchRequest::Single(request) => (Shape::Single, vec![state.preparation.prepare(request)]),
+        BatchRequest::Single(request) => (Shape::Single, vec![one(request)]),
         BatchRequest::Batch(requests) => (
             Shape::Batch(requests.len()),
-            requests
-                .into_iter()
-                .map(|r| state.preparation.prepare(r))
-                .collect(),
+            requests.into_iter().map(one).collect(),
         ),
     }
 }
@@ -734,7 +746,7 @@ fn finalize(response: &mut BatchResponse, id: &str) {
 /// validation and limit errors come without one: they are BAD_USER_INPUT,
 /// its depth and complexity limits with their reason)
 /// and every error and the response the request id.
-fn stamp(r: &mut Response, id: &str) {
+pub(crate) fn stamp(r: &mut Response, id: &str) {
     for err in &mut r.errors {
         let ext = err
             .extensions

@@ -3,8 +3,9 @@
 //! The request path: `handler` (HTTP) -> `guard` (token, transaction and
 //! row-level security context) -> `graphql` (schema, resolvers, loaders)
 //! -> the `service` crate. Around it: `server` (routes and state), `cli`,
-//! `config`, `db`, `tokens`, `metrics`, and `cluster` (the private
-//! PostgreSQL used when no database is configured).
+//! `config`, `db`, `tokens`, `metrics`, `live` (subscriptions over
+//! WebSocket) and `cluster` (the private PostgreSQL used when no database
+//! is configured).
 
 // The merged `Mutation` root nests one future per merged part; its
 // layout goes deeper than the default limit of 128.
@@ -21,6 +22,7 @@ pub mod graphql;
 pub mod guard;
 pub mod handler;
 pub mod health;
+pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod startup;

@@ -13,7 +13,6 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -54,6 +53,7 @@ impl Server {
         // an oversized body (sized or chunked) is a JSON error like any other.
         let mut router = Router::new()
             .route("/graphql", any(handler::graphql))
+            .route("/graphql/ws", get(crate::live::socket::upgrade))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz));
         if config.graphiql_enabled() {
@@ -111,7 +111,12 @@ impl Server {
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
-        let graceful = GracefulShutdown::new();
+        // Graceful shutdown by hand: hyper-util's `GracefulShutdown` cannot
+        // watch an HTTP/1 connection that may upgrade (to a WebSocket). Each
+        // connection task holds a clone of `open` and is told to stop by
+        // `stopping`; shutdown waits until every clone is gone.
+        let (stopping, stop) = tokio::sync::watch::channel(false);
+        let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
         let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         let per_client = PerClient::new(
             config.max_connections_per_client,
@@ -163,20 +168,34 @@ impl Server {
                         req.extensions_mut().insert(ConnectInfo(peer));
                         req
                     });
-            let conn =
-                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            let conn = graceful.watch(conn);
+            let conn = http
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .with_upgrades();
+            let mut stop = stop.clone();
+            let open = open.clone();
             tokio::spawn(async move {
-                if let Err(err) = conn.await {
+                let mut conn = std::pin::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = crate::live::stopped(&mut stop) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(err) = result {
                     tracing::debug!(error = %err, "connection ended with an error");
                 }
                 drop(permit);
                 drop(held);
+                drop(open);
             });
         }
         drop(self.listener);
+        let _ = stopping.send(true);
+        self.state.live.stop();
+        drop(open);
         let deadline = Duration::from_millis(config.shutdown_timeout_ms);
-        if tokio::time::timeout(deadline, graceful.shutdown())
+        if tokio::time::timeout(deadline, all_closed.recv())
             .await
             .is_err()
         {

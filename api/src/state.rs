@@ -40,6 +40,8 @@ pub struct AppState {
     pub large_documents: Arc<tokio::sync::Semaphore>,
     pub tokens: Arc<Tokens>,
     pub metrics: Arc<Metrics>,
+    /// Live-update sockets and the events they deliver.
+    pub live: Arc<crate::live::Live>,
 }
 
 impl AppState {
@@ -50,6 +52,13 @@ impl AppState {
         config.validate()?;
         let statements = Counter::default();
         let opts = db::runtime_options(&config, owner_url)?;
+        let live = Arc::new(crate::live::Live::new(
+            config.live_max_connections,
+            config.live_max_connections_per_user,
+            config.live_buffer,
+        ));
+        // The events of live updates, on a connection of its own.
+        live.hub.listen(opts.clone());
         let readiness = db::readiness_pool(
             opts.clone(),
             Duration::from_millis(config.readiness_timeout_ms),
@@ -122,6 +131,7 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             tokens,
+            live,
         })
     }
 }

@@ -489,7 +489,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER messages_announce AFTER INSERT OR UPDATE ON messages
+CREATE TRIGGER messages_announce AFTER INSERT ON messages
     FOR EACH ROW EXECUTE FUNCTION app.announce('message');
 CREATE TRIGGER message_threads_announce AFTER INSERT OR UPDATE ON message_threads
     FOR EACH ROW EXECUTE FUNCTION app.announce('thread');

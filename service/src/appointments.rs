@@ -134,6 +134,25 @@ fn filtered(filter: &AppointmentFilter) -> ServiceResult<sea_orm::Select<appoint
     Ok(q)
 }
 
+/// An appointment the caller can see, when its local day (in its
+/// facility's time zone, else the clinic's) is `day`: what a live schedule
+/// of that day shows.
+pub async fn on_day(
+    tx: &Tx,
+    id: AppointmentId,
+    day: NaiveDate,
+) -> ServiceResult<Option<appointment::Model>> {
+    let filter = AppointmentFilter {
+        on: Some(day),
+        ..Default::default()
+    };
+    filtered(&filter)?
+        .filter(appointment::Column::Id.eq(id.into_uuid()))
+        .one(tx)
+        .await
+        .or_db("reading an appointment")
+}
+
 /// Appointments by start time, one page.
 #[tracing::instrument(skip_all, name = "appointments.list", level = "debug")]
 pub async fn list(

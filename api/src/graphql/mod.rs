@@ -15,10 +15,11 @@ pub mod prepare;
 pub mod query;
 pub mod scalars;
 pub mod scope;
+pub mod subscription;
 pub mod therapy;
 pub mod types;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
+use async_graphql::{SDLExportOptions, Schema, SchemaBuilder};
 
 use std::sync::Arc;
 
@@ -28,18 +29,19 @@ use crate::config::{Config, Environment};
 use crate::tokens::Tokens;
 use mutation::Mutation;
 use query::Query;
+use subscription::Subscription;
 use types::{
     appointment, audit, claim, facility, messaging as msg, patient, payment, provider, session,
 };
 
-pub type CaregateSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type CaregateSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema's types, with descriptions for the ones async-graphql
 /// generates (connections) or documents generically (its scalars): the
 /// schema is the clients' documentation, and every element of it says what
 /// it is.
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
         .override_output_type_description::<chrono::DateTime<chrono::FixedOffset>>(
             scalars::DATE_TIME_DESCRIPTION,
         )

@@ -48,6 +48,10 @@ pub struct Prepared {
     pub changes_context: bool,
     /// Its one root field is `login`.
     pub logs_in: bool,
+    /// The selected operation is a subscription (served over WebSocket).
+    pub is_subscription: bool,
+    /// The names of its root fields, through fragments.
+    pub roots: Vec<String>,
     /// The query text and document to cache once the request has run
     /// without error (`None`: already cached, or not worth caching).
     cache_as: Option<(String, ExecutableDocument)>,
@@ -101,6 +105,7 @@ impl Preparation {
                 .iter()
                 .any(|name| CONTEXT_CHANGING.contains(&name.as_str()));
         let logs_in = is_mutation && roots.len() == 1 && roots[0].as_str() == "login";
+        let is_subscription = operation.is_some_and(|op| op.ty == OperationType::Subscription);
         request.set_parsed_query(doc);
         Ok(Prepared {
             request,
@@ -108,6 +113,8 @@ impl Preparation {
             root_fields: roots.len(),
             changes_context,
             logs_in,
+            is_subscription,
+            roots: roots.iter().map(|r| r.to_string()).collect(),
             cache_as,
         })
     }

@@ -2,6 +2,7 @@ pub mod app;
 pub mod context;
 pub mod db;
 pub mod therapy;
+pub mod ws;
 pub mod x12;
 
 /// SQL a test builds from fixed table and database names (never from input).
