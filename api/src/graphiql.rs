@@ -62,7 +62,11 @@ const PAGE_TAIL: &str = r#"">Loading…</div>
 /// Starts GraphiQL on the endpoint the page names (a file of its own, so
 /// the page needs no inline script and the policy can forbid them).
 const START_JS: &str = r#"const mount = document.getElementById("graphiql");
-const fetcher = GraphiQL.createFetcher({ url: mount.dataset.endpoint });
+// Subscriptions go over WebSocket to the endpoint's /ws (graphql-transport-ws);
+// the headers editor's Authorization travels in connection_init.
+const socket = (location.protocol === "https:" ? "wss://" : "ws://") + location.host +
+  mount.dataset.endpoint + "/ws";
+const fetcher = GraphiQL.createFetcher({ url: mount.dataset.endpoint, subscriptionUrl: socket });
 ReactDOM.createRoot(mount).render(
   React.createElement(GraphiQL, {
     fetcher,

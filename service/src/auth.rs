@@ -161,6 +161,9 @@ pub async fn login(
     let actor = viewer
         .actor
         .context("app.begin_request named no caller after a login")?;
+    if viewer.consent_required {
+        crate::notifications::consent_required(tx, &actor).await?;
+    }
     Ok(LoggedIn {
         actor,
         consent_required: viewer.consent_required,

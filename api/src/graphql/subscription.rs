@@ -24,10 +24,7 @@ use super::types::messaging::{Message, Notification, Thread};
 use crate::error::{GqlResult, IntoGql};
 use crate::live::events::{Event, EventKind};
 
-/// Live updates: each field sends an item whenever what it follows changes
-/// and the subscriber may read it. Subscribe over WebSocket at
-/// `/graphql/ws` (protocol `graphql-transport-ws`, the token in
-/// `connection_init`'s payload as `{"authorization": "Bearer <token>"}`).
+/// The subscription root (see [`Subscription`]'s fields).
 #[derive(Default)]
 pub struct Subscription;
 
@@ -43,6 +40,10 @@ fn one<T>(item: GqlResult<Option<T>>) -> impl Stream<Item = GqlResult<T>> {
     stream::iter(item.transpose())
 }
 
+/// Live updates: each field sends an item whenever what it follows changes
+/// and the subscriber may read it. Subscribe over WebSocket at
+/// `/graphql/ws` (protocol `graphql-transport-ws`, the token in
+/// `connection_init`'s payload as `{"authorization": "Bearer <token>"}`).
 #[SubscriptionRoot]
 impl Subscription {
     /// Each new message of a thread the subscriber can see (its sender's

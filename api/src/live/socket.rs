@@ -266,7 +266,7 @@ impl Connection {
             tokio::select! {
                 read_result = read(source) => match read_result {
                     Read::Message(m) => {
-                        if let Err(close) = self.on_message(m, &mut subs, out) {
+                        if let Err(close) = self.on_message(m, &mut subs, out).await {
                             return close;
                         }
                     }
@@ -342,7 +342,7 @@ impl Connection {
     }
 
     /// A client message after the ack.
-    fn on_message(
+    async fn on_message(
         &self,
         message: ClientMessage,
         subs: &mut HashMap<String, Sub>,
@@ -375,7 +375,7 @@ impl Connection {
                         text(json!({"type": "error", "id": id, "payload": [err]})),
                     );
                 }
-                match self.prepare(payload) {
+                match self.prepare(payload).await {
                     Ok(sub) => {
                         subs.insert(id, sub);
                         Ok(())
@@ -395,7 +395,7 @@ impl Connection {
     /// Checks a subscription once: the limits and checks of every request,
     /// one root field that is a subscription, and the schema's validation
     /// (a run without an event yields nothing, or the errors).
-    fn prepare(&self, payload: SubscribePayload) -> Result<Sub, Vec<ServerError>> {
+    async fn prepare(&self, payload: SubscribePayload) -> Result<Sub, Vec<ServerError>> {
         let bad = |m: &str| {
             let mut e = ServerError::new(m, None);
             let mut ext = async_graphql::ErrorExtensionValues::default();
@@ -433,20 +433,30 @@ impl Connection {
         let kind = match prepared.roots.as_slice() {
             [one] => kinds_of(one),
             _ => None,
-        }
-        .ok_or_else(|| bad("a subscription has exactly one root field"))?;
+        };
         let document = prepared
             .request
             .parsed_query()
             .map_err(|e| vec![e])?
             .clone();
-        Ok(Sub {
-            kind,
+        let mut sub = Sub {
+            kind: EventKind::Thread,
             query: prepared.request.query.clone(),
             operation_name: prepared.request.operation_name.clone(),
             variables,
             document,
-        })
+        };
+        // The schema's validation (fields, arguments, variables, depth and
+        // complexity): without an event every field yields nothing, so a
+        // valid subscription answers nothing here.
+        let mut probe = self.state.schema.execute_stream(sub.request());
+        if let Ok(Some(response)) = tokio::time::timeout(DELIVERY_TIMEOUT, probe.next()).await
+            && !response.errors.is_empty()
+        {
+            return Err(response.errors);
+        }
+        sub.kind = kind.ok_or_else(|| bad("a subscription has exactly one root field"))?;
+        Ok(sub)
     }
 
     /// Runs the subscriptions an event may concern, in one transaction with
