@@ -8,6 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::database::fixtures::patient;
 use crate::support::app::spawn_app;
 
 /// `tests/clients`, with its packages installed.
@@ -16,7 +17,9 @@ pub fn client_tools() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients");
     let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
     if !*ready {
-        if !dir.join("node_modules/graphql-http").is_dir() {
+        if !dir.join("node_modules/graphql-http").is_dir()
+            || !dir.join("node_modules/graphql-ws").is_dir()
+        {
             let status = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir)
@@ -96,4 +99,45 @@ fn relay_compiles_refetchable_fragments_and_connections_against_the_schema() {
         std::fs::read_to_string(dir.join("src/__generated__/PatientCardRefetchQuery.graphql.ts"))
             .expect("the refetch query of the @refetchable fragment");
     assert!(refetch.contains("node(id: $id)"), "{refetch}");
+}
+
+#[tokio::test]
+async fn the_graphql_ws_client_receives_a_subscription_as_apollo_urql_and_relay_would() {
+    let app = spawn_app().await;
+    let dir = client_tools();
+    let owner = app.db.owner().await;
+    let admin = app.login_as("admin@northside.example").await;
+    let p = patient(&owner, "NS-0001").await;
+    let started = app
+        .graphql(
+            Some(&admin),
+            "mutation($p: UUID!) { startThread(input: {patientId: $p, subject: \"Hello\", body: \"First\"}) { id } }",
+            serde_json::json!({"p": p}),
+        )
+        .await;
+    let thread = started["data"]["startThread"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    let out = tokio::process::Command::new("node")
+        .arg("live.mjs")
+        .arg(app.url("/graphql"))
+        .arg(format!("ws://{}/graphql/ws", app.addr))
+        .arg(&admin)
+        .arg(&thread)
+        .current_dir(&dir)
+        .output()
+        .await
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "graphql-ws got nothing: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).expect("a JSON line");
+    assert_eq!(
+        result["next"]["data"]["messageAdded"]["body"], "from graphql-ws",
+        "{result}"
+    );
 }
