@@ -128,8 +128,9 @@ impl AttachmentRef {
     ) -> ServiceResult<Self> {
         let name = required_text("attachments.name", name, 255)?;
         let media_type = media_type.trim().to_ascii_lowercase();
+        // RFC 6838's restricted names: a letter or digit first.
         let token = |s: &str| {
-            !s.is_empty()
+            s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                 && s.len() <= 63
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
@@ -470,7 +471,7 @@ pub async fn start_thread(
     let body = body_of(&new.body)?;
     if new.participants.len() > MAX_PARTICIPANTS {
         return Err(ServiceError::invalid(
-            "participants",
+            "participantIds",
             format!("at most {MAX_PARTICIPANTS}"),
         ));
     }
@@ -722,6 +723,8 @@ mod tests {
         assert!(AttachmentRef::parse(" ", "application/pdf", 1, &sha).is_err());
         assert!(AttachmentRef::parse("a", "pdf", 1, &sha).is_err());
         assert!(AttachmentRef::parse("a", "application/pdf; x=1", 1, &sha).is_err());
+        assert!(AttachmentRef::parse("a", "+x/pdf", 1, &sha).is_err());
+        assert!(AttachmentRef::parse("a", "application/.pdf", 1, &sha).is_err());
         assert!(AttachmentRef::parse("a", "application/pdf", -1, &sha).is_err());
         assert!(AttachmentRef::parse("a", "application/pdf", (1 << 30) + 1, &sha).is_err());
         assert!(AttachmentRef::parse("a", "application/pdf", 1, "abc").is_err());

@@ -287,11 +287,12 @@ impl Connection {
                         return Close(1001, "server shutting down");
                     }
                 },
-                _ = check.tick() => {
-                    if let Err(close) = self.check_session(&subscriber).await {
-                        return close;
-                    }
-                }
+                _ = check.tick() => match self.check_session(&subscriber).await {
+                    // The database unavailable for a moment ends no socket:
+                    // the next check (or event) decides.
+                    Ok(()) | Err(Close(1011, _)) => {}
+                    Err(close) => return close,
+                },
                 () = &mut expiry => return Close(4401, "Token expired"),
                 () = crate::live::stopped(&mut stopping) => return Close(1001, "server shutting down"),
             }

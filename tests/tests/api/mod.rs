@@ -20,6 +20,7 @@ mod http;
 mod lifecycle;
 mod limits;
 mod live;
+mod messaging;
 mod phi;
 mod pool;
 mod proxies;
