@@ -56,6 +56,7 @@ impl AppState {
             config.live_max_connections,
             config.live_max_connections_per_user,
             config.live_buffer,
+            config.db_pool_size,
         ));
         // The events of live updates, on a connection of its own.
         live.hub.listen(opts.clone());

@@ -29,6 +29,10 @@ pub struct Live {
     per_user_limit: usize,
     /// Set when the server shuts down: every socket closes (1001).
     stopping: watch::Sender<bool>,
+    /// Deliveries running at once: at most half the runtime pool, so that
+    /// a burst of events fanned out to many sockets waits its turn here
+    /// instead of taking every connection from the requests.
+    pub deliveries: Arc<Semaphore>,
 }
 
 /// A socket counted against the server's limit.
@@ -54,8 +58,9 @@ impl Drop for UserSlot {
 }
 
 impl Live {
-    pub fn new(max_sockets: usize, per_user: usize, buffer: usize) -> Self {
+    pub fn new(max_sockets: usize, per_user: usize, buffer: usize, pool_size: u32) -> Self {
         Self {
+            deliveries: Arc::new(Semaphore::new((pool_size as usize / 2).max(1))),
             hub: Hub::new(buffer),
             sockets: Arc::new(Semaphore::new(max_sockets)),
             per_user: Mutex::default(),

@@ -485,6 +485,9 @@ impl Connection {
             ..self.meta.clone()
         };
         let delivery = async {
+            let Ok(_turn) = self.state.live.deliveries.acquire().await else {
+                return Err(Close(1001, "server shutting down"));
+            };
             let (tx, viewer) = guard::open_quiet(
                 &self.state.db,
                 &self.state.statements,
