@@ -32,6 +32,7 @@ pub mod facilities;
 pub mod idempotency;
 pub mod insurance;
 pub mod integrity;
+pub mod mfa;
 pub mod nodes;
 pub mod pagination;
 pub mod password;
@@ -48,7 +49,9 @@ pub mod tx;
 pub mod x12;
 
 pub use actor::{Actor, PortalScope, Purpose, Role};
-pub use error::{ConflictReason, DbResultExt, ForbiddenReason, ServiceError, ServiceResult};
+pub use error::{
+    ConflictReason, DbResultExt, ForbiddenReason, ServiceError, ServiceResult, UnauthenticatedReason,
+};
 
 /// The transaction every service function runs in.
 pub type Tx = tx::RequestTx;
