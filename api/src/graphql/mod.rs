@@ -7,6 +7,7 @@ pub mod facilities;
 pub mod inputs;
 pub mod limits;
 pub mod loaders;
+pub mod mfa;
 pub mod mutation;
 pub mod payments;
 pub mod persisted;

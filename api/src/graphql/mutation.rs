@@ -51,13 +51,14 @@ pub struct Mutation(
     super::therapy::ClaimMutation,
     super::facilities::FacilityMutation,
     super::payments::PaymentMutation,
+    super::mfa::MfaMutation,
 );
 
 #[derive(Default)]
 pub struct AuthMutation;
 
 /// A token for the caller's session, as login and switching answer it.
-fn payload(
+pub(super) fn payload(
     ctx: &Context<'_>,
     viewer: Viewer,
     session: SessionId,
@@ -106,7 +107,11 @@ impl AuthMutation {
         let logged_in = service::auth::login(&scope.tx, settings, credentials, &scope.meta)
             .await
             .gql()?;
-        let shown = Viewer::of(&logged_in.actor, logged_in.consent_required);
+        let shown = Viewer::of(
+            &logged_in.actor,
+            logged_in.consent_required,
+            logged_in.mfa_required,
+        );
         payload(ctx, shown, logged_in.actor.session, logged_in.expires_at)
     }
 
@@ -128,18 +133,21 @@ impl AuthMutation {
             })
             .await
             .gql()?;
+        let mfa_enabled = service::mfa::enabled(&scope.tx, actor.user).await.gql()?;
         let shown = Viewer::switched(
             &actor,
             switched.role,
             switched.organization,
             scope.viewer.consent_required,
+            mfa_enabled,
         );
         payload(ctx, shown, actor.session, switched.session.expires_at)
     }
 
     /// Ends the caller's session: its token stops working at once.
     async fn logout(&self, ctx: &Context<'_>) -> GqlResult<bool> {
-        let actor = ctx.actor()?;
+        // Allowed while the clinic's MFA requirement restricts the caller.
+        let actor = ctx.actor_enrolling_mfa()?;
         let scope = ctx.scope()?;
         scope
             .in_savepoint(async |tx| service::auth::logout(tx, actor).await)
