@@ -50,7 +50,8 @@ pub mod x12;
 
 pub use actor::{Actor, PortalScope, Purpose, Role};
 pub use error::{
-    ConflictReason, DbResultExt, ForbiddenReason, ServiceError, ServiceResult, UnauthenticatedReason,
+    ConflictReason, DbResultExt, ForbiddenReason, ServiceError, ServiceResult,
+    UnauthenticatedReason,
 };
 
 /// The transaction every service function runs in.

@@ -21,9 +21,9 @@
 //!
 //! Neither a secret nor a code is ever logged or written to the audit trail.
 
-use anyhow::{Context, anyhow};
 use aes_gcm::aead::OsRng;
 use aes_gcm::aead::rand_core::RngCore;
+use anyhow::{Context, anyhow};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -35,7 +35,9 @@ use crate::Tx;
 use crate::actor::{Actor, Role};
 use crate::audit::record_event;
 use crate::domain::{TenantId, UserId};
-use crate::error::{ConflictReason, DbResultExt, ServiceError, ServiceResult, UnauthenticatedReason};
+use crate::error::{
+    ConflictReason, DbResultExt, ServiceError, ServiceResult, UnauthenticatedReason,
+};
 use crate::phi::{MasterKeys, SealedUserSecret, UserSecret};
 
 /// The issuer authenticator apps show beside the account.
@@ -168,9 +170,7 @@ fn totp(secret: &[u8], account: Option<&str>) -> ServiceResult<Totp> {
         .with_step_duration(STEP_SECONDS)
         .with_secret(secret.to_vec());
     if let Some(account) = account {
-        builder = builder
-            .with_account_name(account)
-            .with_issuer(Some(ISSUER));
+        builder = builder.with_account_name(account).with_issuer(Some(ISSUER));
     }
     builder
         .build()
@@ -220,7 +220,9 @@ async fn own_factor(tx: &Tx, user: UserId) -> ServiceResult<Option<Factor>> {
     let Some(row) = row else { return Ok(None) };
     Ok(Some(Factor {
         sealed: SealedUserSecret {
-            master_version: row.try_get("", "master_version").context("master_version")?,
+            master_version: row
+                .try_get("", "master_version")
+                .context("master_version")?,
             sealed: row.try_get("", "secret_sealed").context("secret_sealed")?,
         },
         confirmed: row.try_get("", "confirmed").context("confirmed")?,
@@ -257,7 +259,8 @@ pub async fn enrol(tx: &Tx, actor: &Actor, master: &MasterKeys) -> ServiceResult
     }
     let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
     OsRng.fill_bytes(secret.as_mut_slice());
-    let sealed = master.seal_user_secret(UserSecret::Totp, actor.user.into_uuid(), secret.as_slice())?;
+    let sealed =
+        master.seal_user_secret(UserSecret::Totp, actor.user.into_uuid(), secret.as_slice())?;
     let replaced = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -398,7 +401,9 @@ pub async fn confirm(
     ))
     .await
     .or_db("turning MFA on")?;
-    let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES).map(|_| RecoveryCode::generate()).collect();
+    let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES)
+        .map(|_| RecoveryCode::generate())
+        .collect();
     tx.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "INSERT INTO user_mfa_recovery_codes (user_id, code_hash) \
@@ -621,7 +626,9 @@ pub(crate) async fn pass_challenge(
     let (step, code_hash, with) = match code {
         Code::Totp(digits) => {
             let sealed = SealedUserSecret {
-                master_version: row.try_get("", "master_version").context("master_version")?,
+                master_version: row
+                    .try_get("", "master_version")
+                    .context("master_version")?,
                 sealed: row.try_get("", "secret_sealed").context("secret_sealed")?,
             };
             let secret = master.open_user_secret(UserSecret::Totp, user.into_uuid(), &sealed)?;
@@ -755,7 +762,10 @@ mod tests {
         assert!(Code::parse("code", "1234567").is_err());
         assert!(Code::parse("code", "12345a").is_err());
         assert!(Code::parse("code", "").is_err());
-        assert!(Code::parse("code", "１２３４５６").is_err(), "ASCII digits only");
+        assert!(
+            Code::parse("code", "１２３４５６").is_err(),
+            "ASCII digits only"
+        );
     }
 
     #[test]

@@ -625,7 +625,10 @@ pub mod admin {
 
     /// Re-wraps every data key not wrapped under the newest master key.
     /// Returns how many.
-    async fn rewrap_data_keys(db: &impl ConnectionTrait, keyring: &Keyring) -> anyhow::Result<usize> {
+    async fn rewrap_data_keys(
+        db: &impl ConnectionTrait,
+        keyring: &Keyring,
+    ) -> anyhow::Result<usize> {
         let (current, master) = keyring.master.current()?;
         let rows = db
             .query_all_raw(Statement::from_sql_and_values(

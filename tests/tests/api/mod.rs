@@ -19,6 +19,7 @@ mod hostile;
 mod http;
 mod lifecycle;
 mod limits;
+mod mfa;
 mod phi;
 mod pool;
 mod proxies;

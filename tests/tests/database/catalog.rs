@@ -217,10 +217,12 @@ async fn the_request_context_is_set_once_and_a_refusal_sets_none_of_it() {
     let db = TestDb::seeded().await;
     let runtime = db.runtime().await;
     let mut tx = runtime.begin().await.unwrap();
-    sqlx::query("SELECT * FROM app.begin_request('r1', NULL, NULL, NULL, NULL, NULL, 15, false, true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "SELECT * FROM app.begin_request('r1', NULL, NULL, NULL, NULL, NULL, 15, false, true)",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     let err = sqlx::query(
         "SELECT * FROM app.begin_request('r2', NULL, NULL, NULL, NULL, NULL, 15, false, true)",
     )
