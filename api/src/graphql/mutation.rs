@@ -29,13 +29,15 @@ use super::types::proxy::{GrantProxyAccessInput, ProxyAssignment, ProxyInvitatio
 use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::tokens::Tokens;
 
-/// Changes, in the caller's active clinic. Every mutation but `login` needs
-/// a token (`Authorization: Bearer <token>`); without a valid one it is
-/// UNAUTHENTICATED. A mutation that fails changes nothing; the mutations
-/// before it in the same request stand. "(staff)" marks a mutation patients
-/// and proxies may not use (FORBIDDEN, reason ROLE); a mutation on patient
-/// data is refused (FORBIDDEN, reason CONSENT_REQUIRED) until the caller has
-/// signed the HIPAA notice in force.
+/// Changes, in the caller's active clinic. Every mutation but `login` and
+/// `verifyMfa` needs a token (`Authorization: Bearer <token>`); without a
+/// valid one it is UNAUTHENTICATED. A mutation that fails changes nothing;
+/// the mutations before it in the same request stand. "(staff)" marks a
+/// mutation patients and proxies may not use (FORBIDDEN, reason ROLE); a
+/// mutation on patient data is refused (FORBIDDEN, reason CONSENT_REQUIRED)
+/// until the caller has signed the HIPAA notice in force. While the clinic
+/// requires a second factor the caller has not enrolled, only `enrollMfa`,
+/// `confirmMfa` and `logout` run (FORBIDDEN, reason MFA_ENROLMENT_REQUIRED).
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     AuthMutation,
@@ -86,8 +88,11 @@ impl AuthMutation {
     /// the user's first clinic (a super admin must name one). Wrong
     /// credentials are UNAUTHENTICATED (the same for unknown emails);
     /// repeated failures per email or per client address are RATE_LIMITED.
-    /// Refusals within the limits are audited. Only as the sole operation of
-    /// its request.
+    /// Refusals within the limits are audited. A user with a second factor
+    /// gets no token from the password alone: UNAUTHENTICATED, reason
+    /// MFA_REQUIRED, with `extensions.mfaChallenge` (and
+    /// `mfaChallengeExpiresAt`) to answer with `verifyMfa`. Only as the sole
+    /// operation of its request.
     async fn login(
         &self,
         ctx: &Context<'_>,
