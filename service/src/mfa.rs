@@ -791,7 +791,7 @@ mod tests {
     fn recovery_codes_differ_and_are_stored_only_as_a_hash() {
         let a = RecoveryCode::generate();
         let b = RecoveryCode::generate();
-        assert_ne!(a, b);
+        assert!(a != b, "two codes alike");
         assert_eq!(a.hash().len(), 32);
         assert!(!a.hash().windows(16).any(|w| w == a.0.as_bytes()));
     }
