@@ -474,7 +474,7 @@ pub async fn disable(
 
 /// Where second-factor attempts are counted: the login attempt counters
 /// (outside the request's transaction, so a counted attempt stays counted
-/// when it rolls back), under a key of their own per user (`mfa:<user>`),
+/// when it rolls back), under a key of their own per user (` mfa:<user>`),
 /// and per client address together with password attempts.
 pub struct Attempts<'a> {
     pub counters: &'a sea_orm::DatabaseConnection,
@@ -485,8 +485,11 @@ pub struct Attempts<'a> {
 }
 
 impl Attempts<'_> {
+    /// The user's key among the login counters. It starts with a space: a
+    /// login counts the email as typed but trimmed, so no email tried at
+    /// login can spend (or be spent by) a user's second-factor attempts.
     fn user_key(user: UserId) -> String {
-        format!("mfa:{}", user.into_uuid())
+        format!(" mfa:{}", user.into_uuid())
     }
 
     /// Reserves one attempt; beyond the limits RATE_LIMITED, with the code

@@ -452,6 +452,23 @@ async fn disabling_needs_a_fresh_code_and_removes_the_factor_and_its_codes() {
     .await
     .unwrap();
     assert_eq!(left, (1, 0), "only the demo MFA admin's factor is left");
+    // Turning MFA on and off is in the trail (the users row's trigger).
+    let changes: Vec<Value> = sqlx::query_scalar(
+        "SELECT e.changes FROM audit_events e JOIN users u ON u.id = e.resource_id \
+         WHERE e.resource_type = 'users' AND e.action = 'UPDATE' \
+           AND u.email = 'frontdesk@lakeside.example' AND e.changes -> 'after' ? 'mfa_enabled' \
+         ORDER BY e.occurred_at",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        changes,
+        vec![
+            json!({ "before": { "mfa_enabled": false }, "after": { "mfa_enabled": true } }),
+            json!({ "before": { "mfa_enabled": true }, "after": { "mfa_enabled": false } }),
+        ]
+    );
     let res = app
         .graphql(Some(&token), DISABLE, json!({ "code": code(&secret, 0) }))
         .await;
