@@ -212,7 +212,9 @@ async fn keys(config: &Config, owner_url: &str, action: KeysAction) -> anyhow::R
         KeysAction::Rotate => {
             let n = service::phi::admin::rotate(&owner, &keyring).await?;
             println!(
-                "{n} data key(s) re-wrapped under master key version {}",
+                "{} data key(s) re-wrapped and {} MFA secret(s) re-sealed under master key version {}",
+                n.data_keys,
+                n.user_secrets,
                 keyring.master().current_version()
             );
         }

@@ -9,7 +9,7 @@
 //! request id, through the request's span), never to the client.
 
 use async_graphql::{ErrorExtensionValues, ServerError};
-use service::{ConflictReason, ForbiddenReason, ServiceError};
+use service::{ConflictReason, ForbiddenReason, ServiceError, UnauthenticatedReason};
 
 service::vocabulary! {
     /// What kind of error a client got: `extensions.code`.
@@ -101,6 +101,7 @@ impl RequestReason {
 pub enum Reason {
     Conflict(ConflictReason),
     Forbidden(ForbiddenReason),
+    Unauthenticated(UnauthenticatedReason),
     Request(RequestReason),
 }
 
@@ -109,6 +110,7 @@ impl Reason {
         match self {
             Self::Conflict(r) => r.as_str(),
             Self::Forbidden(r) => r.as_str(),
+            Self::Unauthenticated(r) => r.as_str(),
             Self::Request(r) => r.as_str(),
         }
     }
@@ -127,6 +129,17 @@ pub struct ApiError {
     pub message: String,
     pub reason: Option<Reason>,
     pub field: Option<&'static str>,
+    /// The challenge a login of a user with a second factor answers with
+    /// (`extensions.mfaChallenge` and `extensions.mfaChallengeExpiresAt`).
+    pub mfa_challenge: Option<MfaChallenge>,
+}
+
+/// A login's second-factor challenge, as its error carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaChallenge {
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
 }
 
 impl ApiError {
@@ -136,6 +149,7 @@ impl ApiError {
             message: message.into(),
             reason: None,
             field: None,
+            mfa_challenge: None,
         }
     }
 
@@ -194,6 +208,33 @@ impl From<ServiceError> for ApiError {
             ServiceError::BadCredentials => {
                 Self::new(ErrorCode::Unauthenticated, "invalid email or password")
             }
+            // The Auth0 password-grant pattern (`mfa_required` with an
+            // `mfa_token`): an error, because `AuthPayload.token` is `String!`
+            // in the published contract and no token exists yet.
+            ServiceError::MfaRequired {
+                challenge,
+                expires_at,
+            } => Self {
+                mfa_challenge: Some(MfaChallenge {
+                    token: challenge,
+                    expires_at: expires_at.to_rfc3339(),
+                }),
+                ..Self::because(
+                    ErrorCode::Unauthenticated,
+                    Reason::Unauthenticated(UnauthenticatedReason::MfaRequired),
+                    "a second factor is required: answer the challenge with verifyMfa",
+                )
+            },
+            ServiceError::MfaRefused(reason) => Self::because(
+                ErrorCode::Unauthenticated,
+                Reason::Unauthenticated(reason),
+                match reason {
+                    UnauthenticatedReason::MfaChallengeInvalid => {
+                        "the challenge is used, expired or out of attempts: log in again"
+                    }
+                    _ => "invalid code",
+                },
+            ),
             ServiceError::RateLimited => {
                 Self::new(ErrorCode::RateLimited, "too many attempts; try again later")
             }
@@ -214,6 +255,10 @@ impl ApiError {
         }
         if let Some(field) = self.field {
             ext.set("field", field);
+        }
+        if let Some(challenge) = &self.mfa_challenge {
+            ext.set("mfaChallenge", challenge.token.as_str());
+            ext.set("mfaChallengeExpiresAt", challenge.expires_at.as_str());
         }
         ext
     }

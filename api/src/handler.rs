@@ -490,7 +490,7 @@ async fn run(
     // claimed when nothing could run (the corrected retry may use it).
     if idempotency_key.is_some() && prepared.iter().flatten().any(|p| p.changes_context) {
         return Err(Refusal::bad_input(
-            "an Idempotency-Key is not for login, switchOrganization or logout",
+            "an Idempotency-Key is not for login, verifyMfa, switchOrganization or logout",
         ));
     }
     let idempotency_key = idempotency_key.filter(|_| prepared.iter().flatten().next().is_some());
@@ -513,7 +513,7 @@ async fn run(
     let alone = prepared.len() == 1 && prepared.iter().flatten().all(|p| p.root_fields == 1);
     if !alone && prepared.iter().flatten().any(|p| p.changes_context) {
         return Err(Refusal::bad_input(
-            "login, switchOrganization and logout must each be the only operation of their request",
+            "login, verifyMfa, switchOrganization and logout must each be the only operation of their request",
         ));
     }
 

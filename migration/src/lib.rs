@@ -75,6 +75,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0017_clinic_billing",
     "0018_phi_encryption",
     "0019_messaging",
+    "0021_mfa",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

@@ -15,8 +15,8 @@ use crate::actor::{Actor, Role};
 use crate::audit::record_event;
 use crate::context::{self, ContextError, RequestMeta, SessionOf};
 use crate::domain::{Email, SessionId, TenantId, UserId};
-use crate::error::{DbResultExt, ServiceError, ServiceResult};
-use crate::password;
+use crate::error::{DbResultExt, ServiceError, ServiceResult, UnauthenticatedReason};
+use crate::{mfa, password};
 
 /// Failed logins allowed per 15-minute window.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +100,8 @@ pub struct LoggedIn {
     pub actor: Actor,
     /// The active HIPAA notice is not signed yet.
     pub consent_required: bool,
+    /// The clinic requires a second factor of the user, who has none yet.
+    pub mfa_required: bool,
     pub expires_at: chrono::DateTime<chrono::FixedOffset>,
 }
 
@@ -116,6 +118,10 @@ pub struct LoggedIn {
 /// to, are audited as ACCESS_DENIED with the email tried. Unknown emails
 /// cost the same time as wrong passwords (argon2 runs against a dummy
 /// hash). A super admin who names no clinic is told to name one.
+///
+/// A user with a confirmed second factor gets no session from the
+/// password alone: the login answers UNAUTHENTICATED / MFA_REQUIRED with a
+/// challenge to answer with [`verify_mfa`] (see [`mfa`](crate::mfa)).
 ///
 /// The request (anonymous until now) then acts as the new session, and the
 /// login is audited as LOGIN.
@@ -135,6 +141,71 @@ pub async fn login(
         meta,
     )
     .await?;
+    enter_session(tx, settings, opened, meta, serde_json::Value::Null).await
+}
+
+/// Where a user's second-factor attempts are counted: with their login
+/// attempts' limits, per user and per client address.
+pub fn mfa_attempts<'a>(settings: &'a LoginSettings, meta: &RequestMeta) -> mfa::Attempts<'a> {
+    mfa::Attempts {
+        counters: &settings.counters,
+        limits: settings.attempts,
+        ip_key: meta.ip.map(limit_key),
+    }
+}
+
+/// Answers the challenge a login of a user with a second factor opened
+/// (see [`login`] and [`mfa`](crate::mfa)): with a valid code, opens the
+/// session the login asked for, and the request acts as it, audited as
+/// LOGIN (naming the kind of code). Attempts are limited per challenge,
+/// per user and per client address.
+#[tracing::instrument(skip_all, name = "auth.verify_mfa", level = "debug")]
+pub async fn verify_mfa(
+    tx: &Tx,
+    settings: &LoginSettings,
+    master: &crate::phi::MasterKeys,
+    challenge: &str,
+    code: &mfa::Code,
+    meta: &RequestMeta,
+) -> ServiceResult<LoggedIn> {
+    let attempts = mfa_attempts(settings, meta);
+    let passed = mfa::pass_challenge(tx, master, &attempts, challenge, code).await?;
+    let opened = match start_session(
+        tx,
+        passed.user,
+        passed.organization,
+        settings.session_ttl,
+        meta,
+    )
+    .await?
+    {
+        SessionStart::Opened(opened) => opened,
+        // Checked when the challenge was opened; the membership ended since.
+        SessionStart::OrganizationRequired | SessionStart::NoAccess => {
+            return Err(ServiceError::MfaRefused(
+                UnauthenticatedReason::MfaChallengeInvalid,
+            ));
+        }
+    };
+    enter_session(
+        tx,
+        settings,
+        opened,
+        meta,
+        json!({ "secondFactor": passed.with }),
+    )
+    .await
+}
+
+/// The request (anonymous until now) acts as the session just opened; the
+/// login is audited as LOGIN.
+async fn enter_session(
+    tx: &Tx,
+    settings: &LoginSettings,
+    opened: OpenedSession,
+    meta: &RequestMeta,
+    details: serde_json::Value,
+) -> ServiceResult<LoggedIn> {
     let who = SessionOf {
         user: opened.user,
         tenant: opened.tenant,
@@ -155,7 +226,7 @@ pub async fn login(
         "LOGIN",
         "user_sessions",
         Some(opened.session.into_uuid()),
-        serde_json::Value::Null,
+        details,
     )
     .await?;
     let actor = viewer
@@ -167,6 +238,7 @@ pub async fn login(
     Ok(LoggedIn {
         actor,
         consent_required: viewer.consent_required,
+        mfa_required: viewer.mfa_required,
         expires_at: opened.expires_at,
     })
 }
@@ -220,6 +292,66 @@ async fn open_session(
         record_denied(tx, email, "bad credentials").await?;
         return Err(ServiceError::BadCredentials);
     };
+    // A user with a second factor gets a challenge, not a session: the
+    // password was right (its attempt is given back), the code is next.
+    match mfa::challenge_after_password(tx, user, credentials.organization).await? {
+        mfa::AfterPassword::NoFactor => {}
+        mfa::AfterPassword::Challenge { token, expires_at } => {
+            refund(counters, &email_key, ip_key.as_deref()).await?;
+            return Err(ServiceError::MfaRequired {
+                challenge: token,
+                expires_at,
+            });
+        }
+        mfa::AfterPassword::OrganizationRequired => {
+            refund(counters, &email_key, ip_key.as_deref()).await?;
+            return Err(organization_required());
+        }
+        mfa::AfterPassword::NoAccess => {
+            record_denied(tx, email, "no access to the clinic").await?;
+            return Err(ServiceError::BadCredentials);
+        }
+    }
+    match start_session(tx, user, credentials.organization, ttl, client).await? {
+        SessionStart::Opened(opened) => {
+            refund(counters, &email_key, ip_key.as_deref()).await?;
+            Ok(opened)
+        }
+        SessionStart::OrganizationRequired => {
+            refund(counters, &email_key, ip_key.as_deref()).await?;
+            Err(organization_required())
+        }
+        SessionStart::NoAccess => {
+            record_denied(tx, email, "no access to the clinic").await?;
+            Err(ServiceError::BadCredentials)
+        }
+    }
+}
+
+fn organization_required() -> ServiceError {
+    ServiceError::invalid(
+        "organizationId",
+        "a super admin acts in one clinic at a time: name it with organizationId",
+    )
+}
+
+/// What `app.open_session` did.
+enum SessionStart {
+    Opened(OpenedSession),
+    /// A super admin named no clinic.
+    OrganizationRequired,
+    /// The user may not act in the clinic named.
+    NoAccess,
+}
+
+/// Opens a session of `user` in `organization` (or their first clinic).
+async fn start_session(
+    tx: &Tx,
+    user: UserId,
+    organization: Option<TenantId>,
+    ttl: chrono::Duration,
+    client: &RequestMeta,
+) -> ServiceResult<SessionStart> {
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -227,9 +359,9 @@ async fn open_session(
              FROM app.open_session($1, $2, $3, $4::inet, $5)",
             [
                 user.into_uuid().into(),
-                credentials.organization.map(TenantId::into_uuid).into(),
+                organization.map(TenantId::into_uuid).into(),
                 (ttl.num_minutes() as i32).into(),
-                ip.clone().into(),
+                client.ip.map(|ip| ip.to_string()).into(),
                 client
                     .user_agent
                     .as_ref()
@@ -243,30 +375,20 @@ async fn open_session(
     let status: String = row.try_get("", "status").context("status")?;
     match status.as_str() {
         "OK" => {}
-        "ORGANIZATION_REQUIRED" => {
-            refund(counters, &email_key, ip_key.as_deref()).await?;
-            return Err(ServiceError::invalid(
-                "organizationId",
-                "a super admin acts in one clinic at a time: name it with organizationId",
-            ));
-        }
-        _ => {
-            record_denied(tx, email, "no access to the clinic").await?;
-            return Err(ServiceError::BadCredentials);
-        }
+        "ORGANIZATION_REQUIRED" => return Ok(SessionStart::OrganizationRequired),
+        _ => return Ok(SessionStart::NoAccess),
     }
-    refund(counters, &email_key, ip_key.as_deref()).await?;
     let session: uuid::Uuid = row.try_get("", "session_id").context("session_id")?;
     let tenant: uuid::Uuid = row
         .try_get("", "organization_id")
         .context("organization_id")?;
-    Ok(OpenedSession {
+    Ok(SessionStart::Opened(OpenedSession {
         user,
         tenant: tenant.into(),
         session: session.into(),
         expires_at: row.try_get("", "expires_at").context("expires_at")?,
         impersonate: row.try_get("", "impersonate").context("impersonate")?,
-    })
+    }))
 }
 
 /// The address a client's attempts are counted under: IPv4 as it is, IPv6

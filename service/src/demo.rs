@@ -13,6 +13,11 @@ pub const DEMO_PASSWORD: &str = "caregate-demo";
 pub const DEMO_LOGINS: &[(&str, &str, &str)] = &[
     ("admin@northside.example", "northside", "ADMIN at Northside"),
     (
+        "mfa.admin@northside.example",
+        "northside",
+        "ADMIN at Northside who signs in with a second factor (TOTP; see DEMO_MFA_SECRET)",
+    ),
+    (
         "frontdesk@northside.example",
         "northside",
         "STAFF at Northside",
@@ -49,6 +54,11 @@ pub const DEMO_LOGINS: &[(&str, &str, &str)] = &[
         "super admin, impersonating Northside (send the header below on every request)",
     ),
 ];
+
+/// The demo MFA admin's TOTP secret (base32). Fixed and published so that
+/// anyone trying the demo can make its codes (`oathtool --totp -b <it>`);
+/// stored sealed like any user's.
+pub const DEMO_MFA_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
 /// Jonathan Smith's SSN at Northside (a made-up number), stored sealed.
 pub const DEMO_SSN: &str = "219-09-9999";
@@ -89,7 +99,57 @@ pub async fn seed(db: &DatabaseConnection, keyring: &crate::phi::Keyring) -> any
             .context("sealing the demo's identifiers")?;
     }
     front_desk_work(db, keyring).await?;
+    mfa_admin(db, keyring).await?;
     Ok(true)
+}
+
+/// Gives the demo MFA admin a confirmed factor with [`DEMO_MFA_SECRET`],
+/// sealed through the keyring as an enrolment seals it.
+async fn mfa_admin(db: &DatabaseConnection, keyring: &crate::phi::Keyring) -> anyhow::Result<()> {
+    let user: uuid::Uuid = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id FROM users WHERE email = 'mfa.admin@northside.example'",
+        ))
+        .await
+        .context("finding the demo MFA admin")?
+        .context("the demo MFA admin")?
+        .try_get("", "id")?;
+    let secret = base32::decode(
+        base32::Alphabet::Rfc4648 { padding: false },
+        DEMO_MFA_SECRET,
+    )
+    .context("the demo MFA secret is base32")?;
+    let sealed = keyring
+        .master()
+        .seal_user_secret(crate::phi::UserSecret::Totp, user, &secret)?;
+    let tx = db
+        .begin()
+        .await
+        .context("opening the MFA seed transaction")?;
+    tx.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO user_mfa_factors (user_id, secret_sealed, master_version, confirmed_at) \
+         VALUES ($1, $2, $3, now())",
+        [
+            user.into(),
+            sealed.sealed.into(),
+            sealed.master_version.into(),
+        ],
+    ))
+    .await
+    .context("storing the demo MFA factor")?;
+    tx.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE users SET mfa_enabled = true WHERE id = $1",
+        [user.into()],
+    ))
+    .await
+    .context("turning MFA on for the demo MFA admin")?;
+    tx.commit()
+        .await
+        .context("committing the demo MFA factor")?;
+    Ok(())
 }
 
 /// What the demo's front desk does through the services, in a transaction

@@ -9,6 +9,7 @@ INSERT INTO organizations (name, slug, timezone) VALUES
 
 INSERT INTO users (email, password_hash, display_name, timezone, is_super_admin) VALUES
     ('admin@northside.example', ':password_hash', 'Nadia Brooks', 'America/New_York', false),
+    ('mfa.admin@northside.example', ':password_hash', 'Priya Natarajan', 'America/New_York', false),
     ('frontdesk@northside.example', ':password_hash', 'Tom Reyes', 'America/New_York', false),
     ('frontdesk.harlem@northside.example', ':password_hash', 'Rosa Diaz', 'America/New_York', false),
     ('dr.okafor@northside.example', ':password_hash', 'Dr. Amara Okafor', 'America/New_York', false),
@@ -24,6 +25,7 @@ INSERT INTO organization_memberships (organization_id, user_id, role)
 SELECT o.id, u.id, m.role
 FROM (VALUES
     ('northside', 'admin@northside.example', 'ADMIN'),
+    ('northside', 'mfa.admin@northside.example', 'ADMIN'),
     ('northside', 'frontdesk@northside.example', 'STAFF'),
     ('northside', 'frontdesk.harlem@northside.example', 'STAFF'),
     ('northside', 'dr.okafor@northside.example', 'PROVIDER'),

@@ -82,6 +82,12 @@ vocabulary! {
         IneligibleParticipant => "INELIGIBLE_PARTICIPANT",
         /// The message was deleted; it cannot change any more.
         MessageDeleted => "MESSAGE_DELETED",
+        /// Enrolling a second factor while one is already confirmed.
+        MfaAlreadyEnabled => "MFA_ALREADY_ENABLED",
+        /// Confirming a second factor that was never enrolled.
+        MfaNotEnrolled => "MFA_NOT_ENROLLED",
+        /// Disabling a second factor the user does not have.
+        MfaNotEnabled => "MFA_NOT_ENABLED",
     }
 }
 
@@ -146,6 +152,23 @@ vocabulary! {
         ImpersonationRequired => "IMPERSONATION_REQUIRED",
         /// Only a message's sender edits or deletes it.
         NotSender => "NOT_SENDER",
+        /// The clinic requires a second factor of the caller's role and they
+        /// have none yet: they may only enrol one.
+        MfaEnrolmentRequired => "MFA_ENROLMENT_REQUIRED",
+    }
+}
+
+vocabulary! {
+    /// Why a sign-in step was refused, where a client has something to do
+    /// about it: `extensions.reason` with UNAUTHENTICATED.
+    pub enum UnauthenticatedReason {
+        /// The password was right; the user has a second factor: answer the
+        /// challenge with `verifyMfa`.
+        MfaRequired => "MFA_REQUIRED",
+        /// A wrong, used or replayed second-factor code.
+        InvalidMfaCode => "INVALID_MFA_CODE",
+        /// The challenge is unknown, used, expired or out of attempts: log in again.
+        MfaChallengeInvalid => "MFA_CHALLENGE_INVALID",
     }
 }
 
@@ -177,6 +200,16 @@ pub enum ServiceError {
     BadCredentials,
     #[error("too many attempts")]
     RateLimited,
+    /// The password was right and the user has a second factor: no session
+    /// is open yet; `challenge` (shown once) is answered with a code.
+    #[error("a second factor is required")]
+    MfaRequired {
+        challenge: String,
+        expires_at: chrono::DateTime<chrono::FixedOffset>,
+    },
+    /// A second-factor step refused.
+    #[error("unauthenticated: {}", .0.as_str())]
+    MfaRefused(UnauthenticatedReason),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }

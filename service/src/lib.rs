@@ -33,6 +33,7 @@ pub mod idempotency;
 pub mod insurance;
 pub mod integrity;
 pub mod messaging;
+pub mod mfa;
 pub mod nodes;
 pub mod notifications;
 pub mod pagination;
@@ -50,7 +51,10 @@ pub mod tx;
 pub mod x12;
 
 pub use actor::{Actor, PortalScope, Purpose, Role};
-pub use error::{ConflictReason, DbResultExt, ForbiddenReason, ServiceError, ServiceResult};
+pub use error::{
+    ConflictReason, DbResultExt, ForbiddenReason, ServiceError, ServiceResult,
+    UnauthenticatedReason,
+};
 
 /// The transaction every service function runs in.
 pub type Tx = tx::RequestTx;

@@ -141,48 +141,119 @@ fn value_aad(field: Field, org: Uuid, row: Uuid) -> Vec<u8> {
     aad
 }
 
-/// Wraps a data key under a master key: nonce ‖ ciphertext.
-fn wrap(master: &Secret, org: Uuid, version: i32, data_key: &Secret) -> anyhow::Result<Vec<u8>> {
+/// Encrypts `msg` under a master key, bound to `aad`: nonce ‖ ciphertext.
+fn seal_under_master(master: &Secret, aad: &[u8], msg: &[u8]) -> anyhow::Result<Vec<u8>> {
     let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
     let sealed = cipher(master)
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: data_key.as_slice(),
-                aad: &wrap_aad(org, version),
-            },
-        )
-        .map_err(|_| anyhow!("wrapping a data key failed"))?;
+        .encrypt(&nonce, Payload { msg, aad })
+        .map_err(|_| anyhow!("sealing under a master key failed"))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
     Ok(out)
+}
+
+/// The plaintext of [`seal_under_master`]'s output; `None` when it does not
+/// authenticate under this key and `aad`.
+fn open_under_master(master: &Secret, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if sealed.len() <= NONCE_LEN {
+        return None;
+    }
+    let (nonce, sealed) = sealed.split_at(NONCE_LEN);
+    let nonce = nonce_of(nonce).ok()?;
+    cipher(master)
+        .decrypt(&nonce, Payload { msg: sealed, aad })
+        .ok()
+        .map(Zeroizing::new)
+}
+
+/// Wraps a data key under a master key: nonce ‖ ciphertext.
+fn wrap(master: &Secret, org: Uuid, version: i32, data_key: &Secret) -> anyhow::Result<Vec<u8>> {
+    seal_under_master(master, &wrap_aad(org, version), data_key.as_slice())
+        .context("wrapping a data key failed")
 }
 
 fn unwrap_key(master: &Secret, org: Uuid, version: i32, wrapped: &[u8]) -> anyhow::Result<Secret> {
     if wrapped.len() <= NONCE_LEN {
         bail!("wrapped data key {org}/{version} is truncated");
     }
-    let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
-    let nonce = nonce_of(nonce)?;
-    let plain = Zeroizing::new(
-        cipher(master)
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: sealed,
-                    aad: &wrap_aad(org, version),
-                },
-            )
-            .map_err(|_| {
-                anyhow!("integrity failure: data key {org}/{version} does not unwrap under its master key")
-            })?,
-    );
+    let plain = open_under_master(master, &wrap_aad(org, version), wrapped).ok_or_else(|| {
+        anyhow!("integrity failure: data key {org}/{version} does not unwrap under its master key")
+    })?;
     let mut key = Zeroizing::new([0u8; 32]);
     if plain.len() != 32 {
         bail!("data key {org}/{version} is not 32 bytes");
     }
     key.copy_from_slice(&plain);
     Ok(key)
+}
+
+/// A secret of a user's own (users are global, and a clinic's data keys
+/// are not theirs): sealed directly under a master key, bound to the user
+/// and to what it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSecret {
+    /// The shared secret of the user's TOTP factor.
+    Totp,
+}
+
+impl UserSecret {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Totp => "user_mfa_factors.secret",
+        }
+    }
+}
+
+fn user_secret_aad(purpose: UserSecret, user: Uuid) -> Vec<u8> {
+    let mut aad = b"caregate/user-secret/".to_vec();
+    aad.extend_from_slice(purpose.name().as_bytes());
+    aad.push(b'/');
+    aad.extend_from_slice(user.as_bytes());
+    aad
+}
+
+/// A user's secret as stored: the master key version and nonce ‖ ciphertext.
+#[derive(Debug, Clone)]
+pub struct SealedUserSecret {
+    pub master_version: i32,
+    pub sealed: Vec<u8>,
+}
+
+impl MasterKeys {
+    /// Seals a user's secret under the current master key (AES-256-GCM,
+    /// bound to the user and the purpose: copied to another user's row or
+    /// another purpose, it does not open).
+    pub fn seal_user_secret(
+        &self,
+        purpose: UserSecret,
+        user: Uuid,
+        secret: &[u8],
+    ) -> anyhow::Result<SealedUserSecret> {
+        let (master_version, master) = self.current()?;
+        Ok(SealedUserSecret {
+            master_version,
+            sealed: seal_under_master(master, &user_secret_aad(purpose, user), secret)?,
+        })
+    }
+
+    /// Opens what [`seal_user_secret`](Self::seal_user_secret) sealed; a
+    /// value that does not authenticate is an integrity failure.
+    pub fn open_user_secret(
+        &self,
+        purpose: UserSecret,
+        user: Uuid,
+        stored: &SealedUserSecret,
+    ) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+        open_under_master(
+            self.get(stored.master_version)?,
+            &user_secret_aad(purpose, user),
+            &stored.sealed,
+        )
+        .ok_or_else(|| {
+            tracing::error!(purpose = purpose.name(), user = %user, "user secret integrity failure");
+            anyhow!("integrity failure: {} of user {user} does not open", purpose.name())
+        })
+    }
 }
 
 /// A clinic's data key of one version, unwrapped.
@@ -479,10 +550,85 @@ async fn newest_version(db: &impl ConnectionTrait, org: Uuid) -> ServiceResult<O
 pub mod admin {
     use super::*;
 
-    /// Re-wraps every data key not wrapped under the newest master key
-    /// (resumable: each key is re-wrapped in its own statement, and a rerun
-    /// takes what is left). Each re-wrap is audited. Returns how many.
-    pub async fn rotate(db: &impl ConnectionTrait, keyring: &Keyring) -> anyhow::Result<usize> {
+    /// What a rotation moved to the newest master key.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Rotated {
+        /// Clinics' data keys re-wrapped.
+        pub data_keys: usize,
+        /// Users' own secrets (MFA factors) re-sealed.
+        pub user_secrets: usize,
+    }
+
+    /// Moves everything the master keys protect to the newest one: every
+    /// clinic's data key is re-wrapped, and every user's MFA secret
+    /// re-sealed (resumable: each in its own statement, and a rerun takes
+    /// what is left). Each move is audited.
+    pub async fn rotate(db: &impl ConnectionTrait, keyring: &Keyring) -> anyhow::Result<Rotated> {
+        let data_keys = rewrap_data_keys(db, keyring).await?;
+        let user_secrets = reseal_user_secrets(db, keyring).await?;
+        Ok(Rotated {
+            data_keys,
+            user_secrets,
+        })
+    }
+
+    /// Re-seals every user's MFA secret not sealed under the newest master
+    /// key (users are global, so these are sealed under the master keys
+    /// directly, not under a clinic's data key). Returns how many.
+    async fn reseal_user_secrets(
+        db: &impl ConnectionTrait,
+        keyring: &Keyring,
+    ) -> anyhow::Result<usize> {
+        let current = keyring.master.current_version();
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT user_id, master_version, secret_sealed FROM user_mfa_factors \
+                 WHERE master_version <> $1 ORDER BY user_id",
+                [current.into()],
+            ))
+            .await?;
+        let mut done = 0;
+        for row in rows {
+            let user: Uuid = row.try_get("", "user_id")?;
+            let old = SealedUserSecret {
+                master_version: row.try_get("", "master_version")?,
+                sealed: row.try_get("", "secret_sealed")?,
+            };
+            let secret = keyring
+                .master
+                .open_user_secret(UserSecret::Totp, user, &old)?;
+            let new = keyring
+                .master
+                .seal_user_secret(UserSecret::Totp, user, &secret)?;
+            db.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "WITH f AS ( \
+                   UPDATE user_mfa_factors SET secret_sealed = $2, master_version = $3 \
+                   WHERE user_id = $1 AND master_version = $4 RETURNING user_id) \
+                 INSERT INTO audit_events (action, resource_type, resource_id, changes) \
+                 SELECT 'UPDATE', 'user_mfa_factors', f.user_id, \
+                        jsonb_build_object('master_version', jsonb_build_object('before', $4, 'after', $3)) \
+                 FROM f",
+                [
+                    user.into(),
+                    new.sealed.into(),
+                    new.master_version.into(),
+                    old.master_version.into(),
+                ],
+            ))
+            .await?;
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Re-wraps every data key not wrapped under the newest master key.
+    /// Returns how many.
+    async fn rewrap_data_keys(
+        db: &impl ConnectionTrait,
+        keyring: &Keyring,
+    ) -> anyhow::Result<usize> {
         let (current, master) = keyring.master.current()?;
         let rows = db
             .query_all_raw(Statement::from_sql_and_values(

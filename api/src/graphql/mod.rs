@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod limits;
 pub mod loaders;
 pub mod messaging;
+pub mod mfa;
 pub mod mutation;
 pub mod payments;
 pub mod persisted;

@@ -29,13 +29,15 @@ use super::types::proxy::{GrantProxyAccessInput, ProxyAssignment, ProxyInvitatio
 use crate::error::{ApiError, GqlResult, IntoGql};
 use crate::tokens::Tokens;
 
-/// Changes, in the caller's active clinic. Every mutation but `login` needs
-/// a token (`Authorization: Bearer <token>`); without a valid one it is
-/// UNAUTHENTICATED. A mutation that fails changes nothing; the mutations
-/// before it in the same request stand. "(staff)" marks a mutation patients
-/// and proxies may not use (FORBIDDEN, reason ROLE); a mutation on patient
-/// data is refused (FORBIDDEN, reason CONSENT_REQUIRED) until the caller has
-/// signed the HIPAA notice in force.
+/// Changes, in the caller's active clinic. Every mutation but `login` and
+/// `verifyMfa` needs a token (`Authorization: Bearer <token>`); without a
+/// valid one it is UNAUTHENTICATED. A mutation that fails changes nothing;
+/// the mutations before it in the same request stand. "(staff)" marks a
+/// mutation patients and proxies may not use (FORBIDDEN, reason ROLE); a
+/// mutation on patient data is refused (FORBIDDEN, reason CONSENT_REQUIRED)
+/// until the caller has signed the HIPAA notice in force. While the clinic
+/// requires a second factor the caller has not enrolled, only `enrollMfa`,
+/// `confirmMfa` and `logout` run (FORBIDDEN, reason MFA_ENROLMENT_REQUIRED).
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     AuthMutation,
@@ -52,13 +54,14 @@ pub struct Mutation(
     super::facilities::FacilityMutation,
     super::payments::PaymentMutation,
     super::messaging::MessagingMutation,
+    super::mfa::MfaMutation,
 );
 
 #[derive(Default)]
 pub struct AuthMutation;
 
 /// A token for the caller's session, as login and switching answer it.
-fn payload(
+pub(super) fn payload(
     ctx: &Context<'_>,
     viewer: Viewer,
     session: SessionId,
@@ -86,8 +89,11 @@ impl AuthMutation {
     /// the user's first clinic (a super admin must name one). Wrong
     /// credentials are UNAUTHENTICATED (the same for unknown emails);
     /// repeated failures per email or per client address are RATE_LIMITED.
-    /// Refusals within the limits are audited. Only as the sole operation of
-    /// its request.
+    /// Refusals within the limits are audited. A user with a second factor
+    /// gets no token from the password alone: UNAUTHENTICATED, reason
+    /// MFA_REQUIRED, with `extensions.mfaChallenge` (and
+    /// `mfaChallengeExpiresAt`) to answer with `verifyMfa`. Only as the sole
+    /// operation of its request.
     async fn login(
         &self,
         ctx: &Context<'_>,
@@ -107,7 +113,11 @@ impl AuthMutation {
         let logged_in = service::auth::login(&scope.tx, settings, credentials, &scope.meta)
             .await
             .gql()?;
-        let shown = Viewer::of(&logged_in.actor, logged_in.consent_required);
+        let shown = Viewer::of(
+            &logged_in.actor,
+            logged_in.consent_required,
+            logged_in.mfa_required,
+        );
         payload(ctx, shown, logged_in.actor.session, logged_in.expires_at)
     }
 
@@ -129,18 +139,21 @@ impl AuthMutation {
             })
             .await
             .gql()?;
+        let mfa_enabled = service::mfa::enabled(&scope.tx, actor.user).await.gql()?;
         let shown = Viewer::switched(
             &actor,
             switched.role,
             switched.organization,
             scope.viewer.consent_required,
+            mfa_enabled,
         );
         payload(ctx, shown, actor.session, switched.session.expires_at)
     }
 
     /// Ends the caller's session: its token stops working at once.
     async fn logout(&self, ctx: &Context<'_>) -> GqlResult<bool> {
-        let actor = ctx.actor()?;
+        // Allowed while the clinic's MFA requirement restricts the caller.
+        let actor = ctx.actor_enrolling_mfa()?;
         let scope = ctx.scope()?;
         scope
             .in_savepoint(async |tx| service::auth::logout(tx, actor).await)

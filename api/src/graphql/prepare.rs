@@ -46,7 +46,7 @@ pub struct Prepared {
     /// It logs in, switches clinic or logs out: it changes who the request
     /// acts as, so it must be alone in its request.
     pub changes_context: bool,
-    /// Its one root field is `login`.
+    /// Its one root field is `login` or `verifyMfa`: it starts from nobody.
     pub logs_in: bool,
     /// The selected operation is a subscription (served over WebSocket).
     pub is_subscription: bool,
@@ -104,7 +104,7 @@ impl Preparation {
             && roots
                 .iter()
                 .any(|name| CONTEXT_CHANGING.contains(&name.as_str()));
-        let logs_in = is_mutation && roots.len() == 1 && roots[0].as_str() == "login";
+        let logs_in = is_mutation && roots.len() == 1 && LOGGING_IN.contains(&roots[0].as_str());
         let is_subscription = operation.is_some_and(|op| op.ty == OperationType::Subscription);
         request.set_parsed_query(doc);
         Ok(Prepared {
@@ -150,7 +150,10 @@ impl Preparation {
 }
 
 /// Mutations that change who the request acts as.
-const CONTEXT_CHANGING: [&str; 3] = ["login", "switchOrganization", "logout"];
+const CONTEXT_CHANGING: [&str; 4] = ["login", "verifyMfa", "switchOrganization", "logout"];
+
+/// Mutations that sign in: anonymous, whatever token the client sends.
+const LOGGING_IN: [&str; 2] = ["login", "verifyMfa"];
 
 /// The operation a request selects (by name, or the only one).
 fn selected<'a>(
@@ -233,7 +236,7 @@ mod tests {
             })
             .collect();
         assert!(!mutation_fields.is_empty(), "no Mutation type in the SDL");
-        for name in CONTEXT_CHANGING {
+        for name in CONTEXT_CHANGING.iter().chain(super::LOGGING_IN.iter()) {
             assert!(
                 mutation_fields.iter().any(|f| f == name),
                 "{name} is not a mutation of the schema: {mutation_fields:?}"

@@ -41,8 +41,14 @@ impl ViewerQuery {
     /// The caller: user, active clinic and role.
     async fn me(&self, ctx: &Context<'_>) -> GqlResult<Viewer> {
         let scope = ctx.scope()?;
-        let actor = ctx.actor()?;
-        Ok(Viewer::of(actor, scope.viewer.consent_required))
+        // Answered while the clinic's MFA requirement restricts the caller:
+        // it is how a client learns to send them to enrolment.
+        let actor = ctx.actor_enrolling_mfa()?;
+        Ok(Viewer::of(
+            actor,
+            scope.viewer.consent_required,
+            scope.viewer.mfa_required,
+        ))
     }
 
     /// The object with this id, of any type (Relay's global object

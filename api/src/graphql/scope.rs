@@ -83,11 +83,17 @@ where
 /// Resolver shorthands on the GraphQL context.
 pub trait ScopeExt {
     fn scope(&self) -> GqlResult<&Arc<RequestScope>>;
-    /// The caller, or UNAUTHENTICATED.
+    /// The caller, or UNAUTHENTICATED; FORBIDDEN / MFA_ENROLMENT_REQUIRED
+    /// while the clinic requires a second factor of them and they have none.
     fn actor(&self) -> GqlResult<&Actor>;
     /// The caller, when they may see patient data: refused with FORBIDDEN /
-    /// CONSENT_REQUIRED until the active HIPAA notice is signed.
+    /// CONSENT_REQUIRED until the active HIPAA notice is signed (and as
+    /// [`actor`](Self::actor) refuses).
     fn clinical_actor(&self) -> GqlResult<&Actor>;
+    /// The caller, even while the clinic's MFA requirement leaves them able
+    /// only to enrol a factor: for `me`, `logout` and the enrolment
+    /// mutations, and nothing else.
+    fn actor_enrolling_mfa(&self) -> GqlResult<&Actor>;
     /// The request's DataLoaders.
     fn loaders(&self) -> GqlResult<&Loaders>;
     /// A value registered on the schema for every request (the token
@@ -117,7 +123,7 @@ impl ScopeExt for Context<'_> {
         })
     }
 
-    fn actor(&self) -> GqlResult<&Actor> {
+    fn actor_enrolling_mfa(&self) -> GqlResult<&Actor> {
         self.scope()?
             .viewer
             .actor
@@ -125,13 +131,21 @@ impl ScopeExt for Context<'_> {
             .ok_or_else(|| ApiError::unauthenticated().into())
     }
 
+    fn actor(&self) -> GqlResult<&Actor> {
+        let scope = self.scope()?;
+        let actor = self.actor_enrolling_mfa()?;
+        if scope.viewer.mfa_required {
+            return Err(ApiError::from(ServiceError::Forbidden(
+                ForbiddenReason::MfaEnrolmentRequired,
+            ))
+            .into());
+        }
+        Ok(actor)
+    }
+
     fn clinical_actor(&self) -> GqlResult<&Actor> {
         let scope = self.scope()?;
-        let actor = scope
-            .viewer
-            .actor
-            .as_ref()
-            .ok_or_else(ApiError::unauthenticated)?;
+        let actor = self.actor()?;
         if scope.viewer.consent_required {
             return Err(
                 ApiError::from(ServiceError::Forbidden(ForbiddenReason::ConsentRequired)).into(),

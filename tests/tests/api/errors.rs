@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use caregate::error::{ErrorCode, RequestReason};
 use sea_orm::sqlx;
 use serde_json::{Value, json};
-use service::{ConflictReason, ForbiddenReason};
+use service::{ConflictReason, ForbiddenReason, UnauthenticatedReason};
 use uuid::Uuid;
 
 use crate::database::fixtures::{org, patient, provider};
@@ -536,6 +536,11 @@ fn the_readme_error_catalogue_is_exactly_the_codes_and_reasons_of_the_code() {
     vocabulary.extend(RequestReason::ALL.iter().map(|r| r.as_str().to_owned()));
     vocabulary.extend(ConflictReason::ALL.iter().map(|r| r.as_str().to_owned()));
     vocabulary.extend(ForbiddenReason::ALL.iter().map(|r| r.as_str().to_owned()));
+    vocabulary.extend(
+        UnauthenticatedReason::ALL
+            .iter()
+            .map(|r| r.as_str().to_owned()),
+    );
     let documented = catalogue();
     let undocumented: Vec<_> = vocabulary.difference(&documented).collect();
     let unknown: Vec<_> = documented.difference(&vocabulary).collect();

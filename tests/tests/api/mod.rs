@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod live;
 mod messaging;
+mod mfa;
 mod phi;
 mod pool;
 mod proxies;

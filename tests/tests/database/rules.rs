@@ -376,8 +376,9 @@ async fn counters_follow_enrolment_and_soft_delete() {
         .await
         .unwrap()
     };
-    // Northside's demo staff: admin, two front desks, Dr. Okafor.
-    assert_eq!(counts().await, (4, 8));
+    // Northside's demo staff: two admins (one with MFA), two front desks,
+    // Dr. Okafor.
+    assert_eq!(counts().await, (5, 8));
     let mut tx = f.as_a().await;
     sqlx::query(
         "INSERT INTO patients (organization_id, medical_record_number, first_name, last_name, date_of_birth, legal_sex) \
@@ -395,7 +396,7 @@ async fn counters_follow_enrolment_and_soft_delete() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(counts().await, (2, 9));
+    assert_eq!(counts().await, (3, 9));
     let mut tx = f.as_a().await;
     exec(
         &mut tx,
@@ -405,7 +406,7 @@ async fn counters_follow_enrolment_and_soft_delete() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(counts().await, (2, 8));
+    assert_eq!(counts().await, (3, 8));
 }
 
 #[tokio::test]

@@ -174,6 +174,11 @@ pub struct Viewer {
     /// The active HIPAA notice awaits this user's signature; patient data is
     /// refused (FORBIDDEN, reason CONSENT_REQUIRED) until then.
     pub consent_required: bool,
+    /// The clinic requires a second factor of this user's role and they have
+    /// none yet: until they enrol one (`enrollMfa`, then `confirmMfa`), every
+    /// field but `me`, `enrollMfa`, `confirmMfa` and `logout` is refused
+    /// (FORBIDDEN, reason MFA_ENROLMENT_REQUIRED).
+    pub mfa_required: bool,
     #[graphql(skip)]
     pub user_id: Uuid,
     #[graphql(skip)]
@@ -213,6 +218,18 @@ impl Viewer {
                 role: c.role.into(),
             })
             .collect())
+    }
+
+    /// The user signs in with a second factor (a TOTP app): set by
+    /// `confirmMfa`, cleared by `disableMfa`.
+    async fn mfa_enabled(&self, ctx: &Context<'_>) -> GqlResult<bool> {
+        let scope = ctx.scope()?;
+        service::nodes::users(&scope.tx, &[self.user_id])
+            .await
+            .gql()?
+            .pop()
+            .map(|u| u.mfa_enabled)
+            .ok_or_else(|| ApiError::unauthenticated().into())
     }
 
     /// The signed-in user.
@@ -266,11 +283,12 @@ pub async fn load_organization(ctx: &Context<'_>, id: Uuid) -> GqlResult<Organiz
 }
 
 impl Viewer {
-    pub fn of(actor: &service::Actor, consent_required: bool) -> Self {
+    pub fn of(actor: &service::Actor, consent_required: bool, mfa_required: bool) -> Self {
         Self {
             role: actor.role.into(),
             impersonating: actor.impersonating,
             consent_required,
+            mfa_required,
             user_id: actor.user.into_uuid(),
             organization_id: actor.tenant.into_uuid(),
             organization: None,
@@ -283,11 +301,15 @@ impl Viewer {
         role: service::Role,
         organization: organization::Model,
         consent_required: bool,
+        mfa_enabled: bool,
     ) -> Self {
+        let mfa_required = !mfa_enabled
+            && service::mfa::Requirement::of_settings(&organization.settings).applies_to(role);
         Self {
             role: role.into(),
             impersonating: false,
             consent_required,
+            mfa_required,
             user_id: actor.user.into_uuid(),
             organization_id: organization.id,
             organization: Some(organization),
