@@ -214,6 +214,12 @@ pub struct Config {
     #[arg(long, env = "LIVE_BUFFER", default_value_t = 256)]
     pub live_buffer: usize,
 
+    /// Bytes of messages a socket may have waiting to be sent (and the
+    /// largest single message); more: the consumer is too slow and is
+    /// disconnected (code 1013).
+    #[arg(long, env = "LIVE_BUFFER_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub live_buffer_bytes: usize,
+
     /// On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish
     /// for at most this many milliseconds, then close every connection (an
     /// unfinished request's transaction is rolled back).
@@ -373,8 +379,10 @@ impl Config {
         );
         anyhow::ensure!(self.db_pool_size > 0, "DB_POOL_SIZE must be > 0");
         anyhow::ensure!(
-            self.live_buffer > 0 && self.live_session_check_seconds > 0,
-            "LIVE_BUFFER and LIVE_SESSION_CHECK_SECONDS must be > 0"
+            self.live_buffer > 0
+                && self.live_buffer_bytes > 0
+                && self.live_session_check_seconds > 0,
+            "LIVE_BUFFER, LIVE_BUFFER_BYTES and LIVE_SESSION_CHECK_SECONDS must be > 0"
         );
         self.trusted_proxies()?;
         anyhow::ensure!(

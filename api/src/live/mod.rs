@@ -33,6 +33,10 @@ pub struct Live {
     /// a burst of events fanned out to many sockets waits its turn here
     /// instead of taking every connection from the requests.
     pub deliveries: Arc<Semaphore>,
+    /// Deliveries of one clinic running at once: at most half of
+    /// `deliveries`, so that one clinic's burst leaves room for the others'.
+    clinics: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    per_clinic: usize,
 }
 
 /// A socket counted against the server's limit.
@@ -61,6 +65,8 @@ impl Live {
     pub fn new(max_sockets: usize, per_user: usize, buffer: usize, pool_size: u32) -> Self {
         Self {
             deliveries: Arc::new(Semaphore::new((pool_size as usize / 2).max(1))),
+            clinics: Mutex::default(),
+            per_clinic: (pool_size as usize / 4).max(1),
             hub: Hub::new(buffer),
             sockets: Arc::new(Semaphore::new(max_sockets)),
             per_user: Mutex::default(),
@@ -90,6 +96,18 @@ impl Live {
             live: self.clone(),
             user,
         })
+    }
+
+    /// The turns of one clinic's deliveries (one semaphore per clinic with
+    /// live sockets on this server).
+    pub fn clinic_turns(&self, clinic: Uuid) -> Arc<Semaphore> {
+        match self.clinics.lock() {
+            Ok(mut map) => map
+                .entry(clinic)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_clinic)))
+                .clone(),
+            Err(_) => Arc::new(Semaphore::new(self.per_clinic)),
+        }
     }
 
     /// Closes every socket (the server is shutting down).

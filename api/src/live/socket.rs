@@ -29,6 +29,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_graphql::parser::types::ExecutableDocument;
@@ -82,7 +83,8 @@ pub async fn upgrade(
         // Small buffers: an idle socket should cost little.
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(256 * 1024)
+        // One frame at a time, as large as the socket's byte budget.
+        .max_write_buffer_size(state.config.live_buffer_bytes.max(64 * 1024))
         .on_upgrade(move |socket| async move {
             let spoken = socket.protocol().is_some_and(|p| p == PROTOCOL);
             let conn = Connection {
@@ -186,8 +188,13 @@ struct Subscriber {
 impl Connection {
     async fn run(self, socket: WebSocket, spoken: bool) {
         let (sink, mut source) = socket.split();
-        let (out, outbox) = mpsc::channel::<Frame>(self.state.config.live_buffer);
-        let writer = tokio::spawn(write_all(sink, outbox));
+        let (sender, outbox) = mpsc::channel::<Frame>(self.state.config.live_buffer);
+        let out = Outbox {
+            sender,
+            bytes: Arc::new(AtomicUsize::new(0)),
+            limit: self.state.config.live_buffer_bytes,
+        };
+        let writer = tokio::spawn(write_all(sink, outbox, out.bytes.clone()));
         let close = if spoken {
             self.serve(&mut source, &out).await
         } else {
@@ -196,7 +203,7 @@ impl Connection {
         tracing::debug!(code = close.0, reason = close.1, "live socket closing");
         // A client that stopped reading gets no close frame: the writer
         // gives up on it (the connection's write timeout) and it is dropped.
-        let _ = out.try_send(close_frame(close));
+        let _ = out.sender.try_send(close_frame(close));
         drop(out);
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     }
@@ -205,7 +212,7 @@ impl Connection {
     async fn serve(
         &self,
         source: &mut futures::stream::SplitStream<WebSocket>,
-        out: &mpsc::Sender<Frame>,
+        out: &Outbox,
     ) -> Close {
         let config = &self.state.config;
         let mut stopping = self.state.live.stopping();
@@ -347,7 +354,7 @@ impl Connection {
         &self,
         message: ClientMessage,
         subs: &mut HashMap<String, Sub>,
-        out: &mpsc::Sender<Frame>,
+        out: &Outbox,
     ) -> Result<(), Close> {
         match message {
             ClientMessage::ConnectionInit { .. } => {
@@ -468,7 +475,7 @@ impl Connection {
         s: &Subscriber,
         event: &Arc<Event>,
         subs: &HashMap<String, Sub>,
-        out: &mpsc::Sender<Frame>,
+        out: &Outbox,
     ) -> Result<(), Close> {
         if event.organization != s.who.tenant.into_uuid() {
             return Ok(());
@@ -485,7 +492,11 @@ impl Connection {
             ..self.meta.clone()
         };
         let delivery = async {
-            let Ok(_turn) = self.state.live.deliveries.acquire().await else {
+            let clinic = self.state.live.clinic_turns(s.who.tenant.into_uuid());
+            let (Ok(_clinic_turn), Ok(_turn)) = (
+                clinic.acquire().await,
+                self.state.live.deliveries.acquire().await,
+            ) else {
                 return Err(Close(1001, "server shutting down"));
             };
             let (tx, viewer) = guard::open_quiet(
@@ -507,9 +518,26 @@ impl Connection {
                     .data(loaders.clone())
                     .data(event.clone());
                 let mut stream = self.state.schema.execute_stream(request);
-                if let Some(mut response) = loaders.drive(stream.next()).await {
-                    crate::handler::stamp(&mut response, &meta.request_id);
-                    answers.push((id.clone(), response));
+                match loaders.drive(stream.next()).await {
+                    // An error says that something happened, which a
+                    // subscriber who may not read it must not learn (one
+                    // with the HIPAA notice unsigned, say): only a row
+                    // re-read without error is sent; the log has the rest.
+                    Some(response) if !response.errors.is_empty() => {
+                        let codes: Vec<String> = response
+                            .errors
+                            .iter()
+                            .map(|e| {
+                                format!("{:?}", e.extensions.as_ref().and_then(|x| x.get("code")))
+                            })
+                            .collect();
+                        tracing::info!(?codes, "a live delivery failed; nothing sent");
+                    }
+                    Some(mut response) => {
+                        crate::handler::stamp(&mut response, &meta.request_id);
+                        answers.push((id.clone(), response));
+                    }
+                    None => {}
                 }
             }
             drop(loaders);
@@ -624,11 +652,38 @@ async fn read(source: &mut futures::stream::SplitStream<WebSocket>) -> Read {
     }
 }
 
-/// Queues a message; a full queue means the client does not keep up.
-fn send(out: &mpsc::Sender<Frame>, frame: Frame) -> Result<(), Close> {
-    out.try_send(frame).map_err(|_| {
+/// The messages waiting to be written to one socket, bounded in number
+/// (`LIVE_BUFFER`) and in bytes (`LIVE_BUFFER_BYTES`).
+struct Outbox {
+    sender: mpsc::Sender<Frame>,
+    /// Bytes queued and not yet written.
+    bytes: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+fn frame_len(frame: &Frame) -> usize {
+    match frame {
+        Frame::Text(t) => t.len(),
+        Frame::Binary(b) | Frame::Ping(b) | Frame::Pong(b) => b.len(),
+        Frame::Close(_) => 0,
+    }
+}
+
+/// Queues a message; a full queue (in messages or bytes) means the client
+/// does not keep up.
+fn send(out: &Outbox, frame: Frame) -> Result<(), Close> {
+    let len = frame_len(&frame);
+    let slow = || {
         tracing::warn!("live socket: the client does not read fast enough; closing");
         Close(1013, "slow consumer")
+    };
+    if out.bytes.fetch_add(len, Ordering::AcqRel) + len > out.limit {
+        out.bytes.fetch_sub(len, Ordering::AcqRel);
+        return Err(slow());
+    }
+    out.sender.try_send(frame).map_err(|_| {
+        out.bytes.fetch_sub(len, Ordering::AcqRel);
+        slow()
     })
 }
 
@@ -637,10 +692,14 @@ fn send(out: &mpsc::Sender<Frame>, frame: Frame) -> Result<(), Close> {
 async fn write_all(
     mut sink: futures::stream::SplitSink<WebSocket, Frame>,
     mut outbox: mpsc::Receiver<Frame>,
+    bytes: Arc<AtomicUsize>,
 ) {
     while let Some(frame) = outbox.recv().await {
         let closing = matches!(frame, Frame::Close(_));
-        if sink.send(frame).await.is_err() || closing {
+        let len = frame_len(&frame);
+        let sent = sink.send(frame).await;
+        bytes.fetch_sub(len, Ordering::AcqRel);
+        if sent.is_err() || closing {
             break;
         }
     }

@@ -517,3 +517,48 @@ async fn a_socket_that_falls_behind_is_closed_rather_than_buffered() {
     }
     assert_eq!(closed, Some(1013));
 }
+
+#[tokio::test]
+async fn a_subscriber_who_may_not_read_patient_data_learns_nothing_of_the_clinics_activity() {
+    let app = spawn_app().await;
+    // Maria has not signed the HIPAA notice: patient data is refused her.
+    let maria = app.login_as("maria.garcia@example.com").await;
+    let desk = app.login_as("frontdesk@northside.example").await;
+    let thread = start_thread(&app, &desk, "NS-0001", &[]).await;
+    let mut live = LiveClient::connect(&app, &maria).await;
+    live.subscribe("t", THREAD_UPDATED, json!({})).await;
+    live.subscribe("m", MESSAGE_ADDED, json!({"t": thread}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = send(&app, &desk, &thread, "Internal note").await;
+    assert!(sent["errors"].is_null(), "{sent}");
+    // Not even an error frame: that would say when the clinic is busy.
+    match live.next(QUIET).await {
+        Got::Nothing => {}
+        other => panic!("activity leaked to a subscriber without access: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_within_its_byte_budget() {
+    let app = spawn_app_with(|c| c.live_buffer_bytes = 64 * 1024).await;
+    let admin = app.login_as("admin@northside.example").await;
+    let desk = app.login_as("frontdesk@northside.example").await;
+    let thread = start_thread(&app, &desk, "NS-0001", &[]).await;
+    let long = "x".repeat(9_000);
+    for _ in 0..10 {
+        send(&app, &desk, &thread, &long).await;
+    }
+    let mut s = LiveClient::connect(&app, &admin).await;
+    // Each delivery carries the thread's last ten messages (~90 KB): over
+    // the 64 KiB budget at once.
+    s.subscribe(
+        "t",
+        "subscription { threadUpdated { messages(first: 10) { edges { node { body } } } } }",
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&app, &desk, &thread, "one more").await;
+    assert_eq!(s.closed(WAIT).await, 1013);
+}
