@@ -129,7 +129,7 @@ async fn unread(app: &TestApp, token: &str) -> (i64, i64) {
 }
 
 /// The participant entry of `user` in a thread's answer.
-fn participant<'a>(thread: &'a Value, user: Uuid) -> &'a Value {
+fn participant(thread: &Value, user: Uuid) -> &Value {
     thread["participants"]
         .as_array()
         .unwrap_or_else(|| panic!("participants: {thread}"))
@@ -1596,7 +1596,9 @@ async fn the_audit_trail_records_messaging_without_its_text_and_reading_messages
         .as_str()
         .unwrap_or_else(|| panic!("a request id: {res}"))
         .to_owned();
-    let reads: Vec<(Option<Uuid>, Option<Uuid>, String, Option<Uuid>)> = sqlx::query_as(
+    /// Clinic, actor, resource type and resource of an audit event.
+    type ReadEvent = (Option<Uuid>, Option<Uuid>, String, Option<Uuid>);
+    let reads: Vec<ReadEvent> = sqlx::query_as(
         "SELECT organization_id, actor_user_id, resource_type, resource_id FROM audit_events \
          WHERE request_id = $1 AND action = 'READ'",
     )
