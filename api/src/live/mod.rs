@@ -33,7 +33,7 @@ pub struct Live {
     /// a burst of events fanned out to many sockets waits its turn here
     /// instead of taking every connection from the requests.
     pub deliveries: Arc<Semaphore>,
-    /// Deliveries of one clinic running at once: at most half of
+    /// Deliveries of one clinic running at once: one fewer than
     /// `deliveries`, so that one clinic's burst leaves room for the others'.
     clinics: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     per_clinic: usize,
@@ -66,7 +66,8 @@ impl Live {
         Self {
             deliveries: Arc::new(Semaphore::new((pool_size as usize / 2).max(1))),
             clinics: Mutex::default(),
-            per_clinic: (pool_size as usize / 4).max(1),
+            // Leaves at least one turn to the other clinics.
+            per_clinic: (pool_size as usize / 2).saturating_sub(1).max(1),
             hub: Hub::new(buffer),
             sockets: Arc::new(Semaphore::new(max_sockets)),
             per_user: Mutex::default(),

@@ -57,6 +57,8 @@ use crate::tokens::Claims;
 pub const PROTOCOL: &str = "graphql-transport-ws";
 /// How long one delivery (its transaction and its subscriptions) may take.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most events one delivery transaction takes.
+const MAX_BATCH: usize = 32;
 /// Largest message a client may send (a subscribe with its query).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -282,7 +284,21 @@ impl Connection {
                 },
                 event = events.recv() => match event {
                     Ok(event) => {
-                        if let Err(close) = self.deliver(&subscriber, &event, &subs, out).await {
+                        // Events that arrived meanwhile go in the same
+                        // transaction: under load a socket catches up in
+                        // batches instead of falling further behind.
+                        let mut batch = vec![event];
+                        while batch.len() < MAX_BATCH {
+                            match events.try_recv() {
+                                Ok(e) => batch.push(e),
+                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                    tracing::warn!(missed = n, "live socket fell behind; closing");
+                                    return Close(1013, "slow consumer");
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if let Err(close) = self.deliver(&subscriber, &batch, &subs, out).await {
                             return close;
                         }
                     }
@@ -473,16 +489,19 @@ impl Connection {
     async fn deliver(
         &self,
         s: &Subscriber,
-        event: &Arc<Event>,
+        batch: &[Arc<Event>],
         subs: &HashMap<String, Sub>,
         out: &Outbox,
     ) -> Result<(), Close> {
-        if event.organization != s.who.tenant.into_uuid() {
-            return Ok(());
-        }
-        let wanted: Vec<(&String, &Sub)> = subs
+        let tenant = s.who.tenant.into_uuid();
+        let wanted: Vec<(&Arc<Event>, &String, &Sub)> = batch
             .iter()
-            .filter(|(_, sub)| sub.kind == event.kind)
+            .filter(|e| e.organization == tenant)
+            .flat_map(|e| {
+                subs.iter()
+                    .filter(|(_, sub)| sub.kind == e.kind)
+                    .map(move |(id, sub)| (e, id, sub))
+            })
             .collect();
         if wanted.is_empty() {
             return Ok(());
@@ -511,7 +530,7 @@ impl Connection {
             let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta.clone()));
             let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
             let mut answers: Vec<(String, Response)> = Vec::new();
-            for (id, sub) in wanted {
+            for (event, id, sub) in wanted {
                 let request = sub
                     .request()
                     .data(scope.clone())
