@@ -21,7 +21,7 @@ use crate::Tx;
 use crate::actor::{Actor, Purpose};
 use crate::domain::{PatientId, UserId, new_id, required_text};
 use crate::error::{DbResultExt, ForbiddenReason, ServiceError, ServiceResult};
-use crate::pagination::{Page, PageRequest, TimeKey};
+use crate::pagination::{Page, PageRequest, TimeKey, pages_per_owner};
 use crate::sql::uuid_array;
 
 /// The longest message body, in characters (the database holds the same).
@@ -231,7 +231,7 @@ pub async fn threads(
     filter: &ThreadFilter,
     page: &PageRequest<TimeKey>,
 ) -> ServiceResult<Page<Thread>> {
-    let (after_at, after_id) = after(page);
+    let (after_at, after_id) = page.after_time();
     let rows = tx
         .query_all_raw(stmt(
             &format!(
@@ -264,14 +264,6 @@ pub async fn threads(
     Ok(Page::from_overfetch(items, page.first))
 }
 
-/// Where a page resumes, as statement parameters.
-pub(crate) fn after(page: &PageRequest<TimeKey>) -> (Option<DateTime<FixedOffset>>, Option<Uuid>) {
-    match &page.after {
-        Some(k) => (Some(k.at), Some(k.id)),
-        None => (None, None),
-    }
-}
-
 /// A page of threads of each of several patients, most recently active
 /// first: one statement for all of them.
 pub async fn thread_pages_of_patients(
@@ -279,7 +271,7 @@ pub async fn thread_pages_of_patients(
     patients: &[Uuid],
     page: &PageRequest<TimeKey>,
 ) -> ServiceResult<HashMap<Uuid, Page<Thread>>> {
-    let (after_at, after_id) = after(page);
+    let (after_at, after_id) = page.after_time();
     let rows = tx
         .query_all_raw(stmt(
             &format!(
@@ -302,18 +294,14 @@ pub async fn thread_pages_of_patients(
         ))
         .await
         .or_db("loading threads of patients")?;
-    let mut grouped: HashMap<Uuid, Vec<Thread>> = HashMap::new();
-    for row in rows {
-        let t = Thread::from_query_result(&row, "").context("a thread")?;
-        grouped.entry(t.patient_id).or_default().push(t);
-    }
-    Ok(patients
+    let threads = rows
         .iter()
-        .map(|p| {
-            let items = grouped.remove(p).unwrap_or_default();
-            (*p, Page::from_overfetch(items, page.first))
+        .map(|r| {
+            let t = Thread::from_query_result(r, "").context("a thread")?;
+            Ok((t.patient_id, t))
         })
-        .collect())
+        .collect::<ServiceResult<Vec<_>>>()?;
+    Ok(pages_per_owner(patients, threads, page.first))
 }
 
 /// A page of messages of each of several threads, newest first: one
@@ -323,7 +311,7 @@ pub async fn message_pages_of_threads(
     threads: &[Uuid],
     page: &PageRequest<TimeKey>,
 ) -> ServiceResult<HashMap<Uuid, Page<Message>>> {
-    let (after_at, after_id) = after(page);
+    let (after_at, after_id) = page.after_time();
     let rows = tx
         .query_all_raw(stmt(
             &format!(
@@ -344,18 +332,14 @@ pub async fn message_pages_of_threads(
         ))
         .await
         .or_db("loading messages of threads")?;
-    let mut grouped: HashMap<Uuid, Vec<Message>> = HashMap::new();
-    for row in rows {
-        let m = Message::from_query_result(&row, "").context("a message")?;
-        grouped.entry(m.thread_id).or_default().push(m);
-    }
-    Ok(threads
+    let messages = rows
         .iter()
-        .map(|t| {
-            let items = grouped.remove(t).unwrap_or_default();
-            (*t, Page::from_overfetch(items, page.first))
+        .map(|r| {
+            let m = Message::from_query_result(r, "").context("a message")?;
+            Ok((m.thread_id, m))
         })
-        .collect())
+        .collect::<ServiceResult<Vec<_>>>()?;
+    Ok(pages_per_owner(threads, messages, page.first))
 }
 
 /// The live participants of several threads, in the order they joined.

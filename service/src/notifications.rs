@@ -94,7 +94,7 @@ pub async fn list(
     unread_only: bool,
     page: &PageRequest<TimeKey>,
 ) -> ServiceResult<Page<Notification>> {
-    let (after_at, after_id) = crate::messaging::after(page);
+    let (after_at, after_id) = page.after_time();
     let rows = tx
         .query_all_raw(stmt(
             &format!(

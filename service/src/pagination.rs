@@ -72,6 +72,39 @@ pub struct TimeKey {
     pub id: Uuid,
 }
 
+impl PageRequest<TimeKey> {
+    /// The time and id the page resumes after, as statement parameters
+    /// (both `None` for a first page).
+    pub fn after_time(&self) -> (Option<chrono::DateTime<chrono::FixedOffset>>, Option<Uuid>) {
+        match &self.after {
+            Some(k) => (Some(k.at), Some(k.id)),
+            None => (None, None),
+        }
+    }
+}
+
+/// A page for each owner from rows fetched `first + 1` per owner in page
+/// order (as `(owner, row)`); an owner without rows gets an empty page.
+pub fn pages_per_owner<T>(
+    owners: &[Uuid],
+    rows: impl IntoIterator<Item = (Uuid, T)>,
+    first: u64,
+) -> std::collections::HashMap<Uuid, Page<T>> {
+    let mut grouped: std::collections::HashMap<Uuid, Vec<T>> = std::collections::HashMap::new();
+    for (owner, row) in rows {
+        grouped.entry(owner).or_default().push(row);
+    }
+    owners
+        .iter()
+        .map(|o| {
+            (
+                *o,
+                Page::from_overfetch(grouped.remove(o).unwrap_or_default(), first),
+            )
+        })
+        .collect()
+}
+
 /// Splits a search into lower-case words, each matched as a substring
 /// (with `LIKE`'s wildcards escaped), so "jon smi" finds Jonathan Smith.
 pub fn search_terms(raw: &str) -> Vec<String> {

@@ -19,7 +19,7 @@ use crate::Tx;
 use crate::actor::{Actor, Purpose, Role};
 use crate::domain::{PatientId, new_id, required_text};
 use crate::error::{DbResultExt, ServiceError, ServiceResult};
-use crate::pagination::{Page, PageRequest, TimeKey};
+use crate::pagination::{Page, PageRequest, TimeKey, pages_per_owner};
 use crate::sql::uuid_array;
 
 /// The largest amount one transaction moves: a billion in major units.
@@ -357,20 +357,14 @@ pub async fn pages_of_patients(
         ))
         .await
         .or_db("loading billing transactions")?;
-    let mut grouped: HashMap<Uuid, Vec<billing_transaction::Model>> = HashMap::new();
+    let mut owned = Vec::with_capacity(rows.len());
     for row in rows {
         let t = billing_transaction::Model::from_query_result(&row, "").context("a transaction")?;
         if let Some(p) = t.patient_id {
-            grouped.entry(p).or_default().push(t);
+            owned.push((p, t));
         }
     }
-    Ok(patients
-        .iter()
-        .map(|p| {
-            let items = grouped.remove(p).unwrap_or_default();
-            (*p, Page::from_overfetch(items, page.first))
-        })
-        .collect())
+    Ok(pages_per_owner(patients, owned, page.first))
 }
 
 pub fn key_of(t: &billing_transaction::Model) -> TimeKey {

@@ -452,21 +452,14 @@ async fn pages_by<M: FromQueryResult>(
         ))
         .await
         .or_db("loading a page per owner")?;
-    let mut grouped: HashMap<Uuid, Vec<M>> = HashMap::new();
+    let mut owned = Vec::with_capacity(rows.len());
     for row in rows {
         let via: Uuid = row.try_get("", "via").context("via")?;
-        grouped
-            .entry(via)
-            .or_default()
-            .push(M::from_query_result(&row, "").context(table)?);
+        owned.push((via, M::from_query_result(&row, "").context(table)?));
     }
-    Ok(owners
-        .iter()
-        .map(|o| {
-            let items = grouped.remove(o).unwrap_or_default();
-            (*o, Page::from_overfetch(items, page.first))
-        })
-        .collect())
+    Ok(crate::pagination::pages_per_owner(
+        owners, owned, page.first,
+    ))
 }
 
 /// A page of sessions (by start) of each of several patients: one
