@@ -311,6 +311,7 @@ async fn export_claims(
     let counter = service::tx::Counter::default();
     let runtime = db::connect_runtime(
         db::runtime_options(config, owner_url)?,
+        &config.tx_options(),
         1,
         std::time::Duration::from_millis(config.db_acquire_timeout_ms),
         counter.clone(),
@@ -328,7 +329,7 @@ async fn export_claims(
         user_agent: Some("caregate claims export".into()),
         impersonate: session.impersonate.then_some(session.organization.into()),
     };
-    let (tx, viewer) = crate::guard::open_as(&runtime, &counter, who, &meta)
+    let (tx, viewer) = crate::guard::open_as(&runtime, &config.tx_options(), &counter, who, &meta)
         .await
         .map_err(|e| anyhow::anyhow!("{email} cannot act in that clinic: {e:?}"))?;
     let actor = viewer

@@ -75,6 +75,72 @@ struct RunAs {
 
 /// Starts (creating on first use) the private cluster under `root`.
 pub fn ensure(root: &Path) -> anyhow::Result<PrivateCluster> {
+    ensure_made(root, initdb)
+}
+
+/// Starts (creating it on first use with `pg_basebackup`) a streaming
+/// standby of the running private cluster `primary` under `root`: a hot
+/// standby that replays everything the primary writes, to try a read
+/// replica (`READ_DATABASE_URL`) on one machine, as the tests do.
+pub fn ensure_standby(root: &Path, primary: &PrivateCluster) -> anyhow::Result<PrivateCluster> {
+    let primary_port = primary.port.to_string();
+    ensure_made(root, |bin, pgdata, run_as| {
+        let mut backup = Command::new(bin.join("pg_basebackup"));
+        backup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port,
+                "-U",
+                "postgres",
+                "-D",
+            ])
+            .arg(pgdata)
+            // Streams the WAL it needs, and writes the standby's settings
+            // (standby.signal, primary_conninfo).
+            .args(["-X", "stream", "-R", "--no-sync"]);
+        if let Err(stderr) = run(&mut backup, run_as).context("pg_basebackup")? {
+            let _ = std::fs::remove_dir_all(pgdata);
+            bail!("pg_basebackup failed: {}", stderr.trim());
+        }
+        Ok(())
+    })
+}
+
+/// `initdb` of a new cluster at `pgdata`.
+fn initdb(bin: &Path, pgdata: &Path, run_as: &Option<RunAs>) -> anyhow::Result<()> {
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb.args(["-D"]).arg(pgdata).args([
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--no-locale",
+        "--auth=trust",
+        "--no-sync",
+    ]);
+    if let Err(stderr) = run(&mut initdb, run_as).context("initdb")? {
+        let hint = if run_as.is_some() {
+            format!(
+                "\nRunning as root, the cluster belongs to the `postgres` user, which must be \
+                 able to enter every directory above {}. Run caregate from a directory it can \
+                 reach, or set CAREGATE_DATA_DIR (or --data-dir) to one, e.g. /var/lib/caregate.",
+                pgdata.parent().unwrap_or(pgdata).display()
+            )
+        } else {
+            String::new()
+        };
+        bail!("initdb failed: {}{hint}", stderr.trim());
+    }
+    Ok(())
+}
+
+/// Starts the cluster under `root`, made by `make` when it does not exist.
+fn ensure_made(
+    root: &Path,
+    make: impl FnOnce(&Path, &Path, &Option<RunAs>) -> anyhow::Result<()>,
+) -> anyhow::Result<PrivateCluster> {
     let bin = find_binaries()?;
     std::fs::create_dir_all(root)
         .with_context(|| format!("creating the data directory {}", root.display()))?;
@@ -89,29 +155,7 @@ pub fn ensure(root: &Path) -> anyhow::Result<PrivateCluster> {
     }
 
     if !pgdata.join("PG_VERSION").exists() {
-        let mut initdb = Command::new(bin.join("initdb"));
-        initdb.args(["-D"]).arg(&pgdata).args([
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-locale",
-            "--auth=trust",
-            "--no-sync",
-        ]);
-        if let Err(stderr) = run(&mut initdb, &run_as).context("initdb")? {
-            let hint = if run_as.is_some() {
-                format!(
-                    "\nRunning as root, the cluster belongs to the `postgres` user, which must be \
-                     able to enter every directory above {}. Run caregate from a directory it can \
-                     reach, or set CAREGATE_DATA_DIR (or --data-dir) to one, e.g. /var/lib/caregate.",
-                    root.display()
-                )
-            } else {
-                String::new()
-            };
-            bail!("initdb failed: {}{hint}", stderr.trim());
-        }
+        make(&bin, &pgdata, &run_as)?;
     }
 
     let port_file = root.join("port");
@@ -217,7 +261,12 @@ fn find_binaries() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-                return Ok(dir);
+                // Where the server's binaries really are: a directory on
+                // PATH may link to only some of them.
+                let real = std::fs::canonicalize(dir.join("initdb"))
+                    .ok()
+                    .and_then(|initdb| initdb.parent().map(Path::to_path_buf));
+                return Ok(real.unwrap_or(dir));
             }
         }
     }

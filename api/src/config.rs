@@ -52,6 +52,40 @@ pub struct Config {
     #[serde(skip)]
     pub app_database_url: Option<String>,
 
+    /// The runtime URL reaches PostgreSQL through a pooler in transaction
+    /// mode (PgBouncer `pool_mode = transaction`): statements are sent
+    /// unnamed (a pooler before PgBouncer 1.21 cannot keep a named prepared
+    /// statement from one transaction to the next), no startup options are
+    /// sent (the timeouts are set at the start of every transaction
+    /// instead), and live updates LISTEN on LISTEN_DATABASE_URL.
+    #[arg(long, env = "DB_TRANSACTION_POOLER", default_value_t = false)]
+    pub db_transaction_pooler: bool,
+
+    /// PostgreSQL URL of the runtime role on which live updates LISTEN: a
+    /// session of its own, so not through a transaction-mode pooler.
+    /// Default: the runtime URL; with DB_TRANSACTION_POOLER, DATABASE_URL
+    /// with the user `caregate_app`.
+    #[arg(long, env = "LISTEN_DATABASE_URL")]
+    #[serde(skip)]
+    pub listen_database_url: Option<String>,
+
+    /// PostgreSQL URL of a read replica (a streaming standby), as the
+    /// runtime role: requests without mutations run their queries there,
+    /// under the same context; the session check and their audit events
+    /// are done on the primary before the response is sent. Unset: all on
+    /// the primary. A replica that cannot be reached sends requests to the
+    /// primary.
+    #[arg(long, env = "READ_DATABASE_URL")]
+    #[serde(skip)]
+    pub read_database_url: Option<String>,
+
+    /// After a request of a session changed something, that session's
+    /// requests read from the primary for this many seconds (so a client
+    /// sees its own writes despite the replica's lag). Remembered per
+    /// server.
+    #[arg(long, env = "READ_YOUR_WRITES_SECONDS", default_value_t = 10)]
+    pub read_your_writes_seconds: u64,
+
     /// Where the private PostgreSQL cluster keeps its data (when DATABASE_URL
     /// is unset). Survives restarts.
     #[arg(long, env = "CAREGATE_DATA_DIR", default_value = ".caregate")]
@@ -312,6 +346,15 @@ impl Config {
     pub fn introspection_enabled(&self) -> bool {
         self.introspection
             .unwrap_or(self.environment == Environment::Development)
+    }
+
+    /// How request transactions are opened on the runtime pool.
+    pub fn tx_options(&self) -> service::tx::TxOptions {
+        if self.db_transaction_pooler {
+            service::tx::TxOptions::through_pooler(self.statement_timeout_ms)
+        } else {
+            service::tx::TxOptions::default()
+        }
     }
 
     pub fn graphiql_enabled(&self) -> bool {

@@ -11,7 +11,7 @@ use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, SqlxPostgresConnector, Statement,
 };
 
-use service::tx::Counter;
+use service::tx::{Counter, RequestTx};
 
 use crate::config::Config;
 
@@ -29,12 +29,56 @@ pub async fn connect_owner(url: &str) -> anyhow::Result<DatabaseConnection> {
 pub fn runtime_options(config: &Config, owner_url: &str) -> anyhow::Result<PgConnectOptions> {
     let opts = match &config.app_database_url {
         Some(url) => PgConnectOptions::from_str(url).context("parsing APP_DATABASE_URL")?,
-        None => PgConnectOptions::from_str(owner_url)
-            .context("parsing DATABASE_URL")?
-            .username(migration::RUNTIME_ROLE)
-            .password(""),
+        None => runtime_of_owner(owner_url)?,
     };
-    Ok(opts.application_name("caregate").options([
+    if config.db_transaction_pooler {
+        // PgBouncer refuses startup parameters it does not know; the
+        // session settings below are set in each transaction instead
+        // (`TxOptions::through_pooler`).
+        return Ok(opts.application_name("caregate").extra_float_digits(None));
+    }
+    Ok(session_settings(opts, config))
+}
+
+/// The read replica's connection options (READ_DATABASE_URL), set up as
+/// the runtime role's are.
+pub fn replica_options(config: &Config) -> anyhow::Result<Option<PgConnectOptions>> {
+    let Some(url) = &config.read_database_url else {
+        return Ok(None);
+    };
+    let opts = PgConnectOptions::from_str(url).context("parsing READ_DATABASE_URL")?;
+    if config.db_transaction_pooler {
+        return Ok(Some(
+            opts.application_name("caregate").extra_float_digits(None),
+        ));
+    }
+    Ok(Some(session_settings(opts, config)))
+}
+
+/// The connection live updates LISTEN on: a session of its own, so
+/// directly to PostgreSQL when requests go through a transaction-mode
+/// pooler (which would hand the LISTEN to whichever server connection is
+/// free and lose the notifications).
+pub fn listen_options(config: &Config, owner_url: &str) -> anyhow::Result<PgConnectOptions> {
+    let opts = match &config.listen_database_url {
+        Some(url) => PgConnectOptions::from_str(url).context("parsing LISTEN_DATABASE_URL")?,
+        None if config.db_transaction_pooler => runtime_of_owner(owner_url)?,
+        None => return runtime_options(config, owner_url),
+    };
+    Ok(session_settings(opts.application_name("caregate"), config))
+}
+
+/// The owner's URL with the runtime role's name.
+fn runtime_of_owner(owner_url: &str) -> anyhow::Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(owner_url)
+        .context("parsing DATABASE_URL")?
+        .username(migration::RUNTIME_ROLE)
+        .password(""))
+}
+
+/// The session settings pinned on a direct connection.
+fn session_settings(opts: PgConnectOptions, config: &Config) -> PgConnectOptions {
+    opts.application_name("caregate").options([
         // Pinned on every connection whatever the role or database says:
         // nothing the server sends depends on it (texts go as parameters or
         // hex), but a literal anywhere would.
@@ -45,7 +89,7 @@ pub fn runtime_options(config: &Config, owner_url: &str) -> anyhow::Result<PgCon
             "idle_in_transaction_session_timeout",
             (config.statement_timeout_ms * 4).to_string(),
         ),
-    ]))
+    ])
 }
 
 /// Opens the runtime pool and refuses to go on when the role could bypass
@@ -56,6 +100,7 @@ pub fn runtime_options(config: &Config, owner_url: &str) -> anyhow::Result<PgCon
 /// PostgreSQL down, it fails fast (HTTP 503) rather than queueing.
 pub async fn connect_runtime(
     opts: PgConnectOptions,
+    tx: &service::tx::TxOptions,
     pool_size: u32,
     acquire_timeout: Duration,
     counter: Counter,
@@ -66,8 +111,14 @@ pub async fn connect_runtime(
         .connect_with(opts)
         .await
         .context("connecting to PostgreSQL as the runtime role")?;
+    // In a transaction, as everything on this pool (a transaction-mode
+    // pooler allows prepared statements only there).
+    let (check, _) = RequestTx::begin_with(&pool, tx, "", Counter::default())
+        .await
+        .context("connecting to PostgreSQL as the runtime role")?;
+    assert_runtime_role_is_confined(&check).await?;
+    drop(check);
     let mut db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-    assert_runtime_role_is_confined(&db).await?;
     db.set_metric_callback(move |_info| {
         counter.fetch_add(1, Ordering::Relaxed);
     });
@@ -89,16 +140,20 @@ pub fn readiness_pool(opts: PgConnectOptions, timeout: Duration) -> PgPool {
 /// holds its transaction (login attempt counts). Apart from the request
 /// pool, so a request never waits for a second connection of the pool it
 /// already holds one of (a burst of logins would otherwise starve it).
-pub fn side_pool(opts: PgConnectOptions, timeout: Duration) -> DatabaseConnection {
+pub fn side_pool(
+    opts: PgConnectOptions,
+    tx: service::tx::TxOptions,
+    timeout: Duration,
+) -> service::tx::Autocommit {
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .min_connections(0)
         .acquire_timeout(timeout)
         .connect_lazy_with(opts);
-    SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+    service::tx::Autocommit::new(pool, tx)
 }
 
-async fn assert_runtime_role_is_confined(db: &DatabaseConnection) -> anyhow::Result<()> {
+async fn assert_runtime_role_is_confined(db: &impl ConnectionTrait) -> anyhow::Result<()> {
     let row = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -123,9 +178,15 @@ async fn assert_runtime_role_is_confined(db: &DatabaseConnection) -> anyhow::Res
 
 /// Names of migrations not yet applied, read with whatever role `pool` is.
 pub async fn pending_migrations(pool: &PgPool) -> anyhow::Result<Vec<String>> {
-    let applied: Vec<String> = sea_orm::sqlx::query_scalar("SELECT version FROM seaql_migrations")
+    // A simple query (nothing prepared): it runs outside any transaction,
+    // which a transaction-mode pooler allows only for simple queries.
+    let applied: Vec<String> = sea_orm::sqlx::raw_sql("SELECT version FROM seaql_migrations")
         .fetch_all(pool)
         .await
+        .context("reading applied migrations")?
+        .iter()
+        .map(|row| sea_orm::sqlx::Row::try_get(row, 0))
+        .collect::<Result<_, _>>()
         .context("reading applied migrations")?;
     Ok(migration::migration_names()
         .into_iter()

@@ -21,7 +21,7 @@ use sea_orm::DatabaseConnection;
 use service::Tx;
 use service::context::{self, ContextError, RequestMeta, SessionOf, Viewer};
 use service::domain::TenantId;
-use service::tx::{CommitError, Counter};
+use service::tx::{CommitError, Counter, TxOptions};
 
 use crate::tokens::Claims;
 
@@ -29,12 +29,47 @@ use crate::tokens::Claims;
 /// anonymous caller): `BEGIN` and the context in one round trip.
 pub async fn open(
     db: &DatabaseConnection,
+    options: &TxOptions,
     statements: &Counter,
     claims: Option<&Claims>,
     meta: &RequestMeta,
     idle_minutes: u32,
 ) -> Result<(Arc<Tx>, Viewer), ContextError> {
-    let who = claims.map(|claims| SessionOf {
+    let who = claims.map(|claims| session_of(claims, meta));
+    let pool = db.get_postgres_connection_pool();
+    let (tx, viewer) =
+        context::open(pool, options, statements.clone(), meta, who, idle_minutes).await?;
+    Ok((Arc::new(tx), viewer))
+}
+
+/// Opens the request's read-only transaction on the read replica's `pool`,
+/// with the same context as [`open`]. It does not count as the session's
+/// activity (a standby cannot record it): the primary's transaction that
+/// follows does.
+pub async fn open_read(
+    pool: &sea_orm::sqlx::PgPool,
+    options: &TxOptions,
+    statements: &Counter,
+    claims: &Claims,
+    meta: &RequestMeta,
+    idle_minutes: u32,
+) -> Result<(Arc<Tx>, Viewer), ContextError> {
+    let (tx, viewer) = context::open_with(
+        pool,
+        options,
+        statements.clone(),
+        meta,
+        Some(session_of(claims, meta)),
+        idle_minutes,
+        context::Activity::Quiet,
+    )
+    .await?;
+    Ok((Arc::new(tx), viewer))
+}
+
+/// The session `claims` name, in the clinic the request acts in.
+fn session_of(claims: &Claims, meta: &RequestMeta) -> SessionOf {
+    SessionOf {
         user: claims.sub.into(),
         tenant: meta
             .impersonate
@@ -43,10 +78,7 @@ pub async fn open(
             .into(),
         session: claims.sid.into(),
         impersonate: meta.impersonate.is_some(),
-    });
-    let pool = db.get_postgres_connection_pool();
-    let (tx, viewer) = context::open(pool, statements.clone(), meta, who, idle_minutes).await?;
-    Ok((Arc::new(tx), viewer))
+    }
 }
 
 /// Opens a transaction for an operator's command acting as a clinic user
@@ -54,12 +86,14 @@ pub async fn open(
 /// a request of that user's session.
 pub async fn open_as(
     db: &DatabaseConnection,
+    options: &TxOptions,
     statements: &Counter,
     who: SessionOf,
     meta: &RequestMeta,
 ) -> Result<(Arc<Tx>, Viewer), ContextError> {
     let pool = db.get_postgres_connection_pool();
-    let (tx, viewer) = context::open(pool, statements.clone(), meta, Some(who), 60).await?;
+    let (tx, viewer) =
+        context::open(pool, options, statements.clone(), meta, Some(who), 60).await?;
     Ok((Arc::new(tx), viewer))
 }
 
@@ -69,6 +103,7 @@ pub async fn open_as(
 /// from going idle).
 pub async fn open_quiet(
     db: &DatabaseConnection,
+    options: &TxOptions,
     statements: &Counter,
     who: SessionOf,
     meta: &RequestMeta,
@@ -77,6 +112,7 @@ pub async fn open_quiet(
     let pool = db.get_postgres_connection_pool();
     let (tx, viewer) = context::open_with(
         pool,
+        options,
         statements.clone(),
         meta,
         Some(who),

@@ -14,6 +14,7 @@ use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response,
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
+use sea_orm::ConnectionTrait;
 use service::context::{ContextError, RequestMeta};
 use service::domain::TenantId;
 use service::idempotency::{self, Claim, IdempotencyKey};
@@ -538,24 +539,50 @@ async fn run(
         ..meta
     };
 
-    let (tx, viewer) = guard::open(
-        &state.db,
-        &state.statements,
-        claims.as_ref(),
-        &meta,
-        state.config.session_idle_minutes,
-    )
-    .await
-    .map_err(|err| match err {
-        ContextError::Refused(why) => {
-            tracing::info!(reason = why, "session refused");
-            Refusal::unauthenticated("invalid or expired session")
+    // Queries of a signed-in session that has not just written read from
+    // the replica, when there is one (see `replica`); should it be
+    // unreachable or behind on the session, the primary serves them.
+    let replica = state.replica.as_ref().filter(|r| {
+        !is_mutation
+            && idempotency_key.is_none()
+            && claims.as_ref().is_some_and(|c| r.serves(c.sid))
+    });
+    let mut on_replica = None;
+    if let (Some(replica), Some(claims)) = (replica, claims.as_ref()) {
+        match guard::open_read(
+            &replica.pool,
+            &replica.options,
+            &state.statements,
+            claims,
+            &meta,
+            state.config.session_idle_minutes,
+        )
+        .await
+        {
+            Ok(opened) => {
+                state.metrics.replica_reads.inc();
+                on_replica = Some(opened);
+            }
+            Err(err) => {
+                state.metrics.replica_fallbacks.inc();
+                tracing::debug!(error = ?err, "the replica cannot serve this request; reading from the primary");
+            }
         }
-        ContextError::Database(err) => {
-            tracing::error!(error = format!("{err:#}"), "opening the request failed");
-            Refusal::unavailable("the database is unavailable; retry shortly")
-        }
-    })?;
+    }
+    let read_on_replica = on_replica.is_some();
+    let (tx, viewer) = match on_replica {
+        Some(opened) => opened,
+        None => guard::open(
+            &state.db,
+            &state.tx_options,
+            &state.statements,
+            claims.as_ref(),
+            &meta,
+            state.config.session_idle_minutes,
+        )
+        .await
+        .map_err(context_refusal)?,
+    };
 
     // A key matters for requests that change something, by a signed-in user.
     let idempotency_key = idempotency_key.filter(|_| viewer.actor.is_some());
@@ -579,6 +606,7 @@ async fn run(
         }
     }
 
+    let primary_meta = read_on_replica.then(|| (meta.clone(), viewer.clone()));
     let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta));
     let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
     // The operations run within EXECUTION_TIMEOUT_MS; past it they are
@@ -627,6 +655,11 @@ async fn run(
         tracing::error!("the request's transaction was aborted; rolling back");
         return Err(Refusal::not_committed());
     }
+    if let Some((meta, viewer)) = primary_meta {
+        return audit_on_primary(state, tx, claims.as_ref(), &meta, &viewer, &reads)
+            .await
+            .map(|()| Answer::Executed(response));
+    }
     if let Err(err) = service::audit::record_reads(&tx, &reads).await {
         tracing::error!(error = %err, "recording READ audit events");
         return Err(Refusal::not_committed());
@@ -642,7 +675,90 @@ async fn run(
         }
     }
     match guard::commit(tx).await {
-        Ok(()) => Ok(Answer::Executed(response)),
+        Ok(()) => {
+            if let (Some(replica), Some(claims)) = (&state.replica, &claims)
+                && is_mutation
+            {
+                replica.wrote(claims.sid);
+            }
+            Ok(Answer::Executed(response))
+        }
+        Err(CommitError::Unknown(err)) => {
+            tracing::error!(error = %err, "COMMIT's outcome is unknown");
+            Err(Refusal::commit_unknown())
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "the request did not commit");
+            Err(Refusal::not_committed())
+        }
+    }
+}
+
+/// Why a request's context could not be opened, as the client is told.
+fn context_refusal(err: ContextError) -> Refusal {
+    match err {
+        ContextError::Refused(why) => {
+            tracing::info!(reason = why, "session refused");
+            Refusal::unauthenticated("invalid or expired session")
+        }
+        ContextError::Database(err) => {
+            tracing::error!(error = format!("{err:#}"), "opening the request failed");
+            Refusal::unavailable("the database is unavailable; retry shortly")
+        }
+    }
+}
+
+/// Ends a request that read on the replica: on the primary, in one
+/// transaction with the same context, checks the session again (a logout
+/// anywhere is refused at once, whatever the replica's lag), records its
+/// activity, writes the audit events the replica kept back and the READ
+/// of every patient returned, and commits. Only then may the response go:
+/// if any of it fails, the request fails, and no read goes unaudited.
+async fn audit_on_primary(
+    state: &AppState,
+    replica_tx: Arc<service::Tx>,
+    claims: Option<&crate::tokens::Claims>,
+    meta: &RequestMeta,
+    replica_viewer: &service::context::Viewer,
+    reads: &[uuid::Uuid],
+) -> Result<(), Refusal> {
+    let deferred = replica_tx.take_deferred();
+    // The read-only transaction has nothing to keep.
+    drop(replica_tx);
+    let (tx, viewer) = guard::open(
+        &state.db,
+        &state.tx_options,
+        &state.statements,
+        claims,
+        meta,
+        state.config.session_idle_minutes,
+    )
+    .await
+    .map_err(context_refusal)?;
+    // The replica had not caught up with a change of the caller's access
+    // (a role, a site, a proxy grant): what it answered is not sent, and
+    // the session reads from the primary for a while.
+    if &viewer != replica_viewer {
+        if let (Some(replica), Some(claims)) = (&state.replica, claims) {
+            replica.wrote(claims.sid);
+        }
+        tracing::warn!("the replica's view of the caller's access is behind the primary's");
+        return Err(Refusal::unavailable(
+            "the caller's access changed while this request ran; retry",
+        ));
+    }
+    for event in deferred {
+        if let Err(err) = tx.execute_raw(event).await {
+            tracing::error!(error = %err, "writing a replica read's audit event");
+            return Err(Refusal::not_committed());
+        }
+    }
+    if let Err(err) = service::audit::record_reads(&tx, reads).await {
+        tracing::error!(error = %err, "recording READ audit events");
+        return Err(Refusal::not_committed());
+    }
+    match guard::commit(tx).await {
+        Ok(()) => Ok(()),
         Err(CommitError::Unknown(err)) => {
             tracing::error!(error = %err, "COMMIT's outcome is unknown");
             Err(Refusal::commit_unknown())

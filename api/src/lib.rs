@@ -24,6 +24,7 @@ pub mod handler;
 pub mod health;
 pub mod live;
 pub mod metrics;
+pub mod replica;
 pub mod server;
 pub mod startup;
 pub mod state;

@@ -29,6 +29,11 @@ pub struct Metrics {
     statements: Counter,
     pool_size: Gauge,
     pool_idle: Gauge,
+    /// Requests whose queries ran on the read replica.
+    pub replica_reads: Counter,
+    /// Requests meant for the replica that ran on the primary (the
+    /// replica unreachable, or behind on the session).
+    pub replica_fallbacks: Counter,
     counter: StatementCounter,
     operations: Mutex<HashSet<String>>,
 }
@@ -73,6 +78,18 @@ impl Metrics {
             "Idle connections of the runtime pool",
             pool_idle.clone(),
         );
+        let replica_reads = Counter::default();
+        let replica_fallbacks = Counter::default();
+        registry.register(
+            "replica_reads",
+            "Requests whose queries ran on the read replica",
+            replica_reads.clone(),
+        );
+        registry.register(
+            "replica_fallbacks",
+            "Requests meant for the read replica that ran on the primary",
+            replica_fallbacks.clone(),
+        );
         Self {
             registry,
             requests,
@@ -80,6 +97,8 @@ impl Metrics {
             statements,
             pool_size,
             pool_idle,
+            replica_reads,
+            replica_fallbacks,
             counter,
             operations: Mutex::default(),
         }

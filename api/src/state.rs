@@ -29,6 +29,11 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// SQL statements run by the runtime role (requests and probes).
     pub statements: Counter,
+    /// How request transactions are opened on `db` (directly, or through
+    /// a transaction-mode pooler).
+    pub tx_options: service::tx::TxOptions,
+    /// Where requests without mutations read, when READ_DATABASE_URL is set.
+    pub replica: Option<Arc<crate::replica::Replica>>,
     /// The readiness probe's own connection.
     pub readiness: PgPool,
     /// Proxies whose X-Forwarded-For is believed.
@@ -59,17 +64,29 @@ impl AppState {
             config.db_pool_size,
         ));
         // The events of live updates, on a connection of its own.
-        live.hub.listen(opts.clone());
+        live.hub.listen(db::listen_options(&config, owner_url)?);
         let readiness = db::readiness_pool(
             opts.clone(),
             Duration::from_millis(config.readiness_timeout_ms),
         );
+        let tx_options = config.tx_options();
+        let replica = db::replica_options(&config)?.map(|opts| {
+            Arc::new(crate::replica::Replica::new(
+                opts,
+                tx_options.clone(),
+                config.db_pool_size,
+                Duration::from_millis(config.db_acquire_timeout_ms),
+                Duration::from_secs(config.read_your_writes_seconds),
+            ))
+        });
         let side = db::side_pool(
             opts.clone(),
+            tx_options.clone(),
             Duration::from_millis(config.db_acquire_timeout_ms),
         );
         let db = db::connect_runtime(
             opts,
+            &tx_options,
             config.db_pool_size,
             Duration::from_millis(config.db_acquire_timeout_ms),
             statements.clone(),
@@ -77,9 +94,19 @@ impl AppState {
         .await?;
         // The catalog as the isolation model needs it: refuse to serve a
         // production deployment that breaks it; say so in development.
-        let findings = service::integrity::security(&db)
+        let findings = {
+            let (check, _) = service::Tx::begin_with(
+                db.get_postgres_connection_pool(),
+                &tx_options,
+                "",
+                Counter::default(),
+            )
             .await
             .context("checking the catalog's security")?;
+            service::integrity::security(&check)
+                .await
+                .context("checking the catalog's security")?
+        };
         for f in &findings {
             tracing::warn!(rule = f.rule, detail = %f.detail, "security check failed");
         }
@@ -124,6 +151,8 @@ impl AppState {
             config: Arc::new(config),
             db,
             statements,
+            tx_options,
+            replica,
             readiness,
             trusted_proxies: Arc::new(trusted_proxies),
             schema,

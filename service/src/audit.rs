@@ -18,7 +18,7 @@ pub async fn record_event(
     resources: impl IntoIterator<Item = Uuid>,
     details: serde_json::Value,
 ) -> ServiceResult<()> {
-    tx.execute_raw(Statement::from_sql_and_values(
+    let event = Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT app.record_event($1, $2, $3::uuid[], $4)",
         [
@@ -27,9 +27,16 @@ pub async fn record_event(
             uuid_array(resources),
             details.into(),
         ],
-    ))
-    .await
-    .or_db("recording an audit event")?;
+    );
+    // A read replica writes nothing: the event is written on the primary,
+    // under the same context, before the response is sent.
+    if tx.is_read_only() {
+        tx.defer(event);
+        return Ok(());
+    }
+    tx.execute_raw(event)
+        .await
+        .or_db("recording an audit event")?;
     Ok(())
 }
 

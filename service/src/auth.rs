@@ -4,10 +4,7 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 use entity::{organization, user_session};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    Statement,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use serde_json::json;
 
 use crate::Tx;
@@ -86,7 +83,7 @@ struct OpenedSession {
 pub struct LoginSettings {
     /// Connections outside the request's transaction, so that a counted
     /// attempt stays counted when the login's transaction rolls back.
-    pub counters: DatabaseConnection,
+    pub counters: crate::tx::Autocommit,
     pub attempts: AttemptLimits,
     /// How long a session lasts (the token's lifetime).
     pub session_ttl: chrono::Duration,

@@ -17,7 +17,7 @@ use crate::Tx;
 use crate::actor::{Actor, PortalScope, Purpose, Role};
 use crate::domain::{SessionId, TenantId, UserId};
 use crate::error::{db_message, sqlstate};
-use crate::tx::Counter;
+use crate::tx::{Counter, TxOptions};
 
 /// Facts about the HTTP request that go into the context and the audit trail.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub struct SessionOf {
 }
 
 /// Who the request acts as, as the database established it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Viewer {
     /// `None` for a request without a token (it may only log in).
     pub actor: Option<Actor>,
@@ -79,12 +79,22 @@ pub enum ContextError {
 #[tracing::instrument(skip_all, name = "context.open", level = "debug")]
 pub async fn open(
     pool: &PgPool,
+    options: &TxOptions,
     statements: Counter,
     meta: &RequestMeta,
     who: Option<SessionOf>,
     idle_minutes: u32,
 ) -> Result<(Tx, Viewer), ContextError> {
-    open_with(pool, statements, meta, who, idle_minutes, Activity::Counts).await
+    open_with(
+        pool,
+        options,
+        statements,
+        meta,
+        who,
+        idle_minutes,
+        Activity::Counts,
+    )
+    .await
 }
 
 /// Whether a transaction's context counts as the session's activity (and
@@ -102,6 +112,7 @@ pub enum Activity {
 /// activity.
 pub async fn open_with(
     pool: &PgPool,
+    options: &TxOptions,
     statements: Counter,
     meta: &RequestMeta,
     who: Option<SessionOf>,
@@ -109,7 +120,7 @@ pub async fn open_with(
     activity: Activity,
 ) -> Result<(Tx, Viewer), ContextError> {
     let first = statement(meta, who, idle_minutes, activity);
-    let (tx, rows) = Tx::begin_with(pool, &first, statements)
+    let (tx, rows) = Tx::begin_with(pool, options, &first, statements)
         .await
         .map_err(refusal_of)?;
     let Some(who) = who else {

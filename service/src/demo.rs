@@ -177,6 +177,7 @@ async fn front_desk_work(
     };
     let (tx, viewer) = crate::context::open(
         db.get_postgres_connection_pool(),
+        &crate::tx::TxOptions::default(),
         crate::tx::Counter::default(),
         &meta,
         Some(who),

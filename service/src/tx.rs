@@ -95,8 +95,73 @@ async fn timed<T, E>(span: Span, statement: impl Future<Output = Result<T, E>>) 
 /// each query one, `COMMIT` one (shared with the metrics and the tests).
 pub type Counter = Arc<AtomicU64>;
 
+/// How a transaction is opened and its statements sent: directly to
+/// PostgreSQL (the default), or through a pooler in transaction mode.
+///
+/// PgBouncer in transaction mode (before 1.21) gives each transaction
+/// whichever server connection is free: a named prepared statement made in
+/// one transaction is missing in the next, and startup options (such as
+/// `statement_timeout`) are refused. Through such a pooler, statements go
+/// unnamed (parsed anew in each transaction, one more round trip per
+/// statement) and the session settings are set at the start of every
+/// transaction, in its first round trip.
+#[derive(Debug, Clone)]
+pub struct TxOptions {
+    named_statements: bool,
+    /// `BEGIN READ ONLY`: for a read replica. Audit events are then kept
+    /// back ([`RequestTx::take_deferred`]) for the primary to write.
+    read_only: bool,
+    /// Sent after `BEGIN` in the transaction's first round trip.
+    preamble: Arc<str>,
+}
+
+impl Default for TxOptions {
+    fn default() -> Self {
+        Self {
+            named_statements: true,
+            read_only: false,
+            preamble: Arc::from(""),
+        }
+    }
+}
+
+impl TxOptions {
+    /// Through a transaction-mode pooler: unnamed statements, and the
+    /// timeouts set in each transaction.
+    pub fn through_pooler(statement_timeout_ms: u64) -> Self {
+        let idle_ms = statement_timeout_ms.saturating_mul(4);
+        Self {
+            named_statements: false,
+            read_only: false,
+            preamble: Arc::from(format!(
+                "SET LOCAL statement_timeout = {statement_timeout_ms}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; \
+                 SET LOCAL standard_conforming_strings = on; "
+            )),
+        }
+    }
+
+    /// The same, for transactions that only read (on a read replica).
+    pub fn read_only(self) -> Self {
+        Self {
+            read_only: true,
+            ..self
+        }
+    }
+
+    /// Whether statements are prepared under a name and cached on their
+    /// connection.
+    pub fn named_statements(&self) -> bool {
+        self.named_statements
+    }
+}
+
 pub struct RequestTx {
     conn: Mutex<Option<PoolConnection<Postgres>>>,
+    named_statements: bool,
+    read_only: bool,
+    /// Audit events of a read-only transaction, for the primary to write.
+    deferred: std::sync::Mutex<Vec<Statement>>,
     statements: Counter,
     savepoints: AtomicU32,
     /// A statement failed and no savepoint has undone it since: PostgreSQL
@@ -133,11 +198,17 @@ impl RequestTx {
     /// literal the caller made safe.
     pub async fn begin_with(
         pool: &PgPool,
+        options: &TxOptions,
         first: &str,
         statements: Counter,
     ) -> Result<(Self, Vec<QueryResult>), DbErr> {
         let mut conn = pool.acquire().await.map_err(db_err)?;
-        let sql = format!("BEGIN; {first}");
+        let begin = if options.read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        };
+        let sql = format!("{begin}; {}{first}", options.preamble);
         let span = simple_statement_span(&sql);
         let result = timed(
             span,
@@ -147,6 +218,9 @@ impl RequestTx {
         statements.fetch_add(1, Ordering::Relaxed);
         let tx = Self {
             conn: Mutex::new(Some(conn)),
+            named_statements: options.named_statements,
+            read_only: options.read_only,
+            deferred: std::sync::Mutex::default(),
             statements,
             savepoints: AtomicU32::new(0),
             aborted: AtomicBool::new(false),
@@ -168,6 +242,28 @@ impl RequestTx {
             .await
             .map(|rows| rows.into_iter().map(QueryResult::from).collect())
             .map_err(|e| self.failed(e))
+    }
+
+    /// Whether this transaction only reads (on a read replica): what it
+    /// must write — audit events — is kept back with [`defer`](Self::defer).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Keeps `stmt` (an audit event) to be run on the primary, in the
+    /// request's transaction there, before the response is sent.
+    pub fn defer(&self, stmt: Statement) {
+        if let Ok(mut deferred) = self.deferred.lock() {
+            deferred.push(stmt);
+        }
+    }
+
+    /// The statements kept back with [`defer`](Self::defer).
+    pub fn take_deferred(&self) -> Vec<Statement> {
+        self.deferred
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
     }
 
     /// Whether a failed statement has aborted the transaction (so that it
@@ -296,12 +392,14 @@ impl RequestTx {
     }
 }
 
-fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
+/// `stmt` with its values bound; prepared under a name (and cached on the
+/// connection) when `named`, else unnamed.
+fn query(stmt: &Statement, named: bool) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
     let values = stmt
         .values
         .clone()
         .unwrap_or(sea_orm::sea_query::Values(Vec::new()));
-    sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
+    sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values)).persistent(named)
 }
 
 #[async_trait::async_trait]
@@ -314,10 +412,13 @@ impl ConnectionTrait for RequestTx {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(closed)?;
         self.statements.fetch_add(1, Ordering::Relaxed);
-        timed(statement_span(&stmt.sql), query(&stmt).execute(&mut **conn))
-            .await
-            .map(ExecResult::from)
-            .map_err(|e| self.failed(e))
+        timed(
+            statement_span(&stmt.sql),
+            query(&stmt, self.named_statements).execute(&mut **conn),
+        )
+        .await
+        .map(ExecResult::from)
+        .map_err(|e| self.failed(e))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
@@ -337,7 +438,7 @@ impl ConnectionTrait for RequestTx {
         self.statements.fetch_add(1, Ordering::Relaxed);
         timed(
             statement_span(&stmt.sql),
-            query(&stmt).fetch_optional(&mut **conn),
+            query(&stmt, self.named_statements).fetch_optional(&mut **conn),
         )
         .await
         .map(|row| row.map(QueryResult::from))
@@ -350,11 +451,98 @@ impl ConnectionTrait for RequestTx {
         self.statements.fetch_add(1, Ordering::Relaxed);
         timed(
             statement_span(&stmt.sql),
-            query(&stmt).fetch_all(&mut **conn),
+            query(&stmt, self.named_statements).fetch_all(&mut **conn),
         )
         .await
         .map(|rows| rows.into_iter().map(QueryResult::from).collect())
         .map_err(|e| self.failed(e))
+    }
+}
+
+/// Statements that commit on their own while a request holds its
+/// transaction (login attempt counts), so that they stay counted when the
+/// request rolls back. Directly to PostgreSQL each is one round trip;
+/// through a transaction-mode pooler, where an unnamed statement must
+/// travel inside a transaction, each runs in a transaction of its own.
+#[derive(Debug, Clone)]
+pub struct Autocommit {
+    pool: PgPool,
+    options: TxOptions,
+    statements: Counter,
+}
+
+impl Autocommit {
+    pub fn new(pool: PgPool, options: TxOptions) -> Self {
+        Self {
+            pool,
+            options,
+            statements: Counter::default(),
+        }
+    }
+
+    /// Runs `work` in a transaction of its own and commits it.
+    async fn in_transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&RequestTx) -> Result<T, DbErr>,
+    ) -> Result<T, DbErr> {
+        let (tx, _) =
+            RequestTx::begin_with(&self.pool, &self.options, "", self.statements.clone()).await?;
+        let out = work(&tx).await?;
+        tx.commit()
+            .await
+            .map_err(|e| DbErr::Custom(format!("committing a counted statement: {e}")))?;
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Autocommit {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        if self.options.named_statements {
+            return query(&stmt, true)
+                .execute(&self.pool)
+                .await
+                .map(ExecResult::from)
+                .map_err(db_err);
+        }
+        self.in_transaction(async |tx| tx.execute_raw(stmt).await)
+            .await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .map(ExecResult::from)
+            .map_err(db_err)
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        if self.options.named_statements {
+            return query(&stmt, true)
+                .fetch_optional(&self.pool)
+                .await
+                .map(|row| row.map(QueryResult::from))
+                .map_err(db_err);
+        }
+        self.in_transaction(async |tx| tx.query_one_raw(stmt).await)
+            .await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        if self.options.named_statements {
+            return query(&stmt, true)
+                .fetch_all(&self.pool)
+                .await
+                .map(|rows| rows.into_iter().map(QueryResult::from).collect())
+                .map_err(db_err);
+        }
+        self.in_transaction(async |tx| tx.query_all_raw(stmt).await)
+            .await
     }
 }
 

@@ -349,6 +349,7 @@ impl Connection {
     async fn check_session(&self, s: &Subscriber) -> Result<(), Close> {
         match guard::open_quiet(
             &self.state.db,
+            &self.state.tx_options,
             &self.state.statements,
             s.who,
             &self.meta,
@@ -520,6 +521,7 @@ impl Connection {
             };
             let (tx, viewer) = guard::open_quiet(
                 &self.state.db,
+                &self.state.tx_options,
                 &self.state.statements,
                 s.who,
                 &meta,

@@ -1,13 +1,13 @@
 //! Clinic A's token against clinic B's ids: direct, nested, through
 //! filters, with aliases and in batches — nothing of B comes back, and
-//! nothing of B changes.
+//! nothing of B changes; directly and through a transaction-mode pooler.
 
 use sea_orm::sqlx::{self, PgPool};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::database::fixtures::{org, patient, provider};
-use crate::support::app::{TestApp, error_codes, spawn_app};
+use crate::support::app::{Route, TestApp, error_codes, spawn_app_on};
 
 /// A digest of every row of clinic B, to prove nothing of it changed.
 async fn clinic_b_digest(owner: &PgPool, b: Uuid) -> Vec<Option<String>> {
@@ -89,9 +89,8 @@ fn mrns(v: &Value) -> Vec<String> {
     out
 }
 
-#[tokio::test]
-async fn clinic_a_cannot_read_clinic_b_patient_or_provider_by_id() {
-    let app = spawn_app().await;
+async fn clinic_a_cannot_read_clinic_b_patient_or_provider_by_id(route: Route) {
+    let app = spawn_app_on(route, |_| {}).await;
     let ids = ids(&app).await;
     let token = app.login_as("admin@northside.example").await;
     let res = app
@@ -120,9 +119,8 @@ async fn clinic_a_cannot_read_clinic_b_patient_or_provider_by_id() {
     assert_eq!(missing["data"], json!({ "patient": null }));
 }
 
-#[tokio::test]
-async fn clinic_a_lists_filters_and_searches_only_its_own_patients() {
-    let app = spawn_app().await;
+async fn clinic_a_lists_filters_and_searches_only_its_own_patients(route: Route) {
+    let app = spawn_app_on(route, |_| {}).await;
     let ids = ids(&app).await;
     let token = app.login_as("admin@northside.example").await;
     let res = app
@@ -157,9 +155,8 @@ async fn clinic_a_lists_filters_and_searches_only_its_own_patients() {
     assert!(!names.contains(&"Dr. Fatima Rahman"));
 }
 
-#[tokio::test]
-async fn nested_traversals_aliases_and_batches_stay_inside_clinic_a() {
-    let app = spawn_app().await;
+async fn nested_traversals_aliases_and_batches_stay_inside_clinic_a(route: Route) {
+    let app = spawn_app_on(route, |_| {}).await;
     let ids = ids(&app).await;
     let token = app.login_as("admin@northside.example").await;
     let nested = app
@@ -198,9 +195,8 @@ async fn nested_traversals_aliases_and_batches_stay_inside_clinic_a() {
     assert_eq!(mrns(&batch[1]), vec!["NS-0001".to_owned()]);
 }
 
-#[tokio::test]
-async fn clinic_a_cannot_change_anything_of_clinic_b() {
-    let app = spawn_app().await;
+async fn clinic_a_cannot_change_anything_of_clinic_b(route: Route) {
+    let app = spawn_app_on(route, |_| {}).await;
     let ids = ids(&app).await;
     let owner = app.db.owner().await;
     let before = clinic_b_digest(&owner, ids.b).await;
@@ -258,9 +254,10 @@ async fn clinic_a_cannot_change_anything_of_clinic_b() {
     );
 }
 
-#[tokio::test]
-async fn the_person_with_charts_at_both_clinics_sees_the_primary_of_the_clinic_of_the_token() {
-    let app = spawn_app().await;
+async fn the_person_with_charts_at_both_clinics_sees_the_primary_of_the_clinic_of_the_token(
+    route: Route,
+) {
+    let app = spawn_app_on(route, |_| {}).await;
     let owner = app.db.owner().await;
     let a = org(&owner, "northside").await;
     let b = org(&owner, "lakeside").await;
@@ -284,3 +281,11 @@ async fn the_person_with_charts_at_both_clinics_sees_the_primary_of_the_clinic_o
         );
     }
 }
+
+crate::support::on_every_route!(
+    clinic_a_cannot_read_clinic_b_patient_or_provider_by_id,
+    clinic_a_lists_filters_and_searches_only_its_own_patients,
+    nested_traversals_aliases_and_batches_stay_inside_clinic_a,
+    clinic_a_cannot_change_anything_of_clinic_b,
+    the_person_with_charts_at_both_clinics_sees_the_primary_of_the_clinic_of_the_token,
+);

@@ -24,6 +24,7 @@ mod messaging;
 mod mfa;
 mod phi;
 mod pool;
+mod pooler;
 mod proxies;
 mod relay;
 mod schema;

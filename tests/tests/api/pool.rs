@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::support::app::spawn_app_with;
+use crate::support::app::{Route, spawn_app_on};
 
 const QUERY: &str =
     "{ me { organization { slug } } patients(first: 100) { edges { node { mrn } } } }";
@@ -24,9 +24,8 @@ fn mrns(res: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn interleaved_and_cancelled_requests_of_two_clinics_never_leak_context() {
-    let app = spawn_app_with(|c| c.db_pool_size = 2).await;
+async fn interleaved_and_cancelled_requests_of_two_clinics_never_leak_context(route: Route) {
+    let app = spawn_app_on(route, |c| c.db_pool_size = 2).await;
     let a = app.login_as("admin@northside.example").await;
     let b = app.login_as("admin@lakeside.example").await;
     // A client that gives up almost at once: its requests are cancelled
@@ -91,3 +90,7 @@ async fn interleaved_and_cancelled_requests_of_two_clinics_never_leak_context() 
     .unwrap();
     assert_eq!(stuck, 0);
 }
+
+crate::support::on_every_route!(
+    interleaved_and_cancelled_requests_of_two_clinics_never_leak_context
+);

@@ -44,13 +44,90 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut caregate::config::Config
     spawn_app_until(configure, std::future::pending()).await.0
 }
 
+/// How a test server's runtime role reaches PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Direct,
+    /// Through PgBouncer in transaction mode.
+    PgBouncer,
+    /// On a primary with a streaming standby as its read replica.
+    Replica,
+}
+
+/// A server reaching PostgreSQL by `route`.
+pub async fn spawn_app_on(
+    route: Route,
+    configure: impl FnOnce(&mut caregate::config::Config),
+) -> TestApp {
+    match route {
+        Route::Direct => spawn_app_with(configure).await,
+        Route::PgBouncer => spawn_app_through_pgbouncer_with(configure).await,
+        Route::Replica => spawn_app_with_replica(configure).await,
+    }
+}
+
+/// A server on a primary whose streaming standby is its read replica
+/// (`READ_DATABASE_URL`; see [`replica`](super::replica)).
+pub async fn spawn_app_with_replica(
+    configure: impl FnOnce(&mut caregate::config::Config),
+) -> TestApp {
+    let pair = super::replica::pair().await;
+    let db = TestDb::seeded_on(&pair.primary_admin()).await;
+    super::replica::wait_for_database(pair, &db.name).await;
+    let replica = format!(
+        "postgres://{}@127.0.0.1:{}/{}",
+        migration::RUNTIME_ROLE,
+        pair.standby.port,
+        db.name
+    );
+    spawn_app_on_db(
+        db,
+        move |config| {
+            config.read_database_url = Some(replica);
+            configure(config);
+        },
+        std::future::pending(),
+    )
+    .await
+    .0
+}
+
+/// A server whose runtime role reaches PostgreSQL through PgBouncer in
+/// transaction mode (see [`pgbouncer`](super::pgbouncer)), with
+/// `DB_TRANSACTION_POOLER` on; migrations and fixtures still go directly.
+pub async fn spawn_app_through_pgbouncer_with(
+    configure: impl FnOnce(&mut caregate::config::Config),
+) -> TestApp {
+    let bouncer = super::pgbouncer::address().await;
+    spawn_app_with(move |config| {
+        let owner = url::Url::parse(config.database_url.as_deref().expect("the owner's URL"))
+            .expect("a valid URL");
+        config.app_database_url = Some(format!(
+            "postgres://{}@{bouncer}{}",
+            migration::RUNTIME_ROLE,
+            owner.path()
+        ));
+        config.db_transaction_pooler = true;
+        configure(config);
+    })
+    .await
+}
+
 /// A server that shuts down when `shutdown` resolves; the handle ends when
 /// the server has stopped.
 pub async fn spawn_app_until(
     configure: impl FnOnce(&mut caregate::config::Config),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let db = TestDb::seeded().await;
+    spawn_app_on_db(TestDb::seeded().await, configure, shutdown).await
+}
+
+/// A server on the database `db`.
+async fn spawn_app_on_db(
+    db: TestDb,
+    configure: impl FnOnce(&mut caregate::config::Config),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let mut config = default_config();
     config.database_url = Some(db.owner_url.clone());
     config.app_database_url = None;

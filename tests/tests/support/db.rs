@@ -16,7 +16,7 @@ use super::q;
 
 /// URL of a maintenance database on the test server, as a role that may
 /// create databases (the owner role of every test database).
-async fn admin_url() -> &'static str {
+pub async fn admin_url() -> &'static str {
     static URL: OnceCell<String> = OnceCell::const_new();
     URL.get_or_init(|| async {
         if let Ok(url) = std::env::var("DATABASE_URL") {
@@ -47,8 +47,7 @@ fn template_name() -> String {
     format!("caregate_tpl_{:016x}", h.finish())
 }
 
-async fn admin_pool() -> PgPool {
-    let url = admin_url().await;
+async fn admin_pool(url: &str) -> PgPool {
     PgPoolOptions::new()
         .max_connections(2)
         .connect_with(PgConnectOptions::from_str(url).expect("a valid DATABASE_URL"))
@@ -58,52 +57,66 @@ async fn admin_pool() -> PgPool {
 
 /// Creates the template once per server (guarded by an advisory lock, since
 /// several test processes may race for it).
-async fn ensure_template() -> &'static str {
-    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
-    TEMPLATE
-        .get_or_init(|| async {
-            let name = template_name();
-            let admin = admin_pool().await;
-            let mut conn = admin.acquire().await.expect("admin connection");
-            conn.execute("SELECT pg_advisory_lock(727274)").await.expect("lock");
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                    .bind(&name)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .expect("looking for the template");
-            if !exists {
-                // Templates of earlier schemas are of no further use.
-                let stale: Vec<String> = sqlx::query_scalar(
-                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'caregate\\_tpl\\_%' AND datname <> $1",
-                )
-                .bind(&name)
-                .fetch_all(&mut *conn)
-                .await
-                .expect("listing templates");
-                for old in stale {
-                    let _ = conn.execute(q(format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"))).await;
-                }
-                let building = format!("{name}_building");
-                conn.execute(q(format!("DROP DATABASE IF EXISTS {building}")))
-                    .await
-                    .expect("dropping a half-built template");
-                conn.execute(q(format!("CREATE DATABASE {building}")))
-                    .await
-                    .expect("creating the template");
-                let url = url_of(admin_url().await, &building);
-                let owner = caregate::db::connect_owner(&url).await.expect("owner");
-                caregate::startup::migrate(&owner).await.expect("migrating the template");
-                service::demo::seed(&owner, &crate::support::app::test_keyring()).await.expect("seeding the template");
-                owner.close().await.ok();
-                conn.execute(q(format!("ALTER DATABASE {building} RENAME TO {name}")))
-                    .await
-                    .expect("publishing the template");
-            }
-            conn.execute("SELECT pg_advisory_unlock(727274)").await.expect("unlock");
-            name
-        })
+async fn ensure_template(admin_url: &str) -> String {
+    static DONE: tokio::sync::Mutex<Vec<String>> = tokio::sync::Mutex::const_new(Vec::new());
+    let mut done = DONE.lock().await;
+    if !done.iter().any(|u| u == admin_url) {
+        build_template(admin_url).await;
+        done.push(admin_url.to_owned());
+    }
+    template_name()
+}
+
+async fn build_template(admin_url: &str) {
+    let name = template_name();
+    let admin = admin_pool(admin_url).await;
+    let mut conn = admin.acquire().await.expect("admin connection");
+    conn.execute("SELECT pg_advisory_lock(727274)")
         .await
+        .expect("lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("looking for the template");
+    if !exists {
+        // Templates of earlier schemas are of no further use.
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'caregate\\_tpl\\_%' AND datname <> $1",
+        )
+        .bind(&name)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("listing templates");
+        for old in stale {
+            let _ = conn
+                .execute(q(format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)")))
+                .await;
+        }
+        let building = format!("{name}_building");
+        conn.execute(q(format!("DROP DATABASE IF EXISTS {building}")))
+            .await
+            .expect("dropping a half-built template");
+        conn.execute(q(format!("CREATE DATABASE {building}")))
+            .await
+            .expect("creating the template");
+        let url = url_of(admin_url, &building);
+        let owner = caregate::db::connect_owner(&url).await.expect("owner");
+        caregate::startup::migrate(&owner)
+            .await
+            .expect("migrating the template");
+        service::demo::seed(&owner, &crate::support::app::test_keyring())
+            .await
+            .expect("seeding the template");
+        owner.close().await.ok();
+        conn.execute(q(format!("ALTER DATABASE {building} RENAME TO {name}")))
+            .await
+            .expect("publishing the template");
+    }
+    conn.execute("SELECT pg_advisory_unlock(727274)")
+        .await
+        .expect("unlock");
 }
 
 /// `url` pointing at database `db`.
@@ -116,6 +129,8 @@ pub fn url_of(url: &str, db: &str) -> String {
 /// A database of one test, dropped when the test ends.
 pub struct TestDb {
     pub name: String,
+    /// The server's maintenance URL (a role that creates databases).
+    admin: String,
     /// URL as the owner (migrations, fixtures).
     pub owner_url: String,
     /// Dropped with this value (false: another value owns the database).
@@ -125,14 +140,21 @@ pub struct TestDb {
 impl TestDb {
     /// A migrated database holding the demo clinics.
     pub async fn seeded() -> Self {
-        let template = ensure_template().await;
-        Self::create(Some(template)).await
+        Self::seeded_on(admin_url().await).await
+    }
+
+    /// A migrated database holding the demo clinics, on the server of
+    /// `admin_url` (a role that creates databases).
+    pub async fn seeded_on(admin_url: &str) -> Self {
+        let template = ensure_template(admin_url).await;
+        Self::create(admin_url, Some(&template)).await
     }
 
     /// No database: for a test that runs a server on a cluster of its own.
     pub fn detached() -> Self {
         Self {
             name: String::new(),
+            admin: String::new(),
             owner_url: String::new(),
             owned: false,
         }
@@ -142,6 +164,7 @@ impl TestDb {
     pub fn borrowed(other: &TestDb) -> Self {
         Self {
             name: other.name.clone(),
+            admin: other.admin.clone(),
             owner_url: other.owner_url.clone(),
             owned: false,
         }
@@ -151,16 +174,17 @@ impl TestDb {
     /// migrating this database while the template migrates would alter the
     /// cluster's roles twice at once ("tuple concurrently updated").
     pub async fn empty() -> Self {
-        ensure_template().await;
-        Self::create(None).await
+        let admin = admin_url().await;
+        ensure_template(admin).await;
+        Self::create(admin, None).await
     }
 
-    async fn create(template: Option<&str>) -> Self {
+    async fn create(admin_url: &str, template: Option<&str>) -> Self {
         let name = format!(
             "caregate_test_{}",
             ulid::Ulid::generate().to_string().to_lowercase()
         );
-        let admin = admin_pool().await;
+        let admin = admin_pool(admin_url).await;
         let sql = match template {
             Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
             None => format!("CREATE DATABASE {name}"),
@@ -190,7 +214,8 @@ impl TestDb {
             .expect("revoking TEMPORARY");
         admin.close().await;
         Self {
-            owner_url: url_of(admin_url().await, &name),
+            owner_url: url_of(admin_url, &name),
+            admin: admin_url.to_owned(),
             name,
             owned: true,
         }
@@ -200,7 +225,7 @@ impl TestDb {
     pub async fn owner(&self) -> PgPool {
         PgPoolOptions::new()
             .max_connections(4)
-            .connect_with(with_database(admin_url().await, &self.name))
+            .connect_with(with_database(&self.admin, &self.name))
             .await
             .expect("connecting as owner")
     }
@@ -216,7 +241,7 @@ impl TestDb {
         PgPoolOptions::new()
             .max_connections(size)
             .connect_with(
-                with_database(admin_url().await, &self.name)
+                with_database(&self.admin, &self.name)
                     .username(migration::RUNTIME_ROLE)
                     .password(""),
             )
@@ -231,6 +256,7 @@ impl Drop for TestDb {
             return;
         }
         let name = self.name.clone();
+        let admin_url = self.admin.clone();
         // Dropping needs async I/O; Drop is sync, so it runs on a thread of its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -238,7 +264,7 @@ impl Drop for TestDb {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let admin = admin_pool().await;
+                let admin = admin_pool(&admin_url).await;
                 let _ = admin
                     .execute(q(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                     .await;

@@ -1,6 +1,8 @@
 pub mod app;
 pub mod context;
 pub mod db;
+pub mod pgbouncer;
+pub mod replica;
 pub mod therapy;
 pub mod ws;
 pub mod x12;
@@ -41,3 +43,36 @@ fn valid_npi_matches_the_cms_example() {
     // CMS's published example: 123456789 has check digit 3.
     assert_eq!(valid_npi(123_456_789), "1234567893");
 }
+
+/// Runs each named check, an `async fn(Route)`, as a test on every route
+/// to PostgreSQL: `direct::<check>`, `through_pgbouncer::<check>` and
+/// `with_replica::<check>`.
+macro_rules! on_every_route {
+    ($($check:ident),* $(,)?) => {
+        mod direct {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(crate::support::app::Route::Direct).await
+                }
+            )*
+        }
+        mod through_pgbouncer {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(crate::support::app::Route::PgBouncer).await
+                }
+            )*
+        }
+        mod with_replica {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(crate::support::app::Route::Replica).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_route;
