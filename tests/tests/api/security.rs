@@ -101,27 +101,8 @@ async fn headers_reach_the_context_as_data_even_with_standard_conforming_strings
         .unwrap();
 }
 
-/// A second server on `app`'s database (another replica).
 async fn spawn_app_with_db(app: &TestApp) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut config = crate::support::app::default_config();
-    config.database_url = Some(app.db.owner_url.clone());
-    config.db_pool_size = 4;
-    let server = caregate::server::Server::build(config, &app.db.owner_url, listener)
-        .await
-        .expect("a second server");
-    let replica = TestApp {
-        addr: server.local_addr().unwrap(),
-        db: crate::support::db::TestDb::detached(),
-        client: reqwest::Client::new(),
-        state: server.state.clone(),
-    };
-    tokio::spawn(server.run(std::future::pending()));
-    // Shares the first one's database for reading the trail.
-    TestApp {
-        db: crate::support::db::TestDb::borrowed(&app.db),
-        ..replica
-    }
+    crate::support::app::spawn_peer(app, |_| {}).await
 }
 
 #[tokio::test]

@@ -44,6 +44,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut caregate::config::Config
     spawn_app_until(configure, std::future::pending()).await.0
 }
 
+/// Another server on `app`'s database, configured as `configure` says
+/// (one more replica of a deployment).
+pub async fn spawn_peer(
+    app: &TestApp,
+    configure: impl FnOnce(&mut caregate::config::Config),
+) -> TestApp {
+    spawn_app_on_db(TestDb::borrowed(&app.db), configure, std::future::pending())
+        .await
+        .0
+}
+
 /// How a test server's runtime role reaches PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -71,8 +82,38 @@ pub async fn spawn_app_on(
 pub async fn spawn_app_with_replica(
     configure: impl FnOnce(&mut caregate::config::Config),
 ) -> TestApp {
+    replica_app(false, configure).await
+}
+
+/// [`spawn_app_with_replica`], whose database commits without waiting for
+/// the standby: with the standby's replay paused
+/// ([`replica::Paused`](super::replica::Paused)), its replica lags as far
+/// behind as a test needs.
+pub async fn spawn_app_with_lagging_replica(
+    configure: impl FnOnce(&mut caregate::config::Config),
+) -> TestApp {
+    replica_app(true, configure).await
+}
+
+async fn replica_app(
+    lagging: bool,
+    configure: impl FnOnce(&mut caregate::config::Config),
+) -> TestApp {
     let pair = super::replica::pair().await;
     let db = TestDb::seeded_on(&pair.primary_admin()).await;
+    if lagging {
+        let admin = db.owner().await;
+        sea_orm::sqlx::Executor::execute(
+            &admin,
+            super::q(format!(
+                "ALTER DATABASE {} SET synchronous_commit = local",
+                db.name
+            )),
+        )
+        .await
+        .expect("letting the database commit ahead of its standby");
+        admin.close().await;
+    }
     super::replica::wait_for_database(pair, &db.name).await;
     let replica = format!(
         "postgres://{}@127.0.0.1:{}/{}",

@@ -107,3 +107,44 @@ pub async fn wait_for_database(pair: &Pair, name: &str) {
     }
     panic!("database {name} did not reach the standby");
 }
+
+/// The standby's replay, paused until this is dropped: the replica stays
+/// where it is while the primary moves on. Other tests' commits on the pair
+/// wait meanwhile (they wait for the standby), so pause briefly.
+pub struct Paused {
+    standby: String,
+}
+
+impl Paused {
+    pub async fn start(pair: &Pair) -> Self {
+        let standby = pair.standby.url("postgres");
+        let pool = PgPool::connect(&standby)
+            .await
+            .expect("connecting to the standby");
+        pool.execute("SELECT pg_wal_replay_pause()")
+            .await
+            .expect("pausing the standby's replay");
+        pool.close().await;
+        Self { standby }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let standby = self.standby.clone();
+        // Resumed even when the test fails; Drop is sync, so on a thread.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async move {
+                    if let Ok(pool) = PgPool::connect(&standby).await {
+                        let _ = pool.execute("SELECT pg_wal_replay_resume()").await;
+                        pool.close().await;
+                    }
+                })
+        })
+        .join();
+    }
+}
