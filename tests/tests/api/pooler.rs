@@ -21,7 +21,7 @@ async fn many_more_transactions_than_server_connections_run_without_named_statem
     // Eight client connections share three server connections: a named
     // statement prepared on one would be missing on the next.
     let app = spawn_app_through_pgbouncer_with(|c| c.db_pool_size = 8).await;
-    assert!(SERVER_CONNECTIONS < 8);
+    const { assert!(SERVER_CONNECTIONS < 8) };
     let token = app.login_as("admin@northside.example").await;
     let answers: Vec<_> = futures::stream::iter(0..120)
         .map(|_| app.graphql(Some(&token), PATIENTS, json!({})))
