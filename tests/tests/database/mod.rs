@@ -3,6 +3,7 @@
 mod audit;
 mod catalog;
 mod check;
+mod distribution;
 pub mod fixtures;
 mod isolation;
 mod migrations;
