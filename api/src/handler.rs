@@ -660,10 +660,6 @@ async fn run(
             .await
             .map(|()| Answer::Executed(response));
     }
-    if let Err(err) = service::audit::record_reads(&tx, &reads).await {
-        tracing::error!(error = %err, "recording READ audit events");
-        return Err(Refusal::not_committed());
-    }
     if let Some(key) = &idempotency_key {
         let stored = serde_json::to_string(&response).map_err(|err| {
             tracing::error!(error = %err, "serializing an idempotent response");
@@ -674,7 +670,8 @@ async fn run(
             return Err(Refusal::not_committed());
         }
     }
-    match guard::commit(tx).await {
+    // The READ audit travels with COMMIT: both happen, or neither.
+    match guard::commit_with_reads(tx, &reads).await {
         Ok(()) => {
             if let (Some(replica), Some(claims)) = (&state.replica, &claims)
                 && is_mutation
@@ -753,11 +750,7 @@ async fn audit_on_primary(
             return Err(Refusal::not_committed());
         }
     }
-    if let Err(err) = service::audit::record_reads(&tx, reads).await {
-        tracing::error!(error = %err, "recording READ audit events");
-        return Err(Refusal::not_committed());
-    }
-    match guard::commit(tx).await {
+    match guard::commit_with_reads(tx, reads).await {
         Ok(()) => Ok(()),
         Err(CommitError::Unknown(err)) => {
             tracing::error!(error = %err, "COMMIT's outcome is unknown");

@@ -58,6 +58,24 @@ pub async fn record_reads(tx: &Tx, patients: &[Uuid]) -> ServiceResult<()> {
     Ok(())
 }
 
+/// The statement [`record_reads`] runs, as text to send with `COMMIT` in
+/// one round trip ([`RequestTx::commit_after`](crate::tx::RequestTx::commit_after));
+/// `None` when no patient was read. Its only values are patient ids, which
+/// this program formats (hexadecimal digits and dashes): no client byte.
+pub fn reads_statement(patients: &[Uuid]) -> Option<String> {
+    if patients.is_empty() {
+        return None;
+    }
+    let ids: Vec<String> = patients
+        .iter()
+        .map(|id| id.hyphenated().to_string())
+        .collect();
+    Some(format!(
+        "SELECT app.record_event('READ', 'patients', '{{{}}}'::uuid[], NULL)",
+        ids.join(",")
+    ))
+}
+
 /// Which audit events to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

@@ -183,6 +183,10 @@ pub enum CommitError {
     /// Something still held the transaction (a bug); it is rolled back.
     #[error("the request transaction is still shared at commit")]
     Shared,
+    /// The statement sent with COMMIT, or COMMIT itself, failed: PostgreSQL
+    /// rolled the transaction back, and nothing it wrote was saved.
+    #[error("the transaction was rolled back at commit: {0}")]
+    RolledBack(#[source] DbErr),
 }
 
 impl std::fmt::Debug for RequestTx {
@@ -283,6 +287,14 @@ impl RequestTx {
     /// cancelled task failed unseen) that `SELECT` fails with 25P02 and the
     /// `COMMIT` is not run, so success here means PostgreSQL committed.
     pub async fn commit(self) -> Result<(), CommitError> {
+        self.commit_after("SELECT").await
+    }
+
+    /// [`commit`](Self::commit), with `last` run in the same round trip
+    /// just before `COMMIT` (a request's READ audit): if `last` fails,
+    /// `COMMIT` is not run and nothing is saved. `last` is sent as a simple
+    /// query: it must hold no byte a client chose.
+    pub async fn commit_after(self, last: &str) -> Result<(), CommitError> {
         let Some(conn) = self.conn.lock().await.take() else {
             return Err(CommitError::Aborted);
         };
@@ -298,8 +310,10 @@ impl RequestTx {
         let mut committing = Committing(Some(conn));
         let result = match committing.0.as_mut() {
             Some(conn) => {
-                let statement = sqlx::raw_sql("SELECT; COMMIT").execute(&mut **conn);
-                timed(simple_statement_span("SELECT; COMMIT"), statement).await
+                let sql = format!("{last}; COMMIT");
+                let span = simple_statement_span(&sql);
+                let statement = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **conn);
+                timed(span, statement).await
             }
             None => return Err(CommitError::Aborted),
         };
@@ -309,6 +323,12 @@ impl RequestTx {
             (Err(sqlx::Error::Database(e)), Some(conn)) if e.code().as_deref() == Some("25P02") => {
                 *self.conn.lock().await = Some(conn);
                 Err(CommitError::Aborted)
+            }
+            // PostgreSQL answered with an error: `last` failed (and COMMIT
+            // did not run), or COMMIT failed. Either way it rolled back.
+            (Err(e @ sqlx::Error::Database(_)), Some(conn)) => {
+                *self.conn.lock().await = Some(conn);
+                Err(CommitError::RolledBack(db_err(e)))
             }
             (Err(e), conn) => {
                 if let Some(mut conn) = conn {

@@ -1,6 +1,6 @@
 //! A primary and its streaming standby — two private clusters under the
-//! target directory, made with `initdb` and `pg_basebackup` and kept
-//! running for the next run like the test cluster — for the tests that run
+//! system's temporary directory, made with `initdb` and `pg_basebackup` and
+//! kept running for the next run like the test cluster — for the tests that run
 //! caregate with a read replica (`READ_DATABASE_URL`).
 //!
 //! The primary commits with `synchronous_commit = remote_apply`: a commit
@@ -9,7 +9,7 @@
 //! deterministic. (A production replica is usually asynchronous; a
 //! session's own writes are then covered by READ_YOUR_WRITES_SECONDS.)
 
-use std::path::Path;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use caregate::cluster::PrivateCluster;
@@ -32,11 +32,14 @@ impl Pair {
 pub async fn pair() -> &'static Pair {
     static PAIR: OnceCell<Pair> = OnceCell::const_new();
     PAIR.get_or_init(|| async {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let (primary_root, standby_root) = (
-            root.join("caregate-replica-primary"),
-            root.join("caregate-replica-standby"),
-        );
+        // Under the system's temporary directory, which the `postgres`
+        // user the clusters run as (when the tests run as root) can always
+        // enter, named for this checkout.
+        let mut checkout = DefaultHasher::new();
+        env!("CARGO_TARGET_TMPDIR").hash(&mut checkout);
+        let root =
+            std::env::temp_dir().join(format!("caregate-replica-{:016x}", checkout.finish()));
+        let (primary_root, standby_root) = (root.join("primary"), root.join("standby"));
         let primary = tokio::task::spawn_blocking(move || caregate::cluster::ensure(&primary_root))
             .await
             .expect("cluster task")
