@@ -76,6 +76,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0018_phi_encryption",
     "0019_messaging",
     "0021_mfa",
+    "0022_audit_partitions",
 ];
 
 /// The name of the role the server runs as (created by the first migration).
