@@ -5,7 +5,9 @@
 //!
 //! Runs as the owner role (partitions are DDL on the owner's table), on one
 //! connection of its own holding an advisory lock, so two runs never
-//! interleave. No request context: like `integrity`, this serves no request.
+//! interleave. Creating, detaching and attaching a partition lock the trail
+//! briefly; a lock not granted within 3 s fails the step (every audited
+//! write would queue behind a waiting lock) and the next run retries it. No request context: like `integrity`, this serves no request.
 //! Reads run with `row_security = off`: a role that row-level security
 //! would filter gets an error, never a silently empty archive.
 //!
@@ -194,7 +196,7 @@ pub async fn maintain(
         // returned to the pool) when the run ends, however it ends.
         .detach();
     sqlx::raw_sql(
-        "SET TimeZone = 'UTC'; SET row_security = off; SET lock_timeout = '10s'; \
+        "SET TimeZone = 'UTC'; SET row_security = off; SET lock_timeout = '3s'; \
          SET statement_timeout = 0",
     )
     .execute(&mut conn)

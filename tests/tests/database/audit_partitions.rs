@@ -517,3 +517,33 @@ async fn a_month_left_detached_is_archived_or_reattached_by_the_next_run() {
     assert_eq!(files_in(&dir).len(), 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_security_check_reports_a_partition_weaker_than_the_trail() {
+    let db = TestDb::seeded().await;
+    let owner = db.owner().await;
+    let conn = caregate::db::connect_owner(&db.owner_url).await.unwrap();
+    assert!(
+        service::integrity::security(&conn).await.unwrap().is_empty(),
+        "a fresh catalog passes"
+    );
+    let current = current_partition(&owner).await;
+    sqlx::raw_sql(q(format!(
+        "DROP POLICY tenant_isolation ON {current}; \
+         CREATE POLICY tenant_isolation ON {current} USING (true) WITH CHECK (true); \
+         DROP TRIGGER audit_events_no_truncate ON audit_events_default;"
+    )))
+    .execute(&owner)
+    .await
+    .unwrap();
+    let findings = service::integrity::security(&conn).await.unwrap();
+    let mut details: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.rule == "every audit partition is as protected as the audit trail")
+        .map(|f| f.detail.as_str())
+        .collect();
+    details.sort();
+    assert_eq!(details.len(), 2, "{findings:#?}");
+    assert!(details[0].starts_with(&current), "{details:?}");
+    assert!(details[1].starts_with("audit_events_default"), "{details:?}");
+}
