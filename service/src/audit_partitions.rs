@@ -447,6 +447,13 @@ async fn export(
     let stem = format!("{name}-{}", exported_at.format("%Y%m%dT%H%M%SZ"));
     let file = dir.join(format!("{stem}.jsonl.gz"));
     let manifest_path = dir.join(format!("{stem}.manifest.json"));
+    // Never overwrite (nor, on failure, remove) a file this attempt did not
+    // write; two runs never overlap (the advisory lock).
+    for path in [&file, &manifest_path] {
+        for path in [path.clone(), partial(path)] {
+            ensure!(!path.exists(), "{} exists already", path.display());
+        }
+    }
     let result = export_files(
         conn,
         name,
@@ -479,9 +486,6 @@ async fn export_files(
     manifest_path: &Path,
 ) -> anyhow::Result<Archive> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for path in [file, manifest_path] {
-        ensure!(!path.exists(), "{} exists already", path.display());
-    }
     let (rows, bytes, sha256) = write_rows(conn, name, &partial(file)).await?;
     publish(&partial(file), file)?;
 
