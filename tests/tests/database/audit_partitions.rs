@@ -524,7 +524,10 @@ async fn the_security_check_reports_a_partition_weaker_than_the_trail() {
     let owner = db.owner().await;
     let conn = caregate::db::connect_owner(&db.owner_url).await.unwrap();
     assert!(
-        service::integrity::security(&conn).await.unwrap().is_empty(),
+        service::integrity::security(&conn)
+            .await
+            .unwrap()
+            .is_empty(),
         "a fresh catalog passes"
     );
     let current = current_partition(&owner).await;
@@ -545,5 +548,8 @@ async fn the_security_check_reports_a_partition_weaker_than_the_trail() {
     details.sort();
     assert_eq!(details.len(), 2, "{findings:#?}");
     assert!(details[0].starts_with(&current), "{details:?}");
-    assert!(details[1].starts_with("audit_events_default"), "{details:?}");
+    assert!(
+        details[1].starts_with("audit_events_default"),
+        "{details:?}"
+    );
 }
