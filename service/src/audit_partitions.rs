@@ -175,13 +175,11 @@ pub async fn maintain(
     db: &DatabaseConnection,
     options: &MaintainOptions,
 ) -> ServiceResult<MaintainReport> {
-    if let Some(r) = &options.retention {
-        if r.months == 0 {
-            return Err(ServiceError::invalid(
-                "retain_months",
-                "the retention is at least 1 month",
-            ));
-        }
+    if options.retention.as_ref().is_some_and(|r| r.months == 0) {
+        return Err(ServiceError::invalid(
+            "retain_months",
+            "the retention is at least 1 month",
+        ));
     }
     let months_ahead = i32::try_from(options.months_ahead)
         .ok()

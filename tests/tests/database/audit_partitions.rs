@@ -16,6 +16,9 @@ use crate::support::context::Ctx;
 use crate::support::db::TestDb;
 use crate::support::q;
 
+/// A policy: name, command, permissive, USING, WITH CHECK.
+type PolicyRow = (String, String, bool, Option<String>, Option<String>);
+
 async fn maintain(db: &TestDb, args: &[&str]) -> anyhow::Result<i32> {
     let mut argv = vec![
         "caregate",
@@ -153,7 +156,7 @@ async fn every_partition_carries_the_parents_policies_and_triggers_and_grants_no
     let policies = |table: String| {
         let owner = owner.clone();
         async move {
-            let rows: Vec<(String, String, bool, Option<String>, Option<String>)> = sqlx::query_as(
+            let rows: Vec<PolicyRow> = sqlx::query_as(
                 "SELECT polname::text, polcmd::text, polpermissive, \
                             pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) \
                      FROM pg_policy WHERE polrelid = $1::regclass ORDER BY polname",
