@@ -55,6 +55,12 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The audit trail's monthly partitions and their retention (as the
+    /// owner role).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Stop the private PostgreSQL cluster under --data-dir (the zero-setup
@@ -79,6 +85,28 @@ pub enum KeysAction {
         /// Rows per transaction.
         #[arg(long, default_value_t = 500)]
         batch: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Create the partitions of this month and the next ones; with a
+    /// retention, archive every month that ended more than that many months
+    /// ago to a gzip-compressed JSON-lines file with a manifest, verify the
+    /// archive, and only then drop the month. Idempotent; run it daily.
+    /// Exits 1 when a month could not be archived (its rows stay).
+    Maintain {
+        /// Months to keep a partition ready for beyond the current one.
+        #[arg(long, env = "AUDIT_MONTHS_AHEAD", default_value_t = 3)]
+        months_ahead: u32,
+        /// Keep this many months: a month is archived and dropped once it
+        /// ended more than N months ago (at least 1). Unset: keep everything.
+        #[arg(long, env = "AUDIT_RETENTION_MONTHS")]
+        retain_months: Option<u32>,
+        /// Where archives and manifests go (created when missing). Required
+        /// with a retention.
+        #[arg(long, env = "AUDIT_EXPORT_DIR")]
+        export_dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -190,6 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             .await
         }
         Command::Keys { action } => keys(&cli.config, &owner_url, action).await.map(|()| 0),
+        Command::Audit { action } => audit(&owner_url, action).await,
         Command::Serve => serve(cli.config, &owner_url, private).await.map(|()| 0),
         Command::Migrate { action } => migrate(&owner_url, action).await.map(|()| 0),
         Command::Check => check(&owner_url).await,
@@ -235,6 +264,71 @@ async fn keys(config: &Config, owner_url: &str, action: KeysAction) -> anyhow::R
     }
     owner.close().await.ok();
     Ok(())
+}
+
+/// `caregate audit maintain`: parses the options, runs the maintenance and
+/// prints what it did; exit code 1 when a month could not be archived.
+async fn audit(owner_url: &str, action: AuditAction) -> anyhow::Result<i32> {
+    let AuditAction::Maintain {
+        months_ahead,
+        retain_months,
+        export_dir,
+    } = action;
+    let retention = match (retain_months, export_dir) {
+        (Some(months), Some(export_dir)) => {
+            Some(service::audit_partitions::Retention { months, export_dir })
+        }
+        (Some(_), None) => {
+            anyhow::bail!(
+                "--retain-months (AUDIT_RETENTION_MONTHS) needs --export-dir (AUDIT_EXPORT_DIR): nothing is dropped without an archive"
+            )
+        }
+        (None, _) => None,
+    };
+    let owner = db::connect_owner(owner_url).await?;
+    let options = service::audit_partitions::MaintainOptions {
+        months_ahead,
+        retention,
+    };
+    let report = service::audit_partitions::maintain(&owner, &options)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    owner.close().await.ok();
+    for name in &report.created {
+        println!("created   {name}");
+    }
+    for name in &report.reattached {
+        println!("attached  {name} (left detached by an earlier run)");
+    }
+    for a in &report.archived {
+        println!(
+            "archived  {} -> {} ({} events, {} bytes, sha256 {}), verified, dropped",
+            a.partition,
+            a.file.display(),
+            a.rows,
+            a.bytes,
+            a.sha256
+        );
+    }
+    for f in &report.failed {
+        let left = match f.left {
+            service::audit_partitions::Left::Attached => "still attached: its rows are in place",
+            service::audit_partitions::Left::Detached => {
+                "DETACHED but present (append-only, not readable by the server); the next run archives or re-attaches it"
+            }
+        };
+        eprintln!("FAILED    {}: {}; {left}", f.partition, f.error);
+    }
+    if report.default_rows > 0 {
+        println!(
+            "{} event(s) in audit_events_default, outside any month's partition",
+            report.default_rows
+        );
+    }
+    if report.created.is_empty() && report.archived.is_empty() && report.failed.is_empty() {
+        println!("audit partitions up to date");
+    }
+    Ok(if report.failed.is_empty() { 0 } else { 1 })
 }
 
 async fn serve(config: Config, owner_url: &str, private: bool) -> anyhow::Result<()> {

@@ -76,6 +76,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0018_phi_encryption",
     "0019_messaging",
     "0021_mfa",
+    "0022_audit_partitions",
     "0023_tenant_primary_keys",
 ];
 

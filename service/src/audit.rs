@@ -133,11 +133,31 @@ pub async fn list(
     filter: &AuditFilter,
     page: &crate::pagination::PageRequest<crate::pagination::TimeKey>,
 ) -> ServiceResult<crate::pagination::Page<entity::audit_event::Model>> {
+    actor.require(&[crate::Role::Admin])?;
+    actor.require_whole_clinic()?;
+    let rows = list_query(filter, page)
+        .all(tx)
+        .await
+        .or_db("listing audit events")?;
+    Ok(crate::pagination::Page::from_overfetch(rows, page.first))
+}
+
+/// The statement [`list`] runs (for measuring it with EXPLAIN).
+pub fn list_statement(
+    filter: &AuditFilter,
+    page: &crate::pagination::PageRequest<crate::pagination::TimeKey>,
+) -> Statement {
+    use sea_orm::QueryTrait;
+    list_query(filter, page).build(DbBackend::Postgres)
+}
+
+fn list_query(
+    filter: &AuditFilter,
+    page: &crate::pagination::PageRequest<crate::pagination::TimeKey>,
+) -> sea_orm::Select<entity::audit_event::Entity> {
     use entity::audit_event;
     use sea_orm::sea_query::Expr;
     use sea_orm::{QueryFilter, QueryOrder, QuerySelect};
-    actor.require(&[crate::Role::Admin])?;
-    actor.require_whole_clinic()?;
     let mut q = filtered(filter);
     if let Some(key) = &page.after {
         q = q.filter(Expr::cust_with_values(
@@ -145,12 +165,7 @@ pub async fn list(
             [sea_orm::Value::from(key.at), sea_orm::Value::from(key.id)],
         ));
     }
-    let rows = q
-        .order_by_desc(audit_event::Column::OccurredAt)
+    q.order_by_desc(audit_event::Column::OccurredAt)
         .order_by_desc(audit_event::Column::Id)
         .limit(page.first + 1)
-        .all(tx)
-        .await
-        .or_db("listing audit events")?;
-    Ok(crate::pagination::Page::from_overfetch(rows, page.first))
 }

@@ -132,6 +132,25 @@ const SECURITY_CHECKS: &[(&str, &str)] = &[
            AND has_schema_privilege('caregate_app', oid, 'CREATE')",
     ),
     (
+        "every audit partition is as protected as the audit trail",
+        "SELECT format('%s lacks forced row-level security, the trail''s policies or its TRUNCATE trigger', \
+                       c.relname) AS detail \
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = to_regclass('public.audit_events') \
+           AND (NOT c.relrowsecurity OR NOT c.relforcerowsecurity \
+                OR NOT EXISTS (SELECT 1 FROM pg_trigger t \
+                               WHERE t.tgrelid = c.oid AND t.tgname = 'audit_events_no_truncate') \
+                OR (SELECT array_agg(ROW(p.polname, p.polcmd, p.polpermissive, p.polroles, \
+                                         pg_get_expr(p.polqual, p.polrelid), \
+                                         pg_get_expr(p.polwithcheck, p.polrelid))::text ORDER BY p.polname) \
+                    FROM pg_policy p WHERE p.polrelid = c.oid) \
+                   IS DISTINCT FROM \
+                   (SELECT array_agg(ROW(p.polname, p.polcmd, p.polpermissive, p.polroles, \
+                                         pg_get_expr(p.polqual, p.polrelid), \
+                                         pg_get_expr(p.polwithcheck, p.polrelid))::text ORDER BY p.polname) \
+                    FROM pg_policy p WHERE p.polrelid = i.inhparent))",
+    ),
+    (
         "no request context or quoting defaults on the runtime role or the database",
         "SELECT format('%s set for %s', c, coalesce(r.rolname, 'every role') \
                        || coalesce(' in ' || d.datname, '')) AS detail \

@@ -15,6 +15,7 @@
 pub mod actor;
 pub mod appointments;
 pub mod audit;
+pub mod audit_partitions;
 pub mod auth;
 pub mod authorizations;
 pub mod care_team;

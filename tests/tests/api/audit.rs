@@ -509,3 +509,72 @@ async fn an_impersonation_stays_in_the_clinic_the_super_admin_logged_in_to() {
     .unwrap();
     assert_eq!(after, before, "no Lakeside chart was read");
 }
+
+#[tokio::test]
+async fn a_resource_lookup_finds_its_events_across_monthly_partitions_newest_first() {
+    let app = spawn_app().await;
+    let owner = app.db.owner().await;
+    let north = org(&owner, "northside").await;
+    let lake = org(&owner, "lakeside").await;
+    let marcus = patient(&owner, "NS-0004").await;
+    // Events of the chart in three months (each its own partition, the
+    // oldest waiting in DEFAULT), and one of the other clinic naming the
+    // same id, which must not show.
+    sqlx::query("SELECT app.audit_partition_create('2024-07-01')")
+        .execute(&owner)
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO audit_events (occurred_at, organization_id, action, resource_type, resource_id) \
+         VALUES ('2024-07-04T10:00:00Z', $1, 'READ', 'patients', $3), \
+                ('2019-02-01T10:00:00Z', $1, 'READ', 'patients', $3), \
+                (now() - interval '1 second', $1, 'READ', 'patients', $3), \
+                ('2024-07-05T10:00:00Z', $2, 'READ', 'patients', $3) \
+         RETURNING id",
+    )
+    .bind(north)
+    .bind(lake)
+    .bind(marcus)
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    let homes: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT tableoid::regclass::text FROM audit_events WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert!(homes.len() >= 3, "{homes:?}");
+
+    let token = app.login_as("admin@northside.example").await;
+    let res = app
+        .graphql(
+            Some(&token),
+            AUDIT,
+            json!({ "first": 2, "f": { "resourceId": marcus, "action": "READ" } }),
+        )
+        .await;
+    assert!(res.get("errors").is_none(), "{res}");
+    let events = &res["data"]["auditEvents"];
+    assert_eq!(events["totalCount"], 3, "{res}");
+    let mut seen: Vec<Value> = events["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["id"].clone())
+        .collect();
+    assert_eq!(seen, [json!(ids[2]), json!(ids[0])], "newest first: {res}");
+    let after = events["pageInfo"]["endCursor"].clone();
+    let res = app
+        .graphql(
+            Some(&token),
+            AUDIT,
+            json!({ "first": 2, "after": after, "f": { "resourceId": marcus, "action": "READ" } }),
+        )
+        .await;
+    let edges = res["data"]["auditEvents"]["edges"].as_array().unwrap();
+    seen.extend(edges.iter().map(|e| e["node"]["id"].clone()));
+    assert_eq!(seen, [json!(ids[2]), json!(ids[0]), json!(ids[1])], "{res}");
+    assert_eq!(res["data"]["auditEvents"]["pageInfo"]["hasNextPage"], false);
+}

@@ -1,6 +1,7 @@
 //! The database's own guarantees, tested as the runtime role.
 
 mod audit;
+mod audit_partitions;
 mod catalog;
 mod check;
 mod distribution;
