@@ -367,13 +367,13 @@ async fn run(args: Args) -> Result<()> {
     });
     let mut extras = vec![
         Extra {
-            label: "one-statement ceiling: `json_agg` page + READ audit, 1 statement".to_owned(),
+            label: "one-statement ceiling (`json_agg` page + READ audit)".to_owned(),
             contender: Contender::Ceiling(ceiling.clone()),
             out: Outcome::empty(),
             trips: 0,
         },
         Extra {
-            label: "one-statement ceiling without the audit write".to_owned(),
+            label: "one-statement ceiling, no audit write".to_owned(),
             contender: Contender::Ceiling(ceiling_bare.clone()),
             out: Outcome::empty(),
             trips: 0,
@@ -381,10 +381,7 @@ async fn run(args: Args) -> Result<()> {
     ];
     if let (Some(op), Some((_, install))) = (&peer_op, &postgraphile) {
         extras.push(Extra {
-            label: format!(
-                "PostGraphile {} (Node {}), same role, RLS and context",
-                install.version, install.node
-            ),
+            label: format!("PostGraphile {} (Node {})", install.version, install.node),
             contender: Contender::Peer(op.clone()),
             out: Outcome::empty(),
             trips: 0,
