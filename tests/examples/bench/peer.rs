@@ -52,7 +52,9 @@ fn output_of(cmd: &str, args: &[&str]) -> Option<String> {
 /// `None` (and why) when Node or npm is missing.
 pub fn install(target: &Path) -> Result<std::result::Result<Install, String>> {
     let Some(node) = output_of("node", &["--version"]) else {
-        return Ok(Err("`node` is not on PATH".to_owned()));
+        return Ok(Err(
+            "`node --version` did not run (no Node.js on PATH?)".to_owned()
+        ));
     };
     let dir = target.join("postgraphile");
     let manifest = dir
@@ -61,7 +63,9 @@ pub fn install(target: &Path) -> Result<std::result::Result<Install, String>> {
         .join("package.json");
     if !manifest.is_file() {
         if output_of("npm", &["--version"]).is_none() {
-            return Ok(Err("`npm` is not on PATH".to_owned()));
+            return Ok(Err(
+                "`npm --version` did not run (no npm on PATH?)".to_owned()
+            ));
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // A package of its own, so npm installs here and not into a parent.
