@@ -88,40 +88,12 @@ impl HttpOp {
 
     /// POSTs a body; the response body when the status is 200.
     async fn post(&self, bearer: &HeaderValue, body: String) -> Result<impl AsRef<[u8]>, String> {
-        let resp = self
-            .client
-            .post(&self.url)
-            .header(AUTHORIZATION, bearer.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("sending: {e}"))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the response: {e}"))?;
-        if status != reqwest::StatusCode::OK {
-            return Err(format!("HTTP {status}: {}", snippet(&bytes)));
-        }
-        Ok(bytes)
+        post(&self.client, &self.url, bearer, body).await
     }
 
     /// One request whose response is only checked for errors.
     async fn read(&self, bearer: &HeaderValue, body: String, rec: &mut Recorder) {
-        let started = Instant::now();
-        match self.post(bearer, body).await {
-            Ok(bytes) => {
-                let bytes = bytes.as_ref();
-                match serde_json::from_slice::<Envelope>(bytes) {
-                    Ok(Envelope { errors: None }) => rec.ok(started),
-                    Ok(_) => rec.fail(started, || format!("GraphQL errors: {}", snippet(bytes))),
-                    Err(e) => rec.fail(started, || format!("not JSON ({e}): {}", snippet(bytes))),
-                }
-            }
-            Err(why) => rec.fail(started, || why),
-        }
+        read(&self.client, &self.url, bearer, body, rec).await
     }
 
     pub fn body(&self, kind: Kind, st: &mut WorkerState) -> String {
@@ -226,6 +198,55 @@ impl Op for HttpOp {
                 self.read(&self.fx.clinic(st).bearer, body, rec).await;
             }
         }
+    }
+}
+
+/// POSTs a GraphQL body to `url`; the response body when the status is 200.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &HeaderValue,
+    body: String,
+) -> Result<impl AsRef<[u8]> + use<>, String> {
+    let resp = client
+        .post(url)
+        .header(AUTHORIZATION, bearer.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the response: {e}"))?;
+    if status != reqwest::StatusCode::OK {
+        return Err(format!("HTTP {status}: {}", snippet(&bytes)));
+    }
+    Ok(bytes)
+}
+
+/// One GraphQL request whose response is only checked for errors (any
+/// GraphQL server: caregate, or a peer).
+pub async fn read(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &HeaderValue,
+    body: String,
+    rec: &mut Recorder,
+) {
+    let started = Instant::now();
+    match post(client, url, bearer, body).await {
+        Ok(bytes) => {
+            let bytes = bytes.as_ref();
+            match serde_json::from_slice::<Envelope>(bytes) {
+                Ok(Envelope { errors: None }) => rec.ok(started),
+                Ok(_) => rec.fail(started, || format!("GraphQL errors: {}", snippet(bytes))),
+                Err(e) => rec.fail(started, || format!("not JSON ({e}): {}", snippet(bytes))),
+            }
+        }
+        Err(why) => rec.fail(started, || why),
     }
 }
 

@@ -2,22 +2,29 @@
 //!
 //! ```sh
 //! cargo build --release -p caregate --bin caregate && \
-//!   cargo run --release -p tests --example bench -- [--concurrency 16] [--seconds 15] [--pool 8]
+//!   cargo run --release -p tests --example bench -- [--concurrency 16] [--seconds 15] [--pool 8] \
+//!     [--peer postgraphile]
 //! ```
 //!
 //! It creates a fresh database (`caregate_bench`) on the server of
 //! DATABASE_URL (or on a private cluster under the target directory),
 //! migrates it and loads a fixed data set, starts the release server on it,
-//! and drives four operations over HTTP at a fixed concurrency. The same
+//! and drives five operations over HTTP at a fixed concurrency. The same
 //! work is then done straight against PostgreSQL by a pooled sqlx client
-//! as the runtime role: the ceiling. It prints a Markdown table of both and
-//! their ratio, ready to paste into the README.
+//! as the runtime role: the raw-SQL ceiling. Operation 1 is also measured
+//! against the one-statement ceiling (the whole page's JSON built by one
+//! hand-written statement, with and without its READ audit) and, with
+//! `--peer postgraphile`, against PostGraphile over the same database. It
+//! prints Markdown tables of all of them and their ratios, ready to paste
+//! into the README.
 
+mod ceiling;
 mod dataset;
 mod driver;
 mod fixture;
 mod flood;
 mod http;
+mod peer;
 mod raw;
 mod server;
 
@@ -25,14 +32,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use reqwest::header::HeaderValue;
 use sea_orm::sqlx;
 use serde_json::Value;
 
+use ceiling::CeilingOp;
 use driver::Outcome;
 use fixture::{Clinic, Fixture, Kind, day_from_today};
 use http::HttpOp;
+use peer::{PeerOp, PostGraphile};
 use raw::RawOp;
 use server::Server;
 
@@ -66,10 +75,60 @@ struct Args {
     /// server's own default).
     #[arg(long, requires = "flood")]
     flood_cache_bytes: Option<u64>,
+    /// Another GraphQL server to run operation 1 against, over the same
+    /// database as the same runtime role (installed under the target
+    /// directory on first use; skipped when Node is missing).
+    #[arg(long, value_enum)]
+    peer: Option<Peer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Peer {
+    /// PostGraphile 4 (npm `postgraphile@4`), run by Node.
+    Postgraphile,
 }
 
 /// Partial-name searches the workers cycle through.
 const SEARCHES: usize = 64;
+
+/// Operation 1's page size.
+const PAGE: i32 = 50;
+
+/// Another way of doing operation 1, measured in the same slices.
+enum Contender {
+    Ceiling(Arc<CeilingOp>),
+    Peer(Arc<PeerOp>),
+}
+
+impl Contender {
+    async fn run(&self, concurrency: usize, duration: Duration, phase: u64) -> Result<Outcome> {
+        match self {
+            Contender::Ceiling(op) => driver::run(op, concurrency, duration, phase).await,
+            Contender::Peer(op) => driver::run(op, concurrency, duration, phase).await,
+        }
+    }
+
+    /// Round trips to PostgreSQL so far.
+    async fn round_trips(
+        &self,
+        client: &reqwest::Client,
+        peer: Option<&PostGraphile>,
+    ) -> Result<u64> {
+        match (self, peer) {
+            (Contender::Ceiling(op), _) => Ok(op.round_trips()),
+            (Contender::Peer(_), Some(pg)) => pg.round_trips(client).await,
+            (Contender::Peer(_), None) => bail!("the peer is not running"),
+        }
+    }
+}
+
+/// One contender's figures for operation 1.
+struct Extra {
+    label: String,
+    contender: Contender,
+    out: Outcome,
+    trips: u64,
+}
 
 struct Row {
     kind: Kind,
@@ -265,6 +324,70 @@ async fn run(args: Args) -> Result<()> {
     let http_day = day_from_today(400);
     let raw_day = day_from_today(500);
 
+    // Operation 1's other contenders: the one-statement ceiling with and
+    // without its audit write, and the peer when asked for.
+    let ceiling = Arc::new(CeilingOp::new(fx.clone(), raw_pool.clone(), PAGE, true));
+    let ceiling_bare = Arc::new(CeilingOp::new(fx.clone(), raw_pool.clone(), PAGE, false));
+    let mut postgraphile: Option<(PostGraphile, peer::Install)> = None;
+    if args.peer == Some(Peer::Postgraphile) {
+        match peer::install(&target)? {
+            Ok(install) => {
+                progress(
+                    t0,
+                    format!(
+                        "starting PostGraphile {} (Node {}) as {}",
+                        install.version,
+                        install.node,
+                        migration::RUNTIME_ROLE
+                    ),
+                );
+                let pg = PostGraphile::start(
+                    &install,
+                    &runtime_url(&bench_url)?,
+                    args.pool,
+                    &client,
+                    &fx.clinics[0].bearer,
+                )
+                .await?;
+                postgraphile = Some((pg, install));
+            }
+            Err(why) => eprintln!(
+                "--peer postgraphile: {why}; it needs Node.js 18 or later with npm. \
+                 Going on without it."
+            ),
+        }
+    }
+    let peer_op = postgraphile.as_ref().map(|(pg, _)| {
+        Arc::new(PeerOp::new(
+            fx.clone(),
+            client.clone(),
+            pg.graphql_url(),
+            PAGE,
+        ))
+    });
+    let mut extras = vec![
+        Extra {
+            label: "one-statement ceiling (`json_agg` page + READ audit)".to_owned(),
+            contender: Contender::Ceiling(ceiling.clone()),
+            out: Outcome::empty(),
+            trips: 0,
+        },
+        Extra {
+            label: "one-statement ceiling, no audit write".to_owned(),
+            contender: Contender::Ceiling(ceiling_bare.clone()),
+            out: Outcome::empty(),
+            trips: 0,
+        },
+    ];
+    if let (Some(op), Some((_, install))) = (&peer_op, &postgraphile) {
+        extras.push(Extra {
+            label: format!("PostGraphile {} (Node {})", install.version, install.node),
+            contender: Contender::Peer(op.clone()),
+            out: Outcome::empty(),
+            trips: 0,
+        });
+    }
+
     let kinds = [
         Kind::PatientsPage { first: 50 },
         Kind::PatientDetail,
@@ -286,6 +409,16 @@ async fn run(args: Args) -> Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("raw SQL, {}: {e}", kind.label()))?;
     }
+    check_page_agrees(
+        &fx,
+        &client,
+        &url,
+        &owner_pool,
+        &ceiling,
+        &ceiling_bare,
+        peer_op.as_deref(),
+    )
+    .await?;
 
     // Each operation: both clients warm up, then take turns in slices of
     // about 3 s until each has had its timed seconds, so a drift of the
@@ -304,16 +437,30 @@ async fn run(args: Args) -> Result<()> {
             http_day,
         )?);
         let rop = Arc::new(RawOp::new(kind, fx.clone(), raw_pool.clone(), raw_day));
+        // Operation 1 has more contenders, in the same slices.
+        let others: &mut [Extra] = if kind == (Kind::PatientsPage { first: PAGE }) {
+            &mut extras
+        } else {
+            &mut []
+        };
+        let peer_srv = postgraphile.as_ref().map(|(pg, _)| pg);
         progress(t0, format!("{}: warm-up", kind.label()));
         driver::run(&op, args.concurrency, warmup, 0).await?;
         driver::run(&rop, args.concurrency, warmup, 0).await?;
+        for x in others.iter() {
+            x.contender.run(args.concurrency, warmup, 0).await?;
+        }
         progress(
             t0,
             format!(
-                "{}: {slices} x ({} ms caregate, {} ms raw SQL)",
+                "{}: {slices} x ({} ms caregate, {} ms raw SQL{})",
                 kind.label(),
                 slice.as_millis(),
-                slice.as_millis()
+                slice.as_millis(),
+                others
+                    .iter()
+                    .map(|x| format!(", {} ms {}", slice.as_millis(), x.label))
+                    .collect::<String>()
             ),
         );
         let mut http = Outcome::empty();
@@ -328,6 +475,15 @@ async fn run(args: Args) -> Result<()> {
             let before = rop.round_trips();
             raw.merge(driver::run(&rop, args.concurrency, slice, phase).await?)?;
             raw_trips += rop.round_trips() - before;
+            for x in others.iter_mut() {
+                let before = x.contender.round_trips(&client, peer_srv).await?;
+                x.out
+                    .merge(x.contender.run(args.concurrency, slice, phase).await?)?;
+                x.trips += x.contender.round_trips(&client, peer_srv).await? - before;
+            }
+        }
+        for x in others.iter() {
+            report_errors(&x.label, kind, &x.out);
         }
         let stmts = statements as f64 / http.requests.max(1) as f64;
         let raw_stmts = raw_trips as f64 / raw.requests.max(1) as f64;
@@ -380,6 +536,11 @@ async fn run(args: Args) -> Result<()> {
     let (peak_kib, rss_kib) = srv.memory()?;
     let log = srv.log.clone();
     srv.stop().await?;
+    let mut peer_memory = None;
+    if let Some((pg, _)) = postgraphile.take() {
+        peer_memory = Some((pg.memory()?, pg.log.clone()));
+        pg.stop().await?;
+    }
     raw_pool.close().await;
     owner_pool.close().await;
     progress(
@@ -426,6 +587,12 @@ async fn run(args: Args) -> Result<()> {
         );
     }
     println!();
+    if let Some(r) = rows
+        .iter()
+        .find(|r| r.kind == (Kind::PatientsPage { first: PAGE }))
+    {
+        print_operation_one(r, &extras);
+    }
     for &workers in &worker_counts {
         let of_run: Vec<&(usize, i32, f64)> = flat.iter().filter(|f| f.0 == workers).collect();
         let equal = of_run.iter().all(|f| (f.2 - of_run[0].2).abs() < 0.005);
@@ -456,6 +623,14 @@ async fn run(args: Args) -> Result<()> {
         mib(rss_kib),
         mib(rss_at_start)
     );
+    if let Some(((peak, rss), log)) = &peer_memory {
+        println!(
+            "- PostGraphile's memory (the Node process): peak RSS (VmHWM) {:.1} MiB; RSS after load (VmRSS) {:.1} MiB; its log: {}",
+            mib(*peak),
+            mib(*rss),
+            log.display()
+        );
+    }
     println!(
         "- load: {} workers (closed loop over keep-alive HTTP/1.1), {} s per operation and client (in {slices} alternating slices) after a {} s warm-up each; DB_POOL_SIZE={} and a raw-SQL pool of {}",
         args.concurrency, args.seconds, args.warmup, args.pool, args.pool
@@ -477,6 +652,118 @@ async fn run(args: Args) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Operation 1 against every contender, and caregate's ratio to each.
+fn print_operation_one(caregate: &Row, extras: &[Extra]) {
+    let ratio = |o: &Outcome| caregate.http.per_second() / o.per_second().max(f64::MIN_POSITIVE);
+    println!(
+        "{}, every contender in the same alternating slices:",
+        caregate.kind.label()
+    );
+    println!();
+    println!(
+        "| contender | req/s | p50 ms | p99 ms | errors | round trips/req | caregate ÷ contender |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let line = |label: &str, o: &Outcome, trips: f64| {
+        println!(
+            "| {label} | {:.0} | {:.2} | {:.2} | {} | {trips:.2} | {:.2} |",
+            o.per_second(),
+            o.p_ms(0.50),
+            o.p_ms(0.99),
+            o.errors,
+            ratio(o)
+        );
+    };
+    line(
+        "caregate (GraphQL over HTTP)",
+        &caregate.http,
+        caregate.stmts,
+    );
+    line(
+        "raw SQL: caregate's statements through sqlx",
+        &caregate.raw,
+        caregate.raw_stmts,
+    );
+    for x in extras {
+        line(
+            &x.label,
+            &x.out,
+            x.trips as f64 / x.out.requests.max(1) as f64,
+        );
+    }
+    println!();
+    println!(
+        "- operation 1, caregate req/s ÷: {}",
+        std::iter::once(("raw SQL", ratio(&caregate.raw)))
+            .chain(extras.iter().map(|x| (x.label.as_str(), ratio(&x.out))))
+            .map(|(l, r)| format!("{l} {r:.2}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
+/// Operation 1's page from caregate, from both one-statement ceilings and
+/// from the peer must be the same data, and the ceiling must write the
+/// page's READ audit (one event per patient) while its variant writes none.
+async fn check_page_agrees(
+    fx: &Fixture,
+    client: &reqwest::Client,
+    url: &str,
+    owner: &sqlx::PgPool,
+    ceiling: &CeilingOp,
+    bare: &CeilingOp,
+    peer: Option<&PeerOp>,
+) -> Result<()> {
+    let st = fx.state(0, 9);
+    let body = serde_json::json!({ "query": http::PATIENTS_PAGE, "variables": { "first": PAGE } });
+    let expected = http::call(client, url, Some(&fx.clinic(&st).bearer), &body).await?;
+    let expected = serde_json::json!({ "data": expected["data"] });
+    let reads = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_events WHERE action = 'READ'")
+            .fetch_one(owner)
+            .await
+            .context("counting READ events")
+    };
+    for (op, audited, what) in [
+        (ceiling, true, "the one-statement ceiling"),
+        (bare, false, "the one-statement ceiling without audit"),
+    ] {
+        let before = reads().await?;
+        let json = op
+            .page(&st)
+            .await
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        let written = reads().await? - before;
+        let got: Value =
+            serde_json::from_str(&json).with_context(|| format!("{what}: not JSON"))?;
+        if got != expected {
+            bail!("{what} returned another page than caregate:\n{got}\ncaregate:\n{expected}");
+        }
+        let want = if audited { i64::from(PAGE) } else { 0 };
+        if written != want {
+            bail!("{what} wrote {written} READ events, not {want}");
+        }
+    }
+    if let Some(peer) = peer {
+        let got = peer.page(&st).await.context("PostGraphile")?;
+        if got != expected {
+            bail!(
+                "PostGraphile returned another page than caregate:\n{got}\ncaregate:\n{expected}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The bench database's URL as the runtime role (it has no password).
+fn runtime_url(bench_url: &str) -> Result<String> {
+    let mut u = url::Url::parse(bench_url).context("parsing the bench database URL")?;
+    u.set_username(migration::RUNTIME_ROLE)
+        .and_then(|()| u.set_password(None))
+        .map_err(|()| anyhow::anyhow!("the bench database URL takes no user name"))?;
+    Ok(u.to_string())
 }
 
 fn report_errors(who: &str, kind: Kind, out: &Outcome) {

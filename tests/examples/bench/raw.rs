@@ -24,9 +24,9 @@ use uuid::Uuid;
 use crate::driver::{Op, Recorder};
 use crate::fixture::{Clinic, Fixture, Kind, WorkerState};
 
-type Fallible<T> = Result<T, String>;
+pub type Fallible<T> = Result<T, String>;
 
-fn db(what: &'static str) -> impl Fn(sqlx::Error) -> String {
+pub fn db(what: &'static str) -> impl Fn(sqlx::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
@@ -88,7 +88,7 @@ fn decode_all<M: FromQueryResult>(rows: Vec<PgRow>, what: &'static str) -> Falli
 /// One request's transaction, counting its round trips the way the
 /// server's statement counter does: `BEGIN` with the context one, each
 /// statement one, `COMMIT` one.
-struct RawTx<'a> {
+pub struct RawTx<'a> {
     conn: PoolConnection<Postgres>,
     trips: &'a AtomicU64,
     open: bool,
@@ -97,7 +97,7 @@ struct RawTx<'a> {
 impl<'a> RawTx<'a> {
     /// `BEGIN` and the server guard's context call, with the same
     /// arguments, in one simple query (as `api/src/guard.rs` sends them).
-    async fn begin(pool: &PgPool, trips: &'a AtomicU64, clinic: &Clinic) -> Fallible<Self> {
+    pub async fn begin(pool: &PgPool, trips: &'a AtomicU64, clinic: &Clinic) -> Fallible<Self> {
         Self::begin_as(
             pool,
             trips,
@@ -164,12 +164,12 @@ impl<'a> RawTx<'a> {
     }
 
     /// The connection, for one statement.
-    fn conn(&mut self) -> &mut PgConnection {
+    pub fn conn(&mut self) -> &mut PgConnection {
         self.trips.fetch_add(1, Ordering::Relaxed);
         &mut self.conn
     }
 
-    async fn commit(mut self) -> Fallible<()> {
+    pub async fn commit(mut self) -> Fallible<()> {
         self.trips.fetch_add(1, Ordering::Relaxed);
         // As the server commits: `COMMIT` behind an empty `SELECT`, which
         // fails instead of letting an aborted transaction "commit".

@@ -153,22 +153,27 @@ impl Server {
 
     /// (VmHWM, VmRSS) of the server process, in KiB.
     pub fn memory(&self) -> Result<(u64, u64)> {
-        let path = format!("/proc/{}/status", self.pid);
-        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .with_context(|| format!("{path} has no {name}"))
-        };
-        Ok((field("VmHWM:")?, field("VmRSS:")?))
+        memory_of(self.pid)
     }
 
     pub async fn stop(mut self) -> Result<()> {
         self.child.kill().await.context("stopping the server")?;
         Ok(())
     }
+}
+
+/// (VmHWM, VmRSS) of a process, in KiB.
+pub fn memory_of(pid: u32) -> Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .with_context(|| format!("{path} has no {name}"))
+    };
+    Ok((field("VmHWM:")?, field("VmRSS:")?))
 }
 
 /// The last `n` lines of a file (for error messages).
