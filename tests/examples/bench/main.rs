@@ -80,6 +80,11 @@ struct Args {
     /// directory on first use; skipped when Node is missing).
     #[arg(long, value_enum)]
     peer: Option<Peer>,
+    /// `host:port` of a PgBouncer in transaction mode in front of the
+    /// benchmark's PostgreSQL: caregate's runtime role connects through it
+    /// (`DB_TRANSACTION_POOLER=true`); the raw-SQL client stays direct.
+    #[arg(long, value_name = "HOST:PORT")]
+    through_pgbouncer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -280,15 +285,20 @@ async fn run(args: Args) -> Result<()> {
         .context("building the HTTP client")?;
     progress(t0, format!("starting {} serve", bin.display()));
     let log = target.join("tmp").join("caregate-bench-server.log");
-    let srv = Server::start(
-        &bin,
-        &bench_url,
-        args.pool,
-        log,
-        &client,
-        &[("MAX_QUERY_COMPLEXITY", "1000000")],
-    )
-    .await?;
+    let pooled_url = args.through_pgbouncer.as_ref().map(|bouncer| {
+        let database = bench_url.rsplit('/').next().unwrap_or_default();
+        format!("postgres://caregate_app@{bouncer}/{database}")
+    });
+    let mut env = vec![("MAX_QUERY_COMPLEXITY", "1000000")];
+    if let Some(url) = &pooled_url {
+        progress(
+            t0,
+            format!("caregate's runtime role goes through PgBouncer: {url}"),
+        );
+        env.push(("APP_DATABASE_URL", url.as_str()));
+        env.push(("DB_TRANSACTION_POOLER", "true"));
+    }
+    let srv = Server::start(&bin, &bench_url, args.pool, log, &client, &env).await?;
     let (_, rss_at_start) = srv.memory()?;
     let url = srv.graphql_url();
 
