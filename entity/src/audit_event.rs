@@ -43,6 +43,9 @@ pub struct Model {
     /// The table name for row events; free text otherwise.
     pub resource_type: String,
     pub resource_id: Option<Uuid>,
+    /// Every row a READ of several concerned (one event per request lists
+    /// the patients it returned); null otherwise.
+    pub resource_ids: Option<Vec<Uuid>>,
     /// `{"before": .., "after": ..}` for row events; caller details otherwise.
     pub changes: Option<Json>,
     pub request_id: Option<String>,

@@ -78,6 +78,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0021_mfa",
     "0022_audit_partitions",
     "0023_tenant_primary_keys",
+    "0024_read_events",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

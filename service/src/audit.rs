@@ -40,9 +40,9 @@ pub async fn record_event(
     Ok(())
 }
 
-/// One READ event per patient whose data a request returned, in one
-/// statement, so a compliance officer can answer "who looked at this
-/// patient's record, and when".
+/// The READ of every patient whose data a request returned — one event
+/// listing them all (`resource_ids`), or naming the one — so a compliance
+/// officer can answer "who looked at this patient's record, and when".
 #[tracing::instrument(skip_all, name = "audit.record_reads", level = "debug", fields(patients = patients.len()))]
 pub async fn record_reads(tx: &Tx, patients: &[Uuid]) -> ServiceResult<()> {
     if patients.is_empty() {
@@ -95,7 +95,15 @@ fn filtered(filter: &AuditFilter) -> sea_orm::Select<entity::audit_event::Entity
         q = q.filter(audit_event::Column::ResourceType.eq(t.clone()));
     }
     if let Some(id) = filter.resource_id {
-        q = q.filter(audit_event::Column::ResourceId.eq(id));
+        // The row's own events, and every READ that listed it.
+        q = q.filter(
+            sea_orm::Condition::any()
+                .add(audit_event::Column::ResourceId.eq(id))
+                .add(sea_orm::sea_query::Expr::cust_with_values(
+                    "audit_events.resource_ids @> ARRAY[$1]::uuid[]",
+                    [sea_orm::Value::from(id)],
+                )),
+        );
     }
     if let Some(a) = filter.actor {
         q = q.filter(audit_event::Column::ActorUserId.eq(a));

@@ -2,7 +2,7 @@
 //! nested as the GraphQL response is, built by PostgreSQL in one
 //! hand-written statement (`json_agg` / `json_build_object`), with the
 //! READ audit caregate records for the page (`app.record_event`, one event
-//! per patient) in the same statement. It runs in a transaction opened as
+//! listing the page's patients) in the same statement. It runs in a transaction opened as
 //! the server's guard opens it (`BEGIN` with `app.begin_request`, one
 //! round trip) and ends with `COMMIT`: three round trips in all, as the
 //! runtime role, row-level security on. A variant leaves the audit out.

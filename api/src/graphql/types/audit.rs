@@ -39,10 +39,21 @@ impl AuditEvent {
     async fn resource_type(&self) -> &str {
         &self.0.resource_type
     }
-    /// The id of the row: for a READ the patient's, for LOGIN and LOGOUT the
-    /// session's; null when the event is about no one row (a refused login).
+    /// The id of the row: for a READ of one patient the patient's, for
+    /// LOGIN and LOGOUT the session's; null when the event is about no one
+    /// row (a refused login) or several (see `resourceIds`).
     async fn resource_id(&self) -> Option<Uuid> {
         self.0.resource_id
+    }
+    /// Every row the event concerns: for a READ, the patients the request
+    /// returned (one event per request lists them all; `resourceId` is
+    /// then null); else `resourceId` alone, or none.
+    async fn resource_ids(&self) -> Vec<Uuid> {
+        match (&self.0.resource_ids, self.0.resource_id) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(id)) => vec![id],
+            (None, None) => Vec::new(),
+        }
     }
     /// The user who acted; null when no one was signed in (e.g. a refused
     /// login).
@@ -84,7 +95,8 @@ pub struct AuditEventFilter {
     /// Only events about rows of this table (exact, e.g. `patients`).
     pub resource_type: Option<String>,
     /// Only events about this row (e.g. a patient's id: the changes to the
-    /// patient's record, and every READ of the chart).
+    /// patient's record, and every READ of the chart, alone or listed with
+    /// others).
     pub resource_id: Option<Uuid>,
     /// Only what this user did.
     pub actor_id: Option<Uuid>,
