@@ -406,6 +406,7 @@ async fn export_claims(
     let runtime = db::connect_runtime(
         db::runtime_options(config, owner_url)?,
         &config.tx_options(),
+        config.statement_timeout_ms,
         1,
         std::time::Duration::from_millis(config.db_acquire_timeout_ms),
         counter.clone(),

@@ -57,17 +57,18 @@ pub struct Config {
     /// unnamed (a pooler before PgBouncer 1.21 cannot keep a named prepared
     /// statement from one transaction to the next), no startup options are
     /// sent (the timeouts are set at the start of every transaction
-    /// instead), and live updates LISTEN on LISTEN_DATABASE_URL.
+    /// instead), and live updates LISTEN on DIRECT_DATABASE_URL.
     #[arg(long, env = "DB_TRANSACTION_POOLER", default_value_t = false)]
     pub db_transaction_pooler: bool,
 
-    /// PostgreSQL URL of the runtime role on which live updates LISTEN: a
-    /// session of its own, so not through a transaction-mode pooler.
-    /// Default: the runtime URL; with DB_TRANSACTION_POOLER, DATABASE_URL
-    /// with the user `caregate_app`.
-    #[arg(long, env = "LISTEN_DATABASE_URL")]
+    /// PostgreSQL URL of the runtime role for what cannot go through a
+    /// transaction-mode pooler: the live-update LISTEN (a session of its
+    /// own) and the login attempt counters (a login holds its request's
+    /// connection while it counts). Default: the runtime URL; with
+    /// DB_TRANSACTION_POOLER, DATABASE_URL with the user `caregate_app`.
+    #[arg(long, env = "DIRECT_DATABASE_URL")]
     #[serde(skip)]
-    pub listen_database_url: Option<String>,
+    pub direct_database_url: Option<String>,
 
     /// PostgreSQL URL of a read replica (a streaming standby), as the
     /// runtime role: requests without mutations run their queries there,

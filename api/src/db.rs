@@ -55,13 +55,16 @@ pub fn replica_options(config: &Config) -> anyhow::Result<Option<PgConnectOption
     Ok(Some(session_settings(opts, config)))
 }
 
-/// The connection live updates LISTEN on: a session of its own, so
-/// directly to PostgreSQL when requests go through a transaction-mode
-/// pooler (which would hand the LISTEN to whichever server connection is
-/// free and lose the notifications).
-pub fn listen_options(config: &Config, owner_url: &str) -> anyhow::Result<PgConnectOptions> {
-    let opts = match &config.listen_database_url {
-        Some(url) => PgConnectOptions::from_str(url).context("parsing LISTEN_DATABASE_URL")?,
+/// The runtime role's connection directly to PostgreSQL, for what cannot
+/// go through a transaction-mode pooler: the live-update LISTEN (the
+/// pooler would hand it to whichever server connection is free and lose
+/// the notifications) and the login counters (a login counts while it
+/// holds its request's server connection: through the pooler, as many
+/// concurrent logins as it has server connections would wait on each
+/// other). Without a pooler, the runtime URL.
+pub fn direct_options(config: &Config, owner_url: &str) -> anyhow::Result<PgConnectOptions> {
+    let opts = match &config.direct_database_url {
+        Some(url) => PgConnectOptions::from_str(url).context("parsing DIRECT_DATABASE_URL")?,
         None if config.db_transaction_pooler => runtime_of_owner(owner_url)?,
         None => return runtime_options(config, owner_url),
     };
@@ -101,6 +104,7 @@ fn session_settings(opts: PgConnectOptions, config: &Config) -> PgConnectOptions
 pub async fn connect_runtime(
     opts: PgConnectOptions,
     tx: &service::tx::TxOptions,
+    statement_timeout_ms: u64,
     pool_size: u32,
     acquire_timeout: Duration,
     counter: Counter,
@@ -117,6 +121,7 @@ pub async fn connect_runtime(
         .await
         .context("connecting to PostgreSQL as the runtime role")?;
     assert_runtime_role_is_confined(&check).await?;
+    assert_settings_arrived(&check, statement_timeout_ms).await?;
     drop(check);
     let mut db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
     db.set_metric_callback(move |_info| {
@@ -151,6 +156,37 @@ pub fn side_pool(
         .acquire_timeout(timeout)
         .connect_lazy_with(opts);
     service::tx::Autocommit::new(pool, tx)
+}
+
+/// The session settings sent as startup options (or, through a pooler, set
+/// in each transaction) are in force: a pooler that silently drops startup
+/// options (PgBouncer's `ignore_startup_parameters`) would leave queries
+/// without their timeout — and would break named statements too.
+async fn assert_settings_arrived(
+    db: &impl ConnectionTrait,
+    statement_timeout_ms: u64,
+) -> anyhow::Result<()> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT current_setting('statement_timeout') AS actual, \
+             current_setting('statement_timeout')::interval \
+                 = make_interval(secs => $1::float8 / 1000) AS applied",
+            [(statement_timeout_ms as f64).into()],
+        ))
+        .await?
+        .context("reading statement_timeout")?;
+    let actual: String = row.try_get("", "actual")?;
+    let applied: bool = row.try_get("", "applied")?;
+    if !applied {
+        bail!(
+            "refusing to serve: the runtime connection's statement_timeout is {actual}, not \
+             STATEMENT_TIMEOUT_MS ({statement_timeout_ms} ms), so its startup options did not \
+             arrive. If APP_DATABASE_URL reaches PgBouncer (or another pooler) in transaction \
+             mode, set DB_TRANSACTION_POOLER=true"
+        );
+    }
+    Ok(())
 }
 
 async fn assert_runtime_role_is_confined(db: &impl ConnectionTrait) -> anyhow::Result<()> {

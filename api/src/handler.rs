@@ -565,7 +565,15 @@ async fn run(
             }
             Err(err) => {
                 state.metrics.replica_fallbacks.inc();
-                tracing::debug!(error = ?err, "the replica cannot serve this request; reading from the primary");
+                if let ContextError::Database(err) = &err {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "the replica cannot be reached; reading from the primary for a while"
+                    );
+                    replica.failed();
+                } else {
+                    tracing::debug!(error = ?err, "the replica cannot serve this session yet; reading from the primary");
+                }
             }
         }
     }

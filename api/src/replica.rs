@@ -27,12 +27,18 @@ use uuid::Uuid;
 /// (their window is over soonest).
 const MAX_RECENT_WRITERS: usize = 100_000;
 
+/// After the replica could not be reached, requests skip it this long
+/// (rather than each waiting for a connection that will not come).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
 pub struct Replica {
     pub pool: PgPool,
     /// Read-only, and as the primary's (named statements or not).
     pub options: TxOptions,
     window: Duration,
     recent: Mutex<HashMap<Uuid, Instant>>,
+    /// Until when the replica is skipped, after it could not be reached.
+    down_until: Mutex<Option<Instant>>,
 }
 
 impl Replica {
@@ -56,12 +62,31 @@ impl Replica {
             options: options.read_only(),
             window,
             recent: Mutex::default(),
+            down_until: Mutex::default(),
         }
     }
 
+    /// Notes that the replica could not be reached: for a few seconds,
+    /// requests go to the primary without trying it.
+    pub fn failed(&self) {
+        if let Ok(mut down) = self.down_until.lock() {
+            *down = Some(Instant::now() + RETRY_AFTER_FAILURE);
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        self.down_until
+            .lock()
+            .map(|down| down.is_some_and(|until| Instant::now() < until))
+            .unwrap_or(true)
+    }
+
     /// Whether the session's reads may go to the replica: it has not
-    /// written within the window.
+    /// written within the window, and the replica is not known to be down.
     pub fn serves(&self, session: Uuid) -> bool {
+        if self.is_down() {
+            return false;
+        }
         let Ok(recent) = self.recent.lock() else {
             return false;
         };
@@ -114,6 +139,16 @@ mod tests {
         assert!(!r.serves(a));
         assert!(r.serves(b));
         std::thread::sleep(Duration::from_millis(60));
+        assert!(r.serves(a));
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_could_not_be_reached_is_skipped_for_a_while() {
+        let r = replica(Duration::ZERO);
+        let a = Uuid::from_u128(1);
+        r.failed();
+        assert!(!r.serves(a));
+        *r.down_until.lock().unwrap() = Some(Instant::now());
         assert!(r.serves(a));
     }
 

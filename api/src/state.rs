@@ -64,7 +64,7 @@ impl AppState {
             config.db_pool_size,
         ));
         // The events of live updates, on a connection of its own.
-        live.hub.listen(db::listen_options(&config, owner_url)?);
+        live.hub.listen(db::direct_options(&config, owner_url)?);
         let readiness = db::readiness_pool(
             opts.clone(),
             Duration::from_millis(config.readiness_timeout_ms),
@@ -79,14 +79,27 @@ impl AppState {
                 Duration::from_secs(config.read_your_writes_seconds),
             ))
         });
+        // Behind a transaction-mode pooler, the counters go directly to
+        // PostgreSQL: a login holds its request's server connection while
+        // it counts, and through the pooler as many concurrent logins as
+        // it has server connections would wait on each other.
+        let (side_opts, side_tx) = if config.db_transaction_pooler {
+            (
+                db::direct_options(&config, owner_url)?,
+                service::tx::TxOptions::default(),
+            )
+        } else {
+            (opts.clone(), tx_options.clone())
+        };
         let side = db::side_pool(
-            opts.clone(),
-            tx_options.clone(),
+            side_opts,
+            side_tx,
             Duration::from_millis(config.db_acquire_timeout_ms),
         );
         let db = db::connect_runtime(
             opts,
             &tx_options,
+            config.statement_timeout_ms,
             config.db_pool_size,
             Duration::from_millis(config.db_acquire_timeout_ms),
             statements.clone(),

@@ -504,7 +504,7 @@ async fn export_files(
     };
     let text = serde_json::to_vec_pretty(&manifest).context("writing the manifest")?;
     {
-        let mut f = File::create_new(partial(manifest_path))
+        let mut f = create_private(&partial(manifest_path))
             .with_context(|| format!("creating {}", partial(manifest_path).display()))?;
         f.write_all(&text)?;
         f.write_all(b"\n")?;
@@ -569,12 +569,23 @@ impl<W: Write> Write for Hashing<W> {
 
 /// Streams the table's rows (one snapshot, through a cursor) into a gzip
 /// file; returns rows, compressed bytes and their SHA-256.
+/// A new file readable by its owner alone (an archive holds PHI: who read
+/// which patient's chart), never one that exists already.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
 async fn write_rows(
     conn: &mut PgConnection,
     name: &PartitionName,
     path: &Path,
 ) -> anyhow::Result<(u64, u64, String)> {
-    let out = File::create_new(path).with_context(|| format!("creating {}", path.display()))?;
+    let out = create_private(path).with_context(|| format!("creating {}", path.display()))?;
     let mut gz = GzEncoder::new(
         Hashing {
             inner: BufWriter::with_capacity(1 << 20, out),

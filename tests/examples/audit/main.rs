@@ -389,8 +389,11 @@ async fn partition_count(url: &str) -> Result<usize> {
 async fn lookup(url: &str, owner: &sea_orm::DatabaseConnection, patient: Uuid) -> Result<Lookup> {
     let config = caregate::cli::Cli::parse_from(["caregate"]).config;
     let counter = service::tx::Counter::default();
+    let tx_options = config.tx_options();
     let runtime = caregate::db::connect_runtime(
         caregate::db::runtime_options(&config, url)?,
+        &tx_options,
+        config.statement_timeout_ms,
         1,
         Duration::from_secs(5),
         counter.clone(),
@@ -419,7 +422,7 @@ async fn lookup(url: &str, owner: &sea_orm::DatabaseConnection, patient: Uuid) -
             user_agent: Some("audit_trail".into()),
             impersonate: None,
         };
-        let (tx, viewer) = caregate::guard::open_as(&runtime, &counter, who, &meta)
+        let (tx, viewer) = caregate::guard::open_as(&runtime, &tx_options, &counter, who, &meta)
             .await
             .map_err(|e| anyhow::anyhow!("opening a request: {e:?}"))?;
         let actor = viewer.actor.context("the admin acts in Northside")?;
@@ -448,7 +451,7 @@ async fn lookup(url: &str, owner: &sea_orm::DatabaseConnection, patient: Uuid) -
         user_agent: Some("audit_trail".into()),
         impersonate: None,
     };
-    let (tx, _) = caregate::guard::open_as(&runtime, &counter, who, &meta)
+    let (tx, _) = caregate::guard::open_as(&runtime, &tx_options, &counter, who, &meta)
         .await
         .map_err(|e| anyhow::anyhow!("opening a request: {e:?}"))?;
     let stmt = service::audit::list_statement(&filter, &page);

@@ -116,3 +116,54 @@ async fn live_updates_listen_directly_and_deliver_through_the_pooler() {
         other => panic!("expected the new thread, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn more_concurrent_logins_than_server_connections_all_succeed() {
+    // A login holds its request's server connection while it counts the
+    // attempt: the count goes directly to PostgreSQL, or logins would
+    // wait on each other for PgBouncer's three server connections.
+    let app = spawn_app_through_pgbouncer_with(|c| c.db_pool_size = 8).await;
+    let logins = [
+        "admin@northside.example",
+        "frontdesk@northside.example",
+        "frontdesk.harlem@northside.example",
+        "dr.okafor@northside.example",
+        "admin@lakeside.example",
+        "frontdesk@lakeside.example",
+        "dr.lindqvist@lakeside.example",
+        "jonathan.smith@example.com",
+    ];
+    const { assert!(SERVER_CONNECTIONS < 8) };
+    let login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
+    let answers = futures::future::join_all(
+        logins
+            .iter()
+            .map(|e| app.graphql(None, login, json!({"e": e, "p": DEMO_PASSWORD}))),
+    )
+    .await;
+    for res in &answers {
+        assert!(res["data"]["login"]["token"].is_string(), "{res}");
+    }
+}
+
+#[tokio::test]
+async fn a_pooler_that_drops_the_startup_options_is_refused_at_start_without_the_setting() {
+    // Unnoticed, no statement would have its timeout, and named
+    // statements would collide across clients.
+    let bouncer = crate::support::pgbouncer::address_ignoring_startup_options().await;
+    let db = crate::support::db::TestDb::seeded().await;
+    let mut config = crate::support::app::default_config();
+    config.database_url = Some(db.owner_url.clone());
+    config.app_database_url = Some(format!(
+        "postgres://{}@{bouncer}/{}",
+        migration::RUNTIME_ROLE,
+        db.name
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let Err(err) = caregate::server::Server::build(config, &db.owner_url, listener).await else {
+        panic!("a server whose runtime connection lost its settings must not start");
+    };
+    let message = format!("{err:#}");
+    assert!(message.contains("statement_timeout"), "{message}");
+    assert!(message.contains("DB_TRANSACTION_POOLER=true"), "{message}");
+}

@@ -182,8 +182,11 @@ async fn an_unreachable_replica_leaves_the_primary_to_answer() {
     })
     .await;
     let token = app.login_as("admin@northside.example").await;
-    let res = app.graphql(Some(&token), PATIENTS, json!({})).await;
-    assert_eq!(first_names(&res).len(), 3, "{res}");
+    for _ in 0..3 {
+        let res = app.graphql(Some(&token), PATIENTS, json!({})).await;
+        assert_eq!(first_names(&res).len(), 3, "{res}");
+    }
     assert_eq!(app.state.metrics.replica_reads.get(), 0);
-    assert!(app.state.metrics.replica_fallbacks.get() >= 1);
+    // Tried once; then skipped for a while rather than waited for.
+    assert_eq!(app.state.metrics.replica_fallbacks.get(), 1);
 }

@@ -370,6 +370,12 @@ async fn retention_archives_verifies_and_only_then_drops_old_months() {
         assert_eq!(manifest["table"], format!("audit_events_{month}"));
         assert_eq!(manifest["rows"], ids.len());
         let file = dir.join(manifest["file"].as_str().unwrap());
+        // Who read which chart is PHI: readable by the operator alone.
+        for written in [&file, &dir.join(manifest_name)] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(written).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", written.display());
+        }
 
         // The archive, checked independently of the code that wrote it.
         let mut bytes = Vec::new();

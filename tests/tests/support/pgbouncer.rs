@@ -41,24 +41,36 @@ fn binary() -> PathBuf {
 /// `host:port` of the PgBouncer in front of the test server.
 pub async fn address() -> &'static str {
     static ADDRESS: OnceCell<String> = OnceCell::const_new();
+    ADDRESS.get_or_init(|| launch("")).await
+}
+
+/// `host:port` of a PgBouncer that silently drops the startup options
+/// clients send (`ignore_startup_parameters`), as many are configured.
+pub async fn address_ignoring_startup_options() -> &'static str {
+    static ADDRESS: OnceCell<String> = OnceCell::const_new();
     ADDRESS
-        .get_or_init(|| async {
-            let upstream = url::Url::parse(super::db::admin_url().await).expect("a valid URL");
-            let host = upstream.host_str().unwrap_or("127.0.0.1").to_owned();
-            let port = upstream.port().unwrap_or(5432);
-            tokio::task::spawn_blocking(move || start(&host, port))
-                .await
-                .expect("starting PgBouncer")
-        })
+        .get_or_init(|| launch("ignore_startup_parameters = extra_float_digits, options\n"))
         .await
 }
 
-fn start(host: &str, port: u16) -> String {
+async fn launch(extra: &'static str) -> String {
+    let upstream = url::Url::parse(super::db::admin_url().await).expect("a valid URL");
+    let host = upstream.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = upstream.port().unwrap_or(5432);
+    tokio::task::spawn_blocking(move || start(&host, port, extra))
+        .await
+        .expect("starting PgBouncer")
+}
+
+fn start(host: &str, port: u16, extra: &str) -> String {
     let listen_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let dir = std::env::temp_dir().join(format!("caregate-pgbouncer-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "caregate-pgbouncer-{}-{listen_port}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).expect("PgBouncer's directory");
     // PgBouncer refuses to run as root; it then runs as `postgres`, which
     // must be able to write its log here.
@@ -82,7 +94,8 @@ fn start(host: &str, port: u16) -> String {
          pool_mode = transaction\n\
          default_pool_size = {SERVER_CONNECTIONS}\n\
          max_client_conn = 1000\n\
-         logfile = {log}\n",
+         logfile = {log}\n\
+         {extra}",
         users = users.display(),
         log = dir.join("pgbouncer.log").display(),
     );
