@@ -688,13 +688,21 @@ async fn run(
             }
             Ok(Answer::Executed(response))
         }
-        Err(CommitError::Unknown(err)) => {
+        Err(err) => Err(commit_refusal(err)),
+    }
+}
+
+/// Why a request's COMMIT did not (or may not have) saved its work, as the
+/// client is told.
+fn commit_refusal(err: CommitError) -> Refusal {
+    match err {
+        CommitError::Unknown(err) => {
             tracing::error!(error = %err, "COMMIT's outcome is unknown");
-            Err(Refusal::commit_unknown())
+            Refusal::commit_unknown()
         }
-        Err(err) => {
+        err => {
             tracing::error!(error = %err, "the request did not commit");
-            Err(Refusal::not_committed())
+            Refusal::not_committed()
         }
     }
 }
@@ -758,17 +766,9 @@ async fn audit_on_primary(
             return Err(Refusal::not_committed());
         }
     }
-    match guard::commit_with_reads(tx, reads).await {
-        Ok(()) => Ok(()),
-        Err(CommitError::Unknown(err)) => {
-            tracing::error!(error = %err, "COMMIT's outcome is unknown");
-            Err(Refusal::commit_unknown())
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "the request did not commit");
-            Err(Refusal::not_committed())
-        }
-    }
+    guard::commit_with_reads(tx, reads)
+        .await
+        .map_err(commit_refusal)
 }
 
 /// Answers a retry with the stored answer of its key — only while the
