@@ -99,8 +99,10 @@ fn filtered(filter: &AuditFilter) -> sea_orm::Select<entity::audit_event::Entity
         q = q.filter(
             sea_orm::Condition::any()
                 .add(audit_event::Column::ResourceId.eq(id))
+                // No `[...]` around the placeholder: sea-query reads
+                // brackets as a quoted name and would not bind it.
                 .add(sea_orm::sea_query::Expr::cust_with_values(
-                    "audit_events.resource_ids @> ARRAY[$1]::uuid[]",
+                    "audit_events.resource_ids @> array_append('{}'::uuid[], $1::uuid)",
                     [sea_orm::Value::from(id)],
                 )),
         );
@@ -176,4 +178,36 @@ fn list_query(
     q.order_by_desc(audit_event::Column::OccurredAt)
         .order_by_desc(audit_event::Column::Id)
         .limit(page.first + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pagination::{PageRequest, TimeKey};
+
+    #[test]
+    fn a_resource_filter_binds_its_id_wherever_it_stands_among_the_filters() {
+        let id = Uuid::from_u128(7);
+        let filter = AuditFilter {
+            resource_type: Some("claims".into()),
+            resource_id: Some(id),
+            ..Default::default()
+        };
+        let page = PageRequest::<TimeKey> {
+            first: 50,
+            after: None,
+        };
+        let st = list_statement(&filter, &page);
+        // $1 the type, $2 and $3 the id (named and listed), $4 the limit.
+        assert!(
+            st.sql.contains("resource_id\" = $2")
+                && st.sql.contains("array_append('{}'::uuid[], $3::uuid)")
+                && st.sql.ends_with("LIMIT $4"),
+            "{}",
+            st.sql
+        );
+        let values = st.values.map(|v| v.0).unwrap_or_default();
+        assert_eq!(values[1], sea_orm::Value::from(id));
+        assert_eq!(values[2], sea_orm::Value::from(id));
+    }
 }
