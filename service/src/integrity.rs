@@ -151,6 +151,36 @@ const SECURITY_CHECKS: &[(&str, &str)] = &[
                     FROM pg_policy p WHERE p.polrelid = i.inhparent))",
     ),
     (
+        "every table is under forced row-level security with complete policies",
+        // The two global tables: the migrations' own bookkeeping, and the
+        // consent documents everyone signs (no clinic's data).
+        "SELECT format('%s: row-level security %s, forced %s, %s policies, %s without USING or WITH CHECK', \
+                       c.oid::regclass, c.relrowsecurity, c.relforcerowsecurity, \
+                       (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid), \
+                       (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid \
+                          AND (p.polqual IS NULL \
+                               OR (p.polcmd IN ('*', 'w') AND p.polwithcheck IS NULL)))) AS detail \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
+           AND c.relname NOT IN ('seaql_migrations', 'consent_documents') \
+           AND NOT (c.relrowsecurity AND c.relforcerowsecurity \
+                    AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid) \
+                    AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid \
+                          AND (p.polqual IS NULL \
+                               OR (p.polcmd IN ('*', 'w') AND p.polwithcheck IS NULL))))",
+    ),
+    (
+        "no policy runs a sub-query",
+        // A sub-query costs a lookup per row, and a sharded cluster (Citus)
+        // refuses it: what a policy needs beyond the row is in the context.
+        "SELECT format('policy %s on %s runs a sub-query', p.polname, p.polrelid::regclass) AS detail \
+         FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' \
+           AND (coalesce(p.polqual::text, '') LIKE '%{SUBLINK%' \
+                OR coalesce(p.polwithcheck::text, '') LIKE '%{SUBLINK%')",
+    ),
+    (
         "no request context or quoting defaults on the runtime role or the database",
         "SELECT format('%s set for %s', c, coalesce(r.rolname, 'every role') \
                        || coalesce(' in ' || d.datname, '')) AS detail \

@@ -156,7 +156,10 @@ async fn the_security_check_reports_a_weakened_catalog() {
     let pool = db.owner().await;
     sqlx::raw_sql(crate::support::q(format!(
         "CREATE FUNCTION app.careless() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'; \
-         GRANT TEMPORARY ON DATABASE {} TO caregate_app;",
+         GRANT TEMPORARY ON DATABASE {} TO caregate_app; \
+         CREATE TABLE public.leaky (organization_id uuid); \
+         CREATE POLICY nosy ON public.patients FOR SELECT \
+             USING (EXISTS (SELECT 1 FROM public.providers));",
         db.name
     )))
     .execute(&pool)
@@ -177,6 +180,19 @@ async fn the_security_check_reports_a_weakened_catalog() {
         rules.contains(&"the runtime role cannot create objects"),
         "{findings:#?}"
     );
+    let named = |rule: &str, object: &str| {
+        findings
+            .iter()
+            .any(|f| f.rule == rule && f.detail.contains(object))
+    };
+    assert!(
+        named(
+            "every table is under forced row-level security with complete policies",
+            "leaky"
+        ),
+        "{findings:#?}"
+    );
+    assert!(named("no policy runs a sub-query", "nosy"), "{findings:#?}");
 }
 
 #[tokio::test]
