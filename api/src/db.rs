@@ -31,13 +31,18 @@ pub fn runtime_options(config: &Config, owner_url: &str) -> anyhow::Result<PgCon
         Some(url) => PgConnectOptions::from_str(url).context("parsing APP_DATABASE_URL")?,
         None => runtime_of_owner(owner_url)?,
     };
+    Ok(request_settings(opts, config))
+}
+
+/// The settings of a connection requests run on: pinned as startup
+/// options, or — through a transaction-mode pooler, which refuses startup
+/// parameters it does not know — none, the session settings being set in
+/// each transaction instead (`TxOptions::through_pooler`).
+fn request_settings(opts: PgConnectOptions, config: &Config) -> PgConnectOptions {
     if config.db_transaction_pooler {
-        // PgBouncer refuses startup parameters it does not know; the
-        // session settings below are set in each transaction instead
-        // (`TxOptions::through_pooler`).
-        return Ok(opts.application_name("caregate").extra_float_digits(None));
+        return opts.application_name("caregate").extra_float_digits(None);
     }
-    Ok(session_settings(opts, config))
+    session_settings(opts, config)
 }
 
 /// The read replica's connection options (READ_DATABASE_URL), set up as
@@ -47,12 +52,7 @@ pub fn replica_options(config: &Config) -> anyhow::Result<Option<PgConnectOption
         return Ok(None);
     };
     let opts = PgConnectOptions::from_str(url).context("parsing READ_DATABASE_URL")?;
-    if config.db_transaction_pooler {
-        return Ok(Some(
-            opts.application_name("caregate").extra_float_digits(None),
-        ));
-    }
-    Ok(Some(session_settings(opts, config)))
+    Ok(Some(request_settings(opts, config)))
 }
 
 /// The runtime role's connection directly to PostgreSQL, for what cannot
@@ -68,7 +68,7 @@ pub fn direct_options(config: &Config, owner_url: &str) -> anyhow::Result<PgConn
         None if config.db_transaction_pooler => runtime_of_owner(owner_url)?,
         None => return runtime_options(config, owner_url),
     };
-    Ok(session_settings(opts.application_name("caregate"), config))
+    Ok(session_settings(opts, config))
 }
 
 /// The owner's URL with the runtime role's name.
@@ -145,17 +145,16 @@ pub fn readiness_pool(opts: PgConnectOptions, timeout: Duration) -> PgPool {
 /// holds its transaction (login attempt counts). Apart from the request
 /// pool, so a request never waits for a second connection of the pool it
 /// already holds one of (a burst of logins would otherwise starve it).
-pub fn side_pool(
-    opts: PgConnectOptions,
-    tx: service::tx::TxOptions,
-    timeout: Duration,
-) -> service::tx::Autocommit {
+///
+/// `opts` must reach PostgreSQL directly ([`direct_options`]): its
+/// statements are prepared on their own, outside any transaction.
+pub fn side_pool(opts: PgConnectOptions, timeout: Duration) -> DatabaseConnection {
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .min_connections(0)
         .acquire_timeout(timeout)
         .connect_lazy_with(opts);
-    service::tx::Autocommit::new(pool, tx)
+    SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
 }
 
 /// The session settings sent as startup options (or, through a pooler, set

@@ -794,11 +794,7 @@ async fn replay(
             return Err(Refusal::not_committed());
         }
     }
-    if let Err(err) = service::audit::record_reads(&tx, reads).await {
-        tracing::error!(error = %err, "recording a replay's READ events");
-        return Err(Refusal::not_committed());
-    }
-    match guard::commit(tx).await {
+    match guard::commit_with_reads(tx, reads).await {
         Ok(()) => Ok(Answer::Replayed(body)),
         Err(err) => {
             tracing::error!(error = %err, "a replay did not commit");

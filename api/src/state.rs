@@ -79,21 +79,12 @@ impl AppState {
                 Duration::from_secs(config.read_your_writes_seconds),
             ))
         });
-        // Behind a transaction-mode pooler, the counters go directly to
-        // PostgreSQL: a login holds its request's server connection while
-        // it counts, and through the pooler as many concurrent logins as
-        // it has server connections would wait on each other.
-        let (side_opts, side_tx) = if config.db_transaction_pooler {
-            (
-                db::direct_options(&config, owner_url)?,
-                service::tx::TxOptions::default(),
-            )
-        } else {
-            (opts.clone(), tx_options.clone())
-        };
+        // The counters go directly to PostgreSQL: behind a transaction-mode
+        // pooler, a login holds its request's server connection while it
+        // counts, and as many concurrent logins as the pooler has server
+        // connections would wait on each other.
         let side = db::side_pool(
-            side_opts,
-            side_tx,
+            db::direct_options(&config, owner_url)?,
             Duration::from_millis(config.db_acquire_timeout_ms),
         );
         let db = db::connect_runtime(

@@ -66,14 +66,16 @@ pub fn reads_statement(patients: &[Uuid]) -> Option<String> {
     if patients.is_empty() {
         return None;
     }
-    let ids: Vec<String> = patients
-        .iter()
-        .map(|id| id.hyphenated().to_string())
-        .collect();
-    Some(format!(
-        "SELECT app.record_event('READ', 'patients', '{{{}}}'::uuid[], NULL)",
-        ids.join(",")
-    ))
+    let mut sql = String::with_capacity(80 + patients.len() * 37);
+    sql.push_str("SELECT app.record_event('READ', 'patients', '{");
+    for (i, id) in patients.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    }
+    sql.push_str("}'::uuid[], NULL)");
+    Some(sql)
 }
 
 /// Which audit events to list.

@@ -4,7 +4,10 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 use entity::{organization, user_session};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    Statement,
+};
 use serde_json::json;
 
 use crate::Tx;
@@ -83,7 +86,7 @@ struct OpenedSession {
 pub struct LoginSettings {
     /// Connections outside the request's transaction, so that a counted
     /// attempt stays counted when the login's transaction rolls back.
-    pub counters: crate::tx::Autocommit,
+    pub counters: DatabaseConnection,
     pub attempts: AttemptLimits,
     /// How long a session lasts (the token's lifetime).
     pub session_ttl: chrono::Duration,

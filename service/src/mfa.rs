@@ -477,7 +477,7 @@ pub async fn disable(
 /// when it rolls back), under a key of their own per user (` mfa:<user>`),
 /// and per client address together with password attempts.
 pub struct Attempts<'a> {
-    pub counters: &'a crate::tx::Autocommit,
+    pub counters: &'a sea_orm::DatabaseConnection,
     pub limits: crate::auth::AttemptLimits,
     /// The client's address as attempts are counted (see
     /// `auth::limit_key`).
