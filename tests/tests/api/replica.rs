@@ -190,3 +190,36 @@ async fn an_unreachable_replica_leaves_the_primary_to_answer() {
     // Tried once; then skipped for a while rather than waited for.
     assert_eq!(app.state.metrics.replica_fallbacks.get(), 1);
 }
+
+#[tokio::test]
+async fn a_batch_with_a_mutation_runs_wholly_on_the_primary_and_commits_it() {
+    let app = spawn_app_with_replica(|c| c.read_your_writes_seconds = 0).await;
+    let token = app.login_as("admin@northside.example").await;
+    until_read_on_replica(&app, &token).await;
+    let listed = app.graphql(Some(&token), PATIENTS, json!({})).await;
+    let id = listed["data"]["patients"]["edges"][0]["node"]["id"].clone();
+    let before = reads_on_replica(&app);
+    let (_, res) = app
+        .post(
+            Some(&token),
+            &json!([
+                { "query": "mutation($id: UUID!) { updatePatient(id: $id, input: { firstName: \"Batched\" }) { firstName } }",
+                  "variables": { "id": id } },
+                { "query": "{ patient(id: \"not-a-uuid\") { id } }" },
+            ]),
+        )
+        .await;
+    assert_eq!(
+        res[0]["data"]["updatePatient"]["firstName"], "Batched",
+        "{res}"
+    );
+    assert_eq!(error_codes(&res[1]), ["BAD_USER_INPUT"], "{res}");
+    assert_eq!(reads_on_replica(&app), before, "not on the replica");
+    let owner = app.db.owner().await;
+    let name: String = sqlx::query_scalar("SELECT first_name FROM patients WHERE id = $1")
+        .bind(id.as_str().unwrap().parse::<uuid::Uuid>().unwrap())
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(name, "Batched");
+}
