@@ -455,7 +455,8 @@ async fn export_claims(
         .into_iter()
         .map(|c| c.patient_id)
         .collect();
-    service::audit::record_reads(&tx, &patients)
+    // Claims are the whole clinic's: nobody reaches one by break-glass.
+    service::audit::record_reads(&tx, &patients, &[])
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     // Written beside its final name before the commit, renamed after it:

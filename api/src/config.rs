@@ -341,6 +341,12 @@ pub struct Config {
     /// Failed logins allowed per client IP in a 15-minute window; more: RATE_LIMITED.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP", default_value_t = 20)]
     pub login_attempts_per_ip: u32,
+
+    /// Longest break-glass (emergency) access a staff member may open, in
+    /// minutes: 1 to 1440. An opening lasts 60 minutes unless it asks
+    /// otherwise (or this is lower).
+    #[arg(long, env = "BREAK_GLASS_MAX_MINUTES", default_value_t = 240)]
+    pub break_glass_max_minutes: u32,
 }
 
 impl Config {
@@ -432,6 +438,11 @@ impl Config {
         anyhow::ensure!(
             self.max_query_nesting > 0 && self.max_query_nesting <= 256,
             "MAX_QUERY_NESTING must be 1 to 256 (the parser recurses once per level)"
+        );
+        anyhow::ensure!(
+            (1..=service::break_glass::HARD_MAX_MINUTES).contains(&self.break_glass_max_minutes),
+            "BREAK_GLASS_MAX_MINUTES must be 1 to {}",
+            service::break_glass::HARD_MAX_MINUTES
         );
         anyhow::ensure!(
             self.idempotency_ttl_hours > 0,

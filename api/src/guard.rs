@@ -127,16 +127,21 @@ pub async fn open_quiet(
 /// may not have been) saved. Fails when something still holds the
 /// transaction (a bug): it is then rolled back when the last holder lets go.
 pub async fn commit(tx: Arc<Tx>) -> Result<(), CommitError> {
-    commit_with_reads(tx, &[]).await
+    commit_with_reads(tx, &[], &[]).await
 }
 
 /// [`commit`], recording the READ of `patients` in the same round trip as
-/// `COMMIT`: both happen, or neither.
-pub async fn commit_with_reads(tx: Arc<Tx>, patients: &[uuid::Uuid]) -> Result<(), CommitError> {
+/// `COMMIT`: both happen, or neither. Those the caller reached only by
+/// break-glass (among `break_glass`) are recorded as BREAK_GLASS_READ.
+pub async fn commit_with_reads(
+    tx: Arc<Tx>,
+    patients: &[uuid::Uuid],
+    break_glass: &[uuid::Uuid],
+) -> Result<(), CommitError> {
     let Ok(tx) = Arc::try_unwrap(tx) else {
         return Err(CommitError::Shared);
     };
-    match service::audit::reads_statement(patients) {
+    match service::audit::reads_statement(patients, break_glass) {
         Some(reads) => tx.commit_after(&reads).await,
         None => tx.commit().await,
     }

@@ -598,7 +598,14 @@ async fn run(
         let ttl = chrono::Duration::hours(i64::from(state.config.idempotency_ttl_hours));
         match idempotency::claim(&tx, key, &request_hash(&prepared), ttl).await {
             Ok(Claim::New) => {}
-            Ok(Claim::Replay { body, reads }) => return replay(tx, body, &reads).await,
+            Ok(Claim::Replay { body, reads }) => {
+                let break_glass = viewer
+                    .actor
+                    .as_ref()
+                    .map(|a| a.break_glass.to_vec())
+                    .unwrap_or_default();
+                return replay(tx, body, &reads, &break_glass).await;
+            }
             Ok(Claim::Mismatch) => {
                 return Err(Refusal::because(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -658,15 +665,24 @@ async fn run(
     finalize(&mut response, id);
 
     let reads = scope.take_reads();
+    let break_glass = scope.break_glass();
     drop(scope);
     if tx.is_aborted() {
         tracing::error!("the request's transaction was aborted; rolling back");
         return Err(Refusal::not_committed());
     }
     if let Some((meta, viewer)) = primary_meta {
-        return audit_on_primary(state, tx, claims.as_ref(), &meta, &viewer, &reads)
-            .await
-            .map(|()| Answer::Executed(response));
+        return audit_on_primary(
+            state,
+            tx,
+            claims.as_ref(),
+            &meta,
+            &viewer,
+            &reads,
+            &break_glass,
+        )
+        .await
+        .map(|()| Answer::Executed(response));
     }
     if let Some(key) = &idempotency_key {
         let stored = serde_json::to_string(&response).map_err(|err| {
@@ -679,7 +695,7 @@ async fn run(
         }
     }
     // The READ audit travels with COMMIT: both happen, or neither.
-    match guard::commit_with_reads(tx, &reads).await {
+    match guard::commit_with_reads(tx, &reads, &break_glass).await {
         Ok(()) => {
             if let (Some(replica), Some(claims)) = (&state.replica, &claims)
                 && is_mutation
@@ -734,6 +750,7 @@ async fn audit_on_primary(
     meta: &RequestMeta,
     replica_viewer: &service::context::Viewer,
     reads: &[uuid::Uuid],
+    break_glass: &[uuid::Uuid],
 ) -> Result<(), Refusal> {
     let deferred = replica_tx.take_deferred();
     // The read-only transaction has nothing to keep.
@@ -766,7 +783,7 @@ async fn audit_on_primary(
             return Err(Refusal::not_committed());
         }
     }
-    guard::commit_with_reads(tx, reads)
+    guard::commit_with_reads(tx, reads, break_glass)
         .await
         .map_err(commit_refusal)
 }
@@ -778,6 +795,7 @@ async fn replay(
     tx: Arc<service::Tx>,
     body: String,
     reads: &[uuid::Uuid],
+    break_glass: &[uuid::Uuid],
 ) -> Result<Answer, Refusal> {
     match idempotency::all_visible(&tx, reads).await {
         Ok(true) => {}
@@ -794,7 +812,7 @@ async fn replay(
             return Err(Refusal::not_committed());
         }
     }
-    match guard::commit_with_reads(tx, reads).await {
+    match guard::commit_with_reads(tx, reads, break_glass).await {
         Ok(()) => Ok(Answer::Replayed(body)),
         Err(err) => {
             tracing::error!(error = %err, "a replay did not commit");

@@ -25,6 +25,10 @@ pub enum AuditAction {
     Logout,
     #[sea_orm(string_value = "ACCESS_DENIED")]
     AccessDenied,
+    #[sea_orm(string_value = "BREAK_GLASS")]
+    BreakGlass,
+    #[sea_orm(string_value = "BREAK_GLASS_READ")]
+    BreakGlassRead,
 }
 
 /// The table has no foreign keys (events outlive what they describe), so

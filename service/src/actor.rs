@@ -112,6 +112,10 @@ pub struct Actor {
     pub portal: Option<Arc<PortalScope>>,
     /// For staff limited to some facilities: their ids (`None`: every one).
     pub facility_scope: Option<Arc<[Uuid]>>,
+    /// Patients outside that scope this session opened in an emergency
+    /// (break-glass), while each opening lasts: the database's policies
+    /// admit their rows, and reads of them are audited as such.
+    pub break_glass: Arc<[Uuid]>,
 }
 
 impl Actor {

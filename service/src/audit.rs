@@ -43,38 +43,60 @@ pub async fn record_event(
 /// The READ of every patient whose data a request returned — one event
 /// listing them all (`resource_ids`), or naming the one — so a compliance
 /// officer can answer "who looked at this patient's record, and when".
+/// Patients the caller reached only through break-glass (`break_glass`)
+/// are recorded apart, as one BREAK_GLASS_READ.
 #[tracing::instrument(skip_all, name = "audit.record_reads", level = "debug", fields(patients = patients.len()))]
-pub async fn record_reads(tx: &Tx, patients: &[Uuid]) -> ServiceResult<()> {
-    if patients.is_empty() {
-        return Ok(());
+pub async fn record_reads(tx: &Tx, patients: &[Uuid], break_glass: &[Uuid]) -> ServiceResult<()> {
+    for (action, ids) in by_access(patients, break_glass) {
+        tx.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT app.record_event($1, 'patients', $2::uuid[], NULL)",
+            [action.into(), uuid_array(ids)],
+        ))
+        .await
+        .or_db("recording READ events")?;
     }
-    tx.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT app.record_event('READ', 'patients', $1::uuid[], NULL)",
-        [uuid_array(patients.iter().copied())],
-    ))
-    .await
-    .or_db("recording READ events")?;
     Ok(())
 }
 
-/// The statement [`record_reads`] runs, as text to send with `COMMIT` in
+/// The read patients split by how the caller reached them: the READ event
+/// and the BREAK_GLASS_READ event to write (each only when it lists
+/// someone).
+fn by_access(patients: &[Uuid], break_glass: &[Uuid]) -> Vec<(&'static str, Vec<Uuid>)> {
+    let (glass, ordinary): (Vec<Uuid>, Vec<Uuid>) =
+        patients.iter().partition(|p| break_glass.contains(p));
+    [("READ", ordinary), ("BREAK_GLASS_READ", glass)]
+        .into_iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect()
+}
+
+/// The statements [`record_reads`] runs, as text to send with `COMMIT` in
 /// one round trip ([`RequestTx::commit_after`](crate::tx::RequestTx::commit_after));
-/// `None` when no patient was read. Its only values are patient ids, which
-/// this program formats (hexadecimal digits and dashes): no client byte.
-pub fn reads_statement(patients: &[Uuid]) -> Option<String> {
-    if patients.is_empty() {
+/// `None` when no patient was read. Its only values are the action names
+/// above and patient ids, which this program formats (hexadecimal digits
+/// and dashes): no client byte.
+pub fn reads_statement(patients: &[Uuid], break_glass: &[Uuid]) -> Option<String> {
+    let events = by_access(patients, break_glass);
+    if events.is_empty() {
         return None;
     }
-    let mut sql = String::with_capacity(80 + patients.len() * 37);
-    sql.push_str("SELECT app.record_event('READ', 'patients', '{");
-    for (i, id) in patients.iter().enumerate() {
-        if i > 0 {
-            sql.push(',');
+    let mut sql = String::with_capacity(80 * events.len() + patients.len() * 37);
+    for (n, (action, ids)) in events.iter().enumerate() {
+        if n > 0 {
+            sql.push_str("; ");
         }
-        sql.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+        sql.push_str("SELECT app.record_event('");
+        sql.push_str(action);
+        sql.push_str("', 'patients', '{");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+        }
+        sql.push_str("}'::uuid[], NULL)");
     }
-    sql.push_str("}'::uuid[], NULL)");
     Some(sql)
 }
 

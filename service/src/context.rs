@@ -188,7 +188,7 @@ fn statement(
     };
     format!(
         "SELECT role, is_super_admin, consent_required, portal_scope, facility_scope, \
-         mfa_required FROM app.begin_request(\
+         mfa_required, break_glass FROM app.begin_request(\
          {}, ({})::inet, {}, {}, {}, {}, {idle_minutes}, {}, {})",
         text_sql(Some(&meta.request_id)),
         text_sql(ip.as_deref()),
@@ -234,6 +234,8 @@ fn viewer_of(row: &QueryResult, who: SessionOf) -> Result<Viewer, ContextError> 
     let facility_scope: Option<Vec<uuid::Uuid>> = row
         .try_get("", "facility_scope")
         .context("facility_scope")?;
+    let break_glass: Option<Vec<uuid::Uuid>> =
+        row.try_get("", "break_glass").context("break_glass")?;
     Ok(Viewer {
         actor: Some(Actor {
             user: who.user,
@@ -243,6 +245,7 @@ fn viewer_of(row: &QueryResult, who: SessionOf) -> Result<Viewer, ContextError> 
             impersonating: who.impersonate,
             portal,
             facility_scope: facility_scope.map(Arc::from),
+            break_glass: break_glass.map(Arc::from).unwrap_or_else(|| Arc::from([])),
         }),
         is_super_admin: row
             .try_get("", "is_super_admin")

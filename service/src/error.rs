@@ -88,6 +88,11 @@ vocabulary! {
         MfaNotEnrolled => "MFA_NOT_ENROLLED",
         /// Disabling a second factor the user does not have.
         MfaNotEnabled => "MFA_NOT_ENABLED",
+        /// Break-glass by someone whose scope already covers every patient
+        /// of the clinic: there is nothing to open.
+        BreakGlassNotNeeded => "BREAK_GLASS_NOT_NEEDED",
+        /// A break-glass opening is reviewed once.
+        AlreadyReviewed => "ALREADY_REVIEWED",
     }
 }
 
@@ -155,6 +160,8 @@ vocabulary! {
         /// The clinic requires a second factor of the caller's role and they
         /// have none yet: they may only enrol one.
         MfaEnrolmentRequired => "MFA_ENROLMENT_REQUIRED",
+        /// Nobody reviews their own break-glass opening.
+        OwnBreakGlass => "OWN_BREAK_GLASS",
     }
 }
 

@@ -30,16 +30,18 @@ pub enum NotificationKind {
     AppointmentCancelled,
     ClaimStatus,
     ConsentRequired,
+    BreakGlass,
 }
 
 impl NotificationKind {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::NewMessage,
         Self::AppointmentBooked,
         Self::AppointmentChanged,
         Self::AppointmentCancelled,
         Self::ClaimStatus,
         Self::ConsentRequired,
+        Self::BreakGlass,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +52,7 @@ impl NotificationKind {
             Self::AppointmentCancelled => "APPOINTMENT_CANCELLED",
             Self::ClaimStatus => "CLAIM_STATUS",
             Self::ConsentRequired => "CONSENT_REQUIRED",
+            Self::BreakGlass => "BREAK_GLASS",
         }
     }
 

@@ -2,6 +2,7 @@
 //! operation limits.
 
 pub mod batches;
+pub mod break_glass;
 pub mod cache;
 pub mod facilities;
 pub mod inputs;
@@ -84,6 +85,9 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
         .override_output_type_description::<msg::NotificationConnection>(
             msg::NOTIFICATION_CONNECTION_DESCRIPTION,
         )
+        .override_output_type_description::<types::break_glass::BreakGlassEventConnection>(
+            types::break_glass::CONNECTION_DESCRIPTION,
+        )
 }
 
 /// The schema with the limits and switches of `config`, and the values
@@ -101,6 +105,9 @@ pub fn build(
         .data(tokens)
         .data(login)
         .data(keyring)
+        .data(break_glass::BreakGlassLimit {
+            max_minutes: config.break_glass_max_minutes,
+        })
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(config.max_query_depth.max(32));

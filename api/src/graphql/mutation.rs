@@ -54,6 +54,7 @@ pub struct Mutation(
     super::facilities::FacilityMutation,
     super::payments::PaymentMutation,
     super::messaging::MessagingMutation,
+    super::break_glass::BreakGlassMutation,
     super::mfa::MfaMutation,
 );
 

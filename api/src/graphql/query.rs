@@ -31,6 +31,7 @@ pub struct Query(
     super::therapy::TherapyQuery,
     super::facilities::FacilityQuery,
     super::messaging::MessagingQuery,
+    super::break_glass::BreakGlassQuery,
 );
 
 #[derive(Default)]

@@ -19,6 +19,9 @@ pub struct RequestScope {
     pub viewer: Viewer,
     pub meta: RequestMeta,
     reads: Mutex<BTreeSet<Uuid>>,
+    /// Patients opened by break-glass within this request (the viewer's
+    /// context, set before, does not list them).
+    opened: Mutex<BTreeSet<Uuid>>,
 }
 
 impl RequestScope {
@@ -28,6 +31,7 @@ impl RequestScope {
             viewer,
             meta,
             reads: Mutex::default(),
+            opened: Mutex::default(),
         }
     }
 
@@ -43,6 +47,29 @@ impl RequestScope {
             .lock()
             .map(|mut r| std::mem::take(&mut *r).into_iter().collect())
             .unwrap_or_default()
+    }
+
+    /// Notes that this request opened `patient` by break-glass: its reads
+    /// from now on are audited as such.
+    pub fn opened_break_glass(&self, patient: Uuid) {
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.insert(patient);
+        }
+    }
+
+    /// The patients the caller reaches only through break-glass: those of
+    /// the session's live openings, and those opened within this request.
+    pub fn break_glass(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .viewer
+            .actor
+            .as_ref()
+            .map(|a| a.break_glass.to_vec())
+            .unwrap_or_default();
+        if let Ok(opened) = self.opened.lock() {
+            ids.extend(opened.iter().copied());
+        }
+        ids
     }
 
     /// Runs one mutation in a savepoint: if it fails, everything it wrote is

@@ -563,6 +563,7 @@ impl Connection {
             }
             drop(loaders);
             let reads = scope.take_reads();
+            let break_glass = scope.break_glass();
             drop(scope);
             if answers.is_empty() {
                 return Ok(Vec::new());
@@ -571,7 +572,7 @@ impl Connection {
                 tracing::error!("a live delivery's transaction was aborted; nothing sent");
                 return Ok(Vec::new());
             }
-            if let Err(err) = service::audit::record_reads(&tx, &reads).await {
+            if let Err(err) = service::audit::record_reads(&tx, &reads, &break_glass).await {
                 tracing::error!(error = %err, "recording a live delivery's READ events");
                 return Ok(Vec::new());
             }

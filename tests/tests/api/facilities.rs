@@ -16,10 +16,10 @@ use crate::database::fixtures::{org, patient, provider, sqlstate, user};
 use crate::support::app::{TestApp, error_codes, first_error, spawn_app};
 use crate::support::valid_npi;
 
-const ADMIN: &str = "admin@northside.example";
-const TOM: &str = "frontdesk@northside.example";
-const ROSA: &str = "frontdesk.harlem@northside.example";
-const LAKESIDE_ADMIN: &str = "admin@lakeside.example";
+pub(crate) const ADMIN: &str = "admin@northside.example";
+pub(crate) const TOM: &str = "frontdesk@northside.example";
+pub(crate) const ROSA: &str = "frontdesk.harlem@northside.example";
+pub(crate) const LAKESIDE_ADMIN: &str = "admin@lakeside.example";
 
 const UWS: &str = "Northside Upper West Side";
 const HARLEM: &str = "Northside Harlem";
@@ -115,15 +115,15 @@ fn at(days: i64, hour: u32, minute: u32) -> DateTime<Utc> {
 }
 
 /// Northside, its two demo sites and the rows the tests name.
-struct Northside {
-    clinic: Uuid,
-    uws: Uuid,
-    harlem: Uuid,
-    okafor: Uuid,
-    hale: Uuid,
-    mensah: Uuid,
-    rosa: Uuid,
-    tom: Uuid,
+pub(crate) struct Northside {
+    pub(crate) clinic: Uuid,
+    pub(crate) uws: Uuid,
+    pub(crate) harlem: Uuid,
+    pub(crate) okafor: Uuid,
+    pub(crate) hale: Uuid,
+    pub(crate) mensah: Uuid,
+    pub(crate) rosa: Uuid,
+    pub(crate) tom: Uuid,
 }
 
 async fn facility_named(owner: &PgPool, clinic: Uuid, name: &str) -> Uuid {
@@ -135,7 +135,7 @@ async fn facility_named(owner: &PgPool, clinic: Uuid, name: &str) -> Uuid {
         .expect("a demo facility")
 }
 
-async fn northside(owner: &PgPool) -> Northside {
+pub(crate) async fn northside(owner: &PgPool) -> Northside {
     let clinic = org(owner, "northside").await;
     Northside {
         clinic,
@@ -155,7 +155,7 @@ async fn northside(owner: &PgPool) -> Northside {
 /// places none of them: see
 /// `the_demo_holds_northside_visits_at_its_two_sites`.) The isolation tests
 /// do not rest on that.
-async fn place_visits(owner: &PgPool, ns: &Northside) {
+pub(crate) async fn place_visits(owner: &PgPool, ns: &Northside) {
     sqlx::query(
         "UPDATE appointments SET facility_id = CASE WHEN provider_id IN ($2, $3) THEN $4 ELSE $5 END
          WHERE organization_id = $1 AND facility_id IS NULL",
@@ -171,7 +171,7 @@ async fn place_visits(owner: &PgPool, ns: &Northside) {
 }
 
 /// Ids of the live appointments at a facility.
-async fn appointments_at(owner: &PgPool, facility: Uuid) -> Vec<Uuid> {
+pub(crate) async fn appointments_at(owner: &PgPool, facility: Uuid) -> Vec<Uuid> {
     sqlx::query_scalar(
         "SELECT id FROM appointments WHERE facility_id = $1 AND deleted_at IS NULL ORDER BY starts_at, id",
     )
@@ -721,7 +721,7 @@ async fn a_site_limited_user_must_name_the_facility_of_a_booking() {
 }
 
 /// Makes Rosa an ADMIN of Northside, still limited to Harlem.
-async fn rosa_as_admin(owner: &PgPool, ns: &Northside) {
+pub(crate) async fn rosa_as_admin(owner: &PgPool, ns: &Northside) {
     sqlx::query(
         "UPDATE organization_memberships SET role = 'ADMIN' WHERE user_id = $1 AND organization_id = $2",
     )

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod billing;
 mod billing_accounts;
+mod break_glass;
 mod care_team;
 mod claims;
 mod clients;

@@ -160,8 +160,8 @@ pub enum ConsentKind {
 pub enum AuditAction {
     /// A row was created.
     Create,
-    /// A patient's data was returned to the caller: one event per patient
-    /// per request.
+    /// Patients' data was returned to the caller: one event per request,
+    /// naming the patient (`resourceId`) or listing them (`resourceIds`).
     Read,
     /// A row was changed.
     Update,
@@ -174,6 +174,12 @@ pub enum AuditAction {
     /// A login was refused: wrong credentials, or a clinic the user may not
     /// act in.
     AccessDenied,
+    /// Emergency access to a patient outside the caller's scope was opened
+    /// (break-glass); `changes` holds the purpose, reason and expiry.
+    BreakGlass,
+    /// Patients' data was returned under break-glass access: like READ,
+    /// for the patients reached only through it.
+    BreakGlassRead,
 }
 
 /// What a staff credential is.

@@ -409,6 +409,9 @@ pub enum NotificationKind {
     ClaimStatus,
     /// The HIPAA notice in force awaits the user's signature.
     ConsentRequired,
+    /// Someone opened break-glass access to a patient: an admin's review
+    /// is due (`breakGlassEvents`).
+    BreakGlass,
 }
 
 #[derive(Clone)]
@@ -431,12 +434,12 @@ impl Notification {
             .ok_or_else(|| ApiError::internal().into())
     }
     /// The kind of thing it is about: `message_threads`, `appointments`,
-    /// `claims` or `consent_documents`.
+    /// `claims`, `consent_documents` or `break_glass_events`.
     async fn subject_type(&self) -> &str {
         &self.0.subject_type
     }
     /// The id of the thing it is about (a thread, an appointment, a claim,
-    /// a consent document).
+    /// a consent document, a break-glass opening).
     async fn subject_id(&self) -> Uuid {
         self.0.subject_id
     }
