@@ -115,11 +115,22 @@ impl AppState {
             tracing::warn!(rule = f.rule, detail = %f.detail, "security check failed");
         }
         if config.environment == Environment::Production && !findings.is_empty() {
+            // Every finding, each naming its object (a weakened catalog
+            // usually has a few, and the operator fixes them all at once).
+            let listed: Vec<String> = findings
+                .iter()
+                .take(20)
+                .map(|f| format!("{}: {}", f.rule, f.detail))
+                .collect();
             anyhow::bail!(
-                "refusing to serve: {} security check(s) failed, first: {}: {} (`caregate check` lists them)",
+                "refusing to serve: {} security check(s) failed: {}{} (`caregate check` lists them)",
                 findings.len(),
-                findings[0].rule,
-                findings[0].detail
+                listed.join("; "),
+                if findings.len() > listed.len() {
+                    "; …"
+                } else {
+                    ""
+                }
             );
         }
         let manifest = match &config.persisted_queries_file {

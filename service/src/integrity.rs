@@ -154,8 +154,10 @@ const SECURITY_CHECKS: &[(&str, &str)] = &[
         "every table is under forced row-level security with complete policies",
         // The two global tables: the migrations' own bookkeeping, and the
         // consent documents everyone signs (no clinic's data).
-        "SELECT format('%s: row-level security %s, forced %s, %s policies, %s without USING or WITH CHECK', \
-                       c.oid::regclass, c.relrowsecurity, c.relforcerowsecurity, \
+        "SELECT format('%s: row-level security %s, %s, %s policies, %s without USING or WITH CHECK', \
+                       c.oid::regclass, \
+                       CASE WHEN c.relrowsecurity THEN 'enabled' ELSE 'disabled' END, \
+                       CASE WHEN c.relforcerowsecurity THEN 'forced' ELSE 'not forced' END, \
                        (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid), \
                        (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid \
                           AND (p.polqual IS NULL \

@@ -402,3 +402,63 @@ async fn logging_in_with_an_old_token_still_attached_works() {
         assert!(res["data"]["login"]["token"].is_string(), "{bearer}: {res}");
     }
 }
+
+/// Builds a server on `db` in `environment` (with a production secret).
+async fn start_on(
+    db: &crate::support::db::TestDb,
+    environment: caregate::config::Environment,
+) -> anyhow::Result<caregate::server::Server> {
+    let mut config = crate::support::app::default_config();
+    config.database_url = Some(db.owner_url.clone());
+    config.app_database_url = None;
+    config.db_pool_size = 2;
+    config.environment = environment;
+    config.jwt_secret = Some("a-production-secret-of-at-least-32-bytes!".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    caregate::server::Server::build(config, &db.owner_url, listener).await
+}
+
+#[tokio::test]
+async fn production_refuses_to_serve_a_weakened_catalog_naming_each_object_and_development_warns() {
+    use caregate::config::Environment;
+    let db = crate::support::db::TestDb::seeded().await;
+    assert!(
+        start_on(&db, Environment::Production).await.is_ok(),
+        "the migrated catalog passes"
+    );
+    let owner = db.owner().await;
+    sqlx::raw_sql(q(format!(
+        "ALTER TABLE public.appointments NO FORCE ROW LEVEL SECURITY; \
+         ALTER POLICY tenant_isolation ON public.claims USING (true) WITH CHECK (true); \
+         CREATE POLICY peek ON public.patients USING (organization_id = app.current_tenant_id()); \
+         CREATE POLICY nosy ON public.providers FOR SELECT USING (EXISTS (SELECT 1 FROM public.patients)); \
+         ALTER ROLE caregate_app IN DATABASE {} SET app.tenant_id = '00000000-0000-0000-0000-000000000000'; \
+         ALTER FUNCTION app.open_break_glass(uuid, text, text, integer) RESET search_path;",
+        db.name
+    )))
+    .execute(&owner)
+    .await
+    .unwrap();
+
+    let refused = start_on(&db, Environment::Production)
+        .await
+        .err()
+        .expect("production refuses to serve");
+    let message = format!("{refused:#}");
+    assert!(message.contains("refusing to serve"), "{message}");
+    for object in [
+        "appointments: row-level security enabled, not forced",
+        "patients: row-level security enabled, forced, 2 policies, 1 without USING or WITH CHECK",
+        "policy nosy on providers runs a sub-query",
+        "app.tenant_id=00000000-0000-0000-0000-000000000000 set for caregate_app",
+        "app.open_break_glass(uuid,text,text,integer) has no search_path",
+    ] {
+        assert!(message.contains(object), "{object} in: {message}");
+    }
+    // A permissive policy is complete (USING and WITH CHECK): the catalog
+    // rules cannot judge what it admits — `caregate verify-isolation` does.
+    assert!(!message.contains("claims"), "{message}");
+
+    // Development starts, warning.
+    assert!(start_on(&db, Environment::Development).await.is_ok());
+}
