@@ -168,8 +168,9 @@ ALTER TABLE notification_preferences ADD CONSTRAINT notification_preferences_mut
 -- audit event), notifies the clinic's admins, and adds the patient to this
 -- transaction's scope so the access starts at once. Refused to portal
 -- users (ROLE), to staff whose scope already covers every patient
--- (BREAK_GLASS_NOT_NEEDED), and for a patient not of this clinic
--- (no_data_found, which the API answers as not found).
+-- (BREAK_GLASS_NOT_NEEDED), past 25 live openings in the session
+-- (BREAK_GLASS_LIMIT), and for a patient not of this clinic (no_data_found,
+-- which the API answers as not found).
 CREATE FUNCTION app.open_break_glass(p_patient uuid, p_purpose text, p_reason text, p_minutes integer)
 RETURNS SETOF break_glass_events
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
@@ -186,6 +187,14 @@ BEGIN
                    WHERE p.organization_id = app.current_tenant_id() AND p.id = p_patient
                      AND p.deleted_at IS NULL) THEN
         RAISE EXCEPTION 'no such patient' USING ERRCODE = 'no_data_found';
+    END IF;
+    -- A session holds a bounded number of live openings: every request's
+    -- context carries them, and an emergency concerns a few patients, not
+    -- a clinic's worth.
+    IF (SELECT count(*) FROM break_glass_events live
+        WHERE live.organization_id = app.current_tenant_id()
+          AND live.session_id = app.setting('app.session_id')::uuid AND live.expires_at > now()) >= 25 THEN
+        RAISE EXCEPTION 'BREAK_GLASS_LIMIT' USING ERRCODE = 'CG409';
     END IF;
     INSERT INTO break_glass_events (organization_id, user_id, session_id, patient_id, purpose, reason,
                                     expires_at)

@@ -91,6 +91,8 @@ vocabulary! {
         /// Break-glass by someone whose scope already covers every patient
         /// of the clinic: there is nothing to open.
         BreakGlassNotNeeded => "BREAK_GLASS_NOT_NEEDED",
+        /// A session already holds the most live break-glass openings (25).
+        BreakGlassLimit => "BREAK_GLASS_LIMIT",
         /// A break-glass opening is reviewed once.
         AlreadyReviewed => "ALREADY_REVIEWED",
     }

@@ -70,8 +70,9 @@ impl BreakGlassMutation {
     /// opening is audited (BREAK_GLASS), every read under it too
     /// (BREAK_GLASS_READ), and the clinic's admins are notified to review
     /// it. Portal users may not (FORBIDDEN ROLE); staff who already reach
-    /// every patient need not (CONFLICT BREAK_GLASS_NOT_NEEDED); a patient
-    /// of another clinic is NOT_FOUND.
+    /// every patient need not (CONFLICT BREAK_GLASS_NOT_NEEDED); a session
+    /// holds at most 25 live openings (CONFLICT BREAK_GLASS_LIMIT); a
+    /// patient of another clinic is NOT_FOUND.
     async fn break_glass(
         &self,
         ctx: &Context<'_>,

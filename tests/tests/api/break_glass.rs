@@ -494,6 +494,25 @@ async fn break_glass_is_refused_where_it_does_not_belong_and_nothing_is_written(
 
     assert_eq!(events_of(&s.owner, s.clinic).await, 0);
     assert!(!s.sees_elsewhere(&rosa).await);
+
+    // A session holds at most 25 live openings.
+    sqlx::query(
+        "INSERT INTO break_glass_events (organization_id, user_id, session_id, patient_id,
+                                         purpose, reason, expires_at)
+         SELECT $1, $2, s.id, $3, 'BTG', 'earlier', now() + interval '1 hour'
+         FROM (SELECT id FROM user_sessions WHERE user_id = $2 ORDER BY created_at DESC LIMIT 1) s,
+              generate_series(1, 25)",
+    )
+    .bind(s.clinic)
+    .bind(s.rosa)
+    .bind(other)
+    .execute(&s.owner)
+    .await
+    .unwrap();
+    let res = s.app.graphql(Some(&rosa), OPEN, opening(s.jonathan)).await;
+    assert_eq!(error_codes(&res), ["CONFLICT"]);
+    assert_eq!(first_error(&res)["reason"], "BREAK_GLASS_LIMIT");
+    assert!(!s.sees_elsewhere(&rosa).await);
     let opened: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'BREAK_GLASS'")
             .fetch_one(&s.owner)
