@@ -188,6 +188,17 @@ impl Refusal {
         Self::new(status, ApiError::because(code, reason, message), "rejected")
     }
 
+    /// A retried request whose stored answer shows patients the caller may
+    /// no longer see (or no longer through break-glass).
+    fn already_processed() -> Self {
+        Self::because(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            RequestReason::AlreadyProcessed,
+            "this request was already processed; its answer shows patients you may no longer see",
+        )
+    }
+
     /// The database cannot be reached (or every connection is busy).
     fn unavailable(message: &str) -> Self {
         Self {
@@ -598,12 +609,21 @@ async fn run(
         let ttl = chrono::Duration::hours(i64::from(state.config.idempotency_ttl_hours));
         match idempotency::claim(&tx, key, &request_hash(&prepared), ttl).await {
             Ok(Claim::New) => {}
-            Ok(Claim::Replay { body, reads }) => {
+            Ok(Claim::Replay {
+                body,
+                reads,
+                break_glass_reads,
+            }) => {
                 let break_glass = viewer
                     .actor
                     .as_ref()
                     .map(|a| a.break_glass.to_vec())
                     .unwrap_or_default();
+                // An answer that showed a patient through break-glass is
+                // shown again only while this session's access lasts.
+                if !break_glass_reads.iter().all(|p| break_glass.contains(p)) {
+                    return Err(Refusal::already_processed());
+                }
                 return replay(tx, body, &reads, &break_glass).await;
             }
             Ok(Claim::Mismatch) => {
@@ -689,7 +709,12 @@ async fn run(
             tracing::error!(error = %err, "serializing an idempotent response");
             Refusal::not_committed()
         })?;
-        if let Err(err) = idempotency::store(&tx, key, stored, &reads).await {
+        let break_glass_reads: Vec<uuid::Uuid> = reads
+            .iter()
+            .filter(|p| break_glass.contains(p))
+            .copied()
+            .collect();
+        if let Err(err) = idempotency::store(&tx, key, stored, &reads, &break_glass_reads).await {
             tracing::error!(error = %err, "storing an idempotent response");
             return Err(Refusal::not_committed());
         }
@@ -799,14 +824,7 @@ async fn replay(
 ) -> Result<Answer, Refusal> {
     match idempotency::all_visible(&tx, reads).await {
         Ok(true) => {}
-        Ok(false) => {
-            return Err(Refusal::because(
-                StatusCode::CONFLICT,
-                ErrorCode::Conflict,
-                RequestReason::AlreadyProcessed,
-                "this request was already processed; its answer shows patients you may no longer see",
-            ));
-        }
+        Ok(false) => return Err(Refusal::already_processed()),
         Err(err) => {
             tracing::error!(error = %err, "checking a replay");
             return Err(Refusal::not_committed());

@@ -1,4 +1,5 @@
 DROP FUNCTION app.open_break_glass(uuid, text, text, integer);
+ALTER TABLE idempotency_keys DROP COLUMN break_glass_reads;
 
 DELETE FROM notifications WHERE kind = 'BREAK_GLASS';
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;

@@ -55,8 +55,8 @@ CREATE POLICY tenant_isolation ON break_glass_events
 -- Openings are written by `app.open_break_glass` only; a review writes
 -- its outcome and comment (the trigger below adds who and when).
 GRANT SELECT, UPDATE (outcome, review_comment) ON break_glass_events TO caregate_app;
-GRANT SELECT, INSERT ON break_glass_events TO caregate_definer;
-GRANT SELECT ON patients, organization_memberships TO caregate_definer;
+GRANT SELECT, INSERT, UPDATE (expires_at) ON break_glass_events TO caregate_definer;
+GRANT SELECT ON patients, organization_memberships, user_sessions TO caregate_definer;
 
 CREATE TRIGGER break_glass_events_audit AFTER INSERT OR UPDATE OR DELETE ON break_glass_events
     FOR EACH ROW EXECUTE FUNCTION app.audit_row();
@@ -93,28 +93,25 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT coalesce(nullif(current_setting('app.break_glass', true), '')::uuid[], '{}')
 $$;
 
--- The facility-scoped tables admit the rows of a patient opened by
--- break-glass, wherever they took place.
+-- The facility-scoped tables let a patient opened by break-glass be READ
+-- wherever their care took place (USING); writes stay within the caller's
+-- own sites (WITH CHECK unchanged): emergency access is to the record.
 ALTER POLICY tenant_isolation ON appointments
     USING (organization_id = app.current_tenant_id()
            AND (app.is_staff() OR patient_id = ANY (app.patient_scope('appointments')))
-           AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())))
-    WITH CHECK (organization_id = app.current_tenant_id()
-                AND (app.is_staff() OR patient_id = ANY (app.patient_scope('schedule')))
-                AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())));
+           AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())));
 ALTER POLICY tenant_isolation ON therapy_sessions
     USING (organization_id = app.current_tenant_id()
            AND (app.is_staff() OR patient_id = ANY (app.patient_scope('notes')))
-           AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())))
-    WITH CHECK (organization_id = app.current_tenant_id() AND app.has_role('PROVIDER')
-                AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())));
+           AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())));
 ALTER POLICY tenant_isolation ON session_events
     USING (organization_id = app.current_tenant_id()
            AND (app.is_staff() OR patient_id = ANY (app.patient_scope('notes')))
-           AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())))
-    WITH CHECK (organization_id = app.current_tenant_id() AND app.has_role('PROVIDER')
-                AND recorded_by = app.current_user_id()
-                AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())));
+           AND (app.in_facility_scope(facility_id) OR patient_id = ANY (app.break_glass_patients())));
+
+-- A retried mutation's stored answer remembers which patients it showed
+-- through break-glass: it is replayed only while that access lasts.
+ALTER TABLE idempotency_keys ADD COLUMN break_glass_reads uuid[] NOT NULL DEFAULT '{}';
 
 -- Two kinds of audit event: the opening, and a read under it.
 ALTER TABLE audit_events DROP CONSTRAINT audit_events_action_check;
@@ -176,11 +173,27 @@ RETURNS SETOF break_glass_events
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     g break_glass_events%ROWTYPE;
+    v_session uuid := app.setting('app.session_id')::uuid;
+    v_sites uuid[];
 BEGIN
     IF app.current_user_id() IS NULL OR app.current_tenant_id() IS NULL OR NOT app.is_staff() THEN
         RAISE EXCEPTION 'ROLE' USING ERRCODE = 'CG403';
     END IF;
-    IF app.facility_scope() IS NULL THEN
+    -- What the context says is checked against the rows it came from: a
+    -- live session of this user in this clinic, and their membership.
+    IF NOT EXISTS (SELECT 1 FROM user_sessions s
+                   WHERE s.id = v_session AND s.user_id = app.current_user_id()
+                     AND s.organization_id = app.current_tenant_id()
+                     AND s.revoked_at IS NULL AND s.expires_at > now()) THEN
+        RAISE EXCEPTION 'ROLE' USING ERRCODE = 'CG403';
+    END IF;
+    SELECT m.facility_scope INTO v_sites FROM organization_memberships m
+    WHERE m.organization_id = app.current_tenant_id() AND m.user_id = app.current_user_id()
+      AND m.deleted_at IS NULL AND m.role IN ('ADMIN', 'PROVIDER', 'STAFF');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'ROLE' USING ERRCODE = 'CG403';
+    END IF;
+    IF v_sites IS NULL OR app.facility_scope() IS NULL THEN
         RAISE EXCEPTION 'BREAK_GLASS_NOT_NEEDED' USING ERRCODE = 'CG409';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM patients p
@@ -191,14 +204,23 @@ BEGIN
     -- A session holds a bounded number of live openings: every request's
     -- context carries them, and an emergency concerns a few patients, not
     -- a clinic's worth.
+    -- Openings of one session are counted one at a time (concurrent
+    -- openings would each see the count before the others).
+    PERFORM pg_advisory_xact_lock(hashtextextended('caregate.break_glass:' || v_session::text, 0));
+    -- One live opening per patient and session: a new one supersedes it
+    -- (so an INAPPROPRIATE review of the live one ends the access).
+    UPDATE break_glass_events live
+    SET expires_at = greatest(now(), live.opened_at + interval '1 microsecond')
+    WHERE live.organization_id = app.current_tenant_id() AND live.session_id = v_session
+      AND live.patient_id = p_patient AND live.expires_at > now();
     IF (SELECT count(*) FROM break_glass_events live
         WHERE live.organization_id = app.current_tenant_id()
-          AND live.session_id = app.setting('app.session_id')::uuid AND live.expires_at > now()) >= 25 THEN
+          AND live.session_id = v_session AND live.expires_at > now()) >= 25 THEN
         RAISE EXCEPTION 'BREAK_GLASS_LIMIT' USING ERRCODE = 'CG409';
     END IF;
     INSERT INTO break_glass_events (organization_id, user_id, session_id, patient_id, purpose, reason,
                                     expires_at)
-    VALUES (app.current_tenant_id(), app.current_user_id(), app.setting('app.session_id')::uuid,
+    VALUES (app.current_tenant_id(), app.current_user_id(), v_session,
             p_patient, p_purpose, btrim(p_reason), now() + make_interval(mins => p_minutes))
     RETURNING * INTO g;
     INSERT INTO audit_events (organization_id, actor_user_id, impersonator_id, action, resource_type,

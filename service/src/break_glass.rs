@@ -86,7 +86,8 @@ pub struct Reason(String);
 impl Reason {
     pub fn parse(raw: &str) -> ServiceResult<Self> {
         let text = raw.trim();
-        if text.is_empty() {
+        // Blank or invisible text (zero-width spaces, say) says nothing.
+        if !text.chars().any(char::is_alphanumeric) {
             return Err(ServiceError::invalid("reason", "must say why"));
         }
         if text.chars().count() > MAX_REASON_CHARS {
@@ -309,6 +310,7 @@ mod tests {
             "unconscious on arrival"
         );
         assert!(Reason::parse("   ").is_err());
+        assert!(Reason::parse("\u{200b}\u{feff}").is_err());
         assert!(Reason::parse(&"x".repeat(1001)).is_err());
         assert!(Reason::parse(&"é".repeat(1000)).is_ok());
     }

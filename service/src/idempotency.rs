@@ -44,10 +44,12 @@ pub enum Claim {
     /// [`store`] its response before committing.
     New,
     /// The key was used for this same request: here is the answer it got
-    /// (JSON text, as sent) and the patients whose data it holds.
+    /// (JSON text, as sent), the patients whose data it holds, and those
+    /// of them it reached only through break-glass.
     Replay {
         body: String,
         reads: Vec<uuid::Uuid>,
+        break_glass_reads: Vec<uuid::Uuid>,
     },
     /// The key was used for a different request.
     Mismatch,
@@ -73,6 +75,7 @@ pub async fn claim(
              FROM (SELECT app.purge_expired_idempotency_keys($1)) AS purged \
              ON CONFLICT (organization_id, user_id, key) DO UPDATE \
                 SET request_hash = EXCLUDED.request_hash, response = NULL, read_patients = '{}', \
+                    break_glass_reads = '{}', \
                     created_at = now(), expires_at = EXCLUDED.expires_at \
               WHERE idempotency_keys.expires_at <= now() \
              RETURNING 1 AS claimed",
@@ -90,7 +93,8 @@ pub async fn claim(
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT request_hash, response, read_patients::text[] AS reads FROM idempotency_keys \
+            "SELECT request_hash, response, read_patients::text[] AS reads, \
+                    break_glass_reads::text[] AS break_glass_reads FROM idempotency_keys \
               WHERE organization_id = app.current_tenant_id() \
                 AND user_id = app.current_user_id() AND key = $1",
             [key.as_ref().into()],
@@ -109,39 +113,51 @@ pub async fn claim(
     let response: Option<String> = row
         .try_get("", "response")
         .or_db("reading an idempotency key")?;
-    let reads: Vec<String> = row
-        .try_get("", "reads")
-        .or_db("reading an idempotency key")?;
-    let reads = reads
-        .iter()
-        .map(|id| id.parse())
-        .collect::<Result<Vec<uuid::Uuid>, _>>()
-        .map_err(|e| ServiceError::Unexpected(anyhow::anyhow!("a stored patient id: {e}")))?;
+    let ids = |column: &str| -> ServiceResult<Vec<uuid::Uuid>> {
+        let raw: Vec<String> = row
+            .try_get("", column)
+            .or_db("reading an idempotency key")?;
+        raw.iter()
+            .map(|id| id.parse())
+            .collect::<Result<Vec<uuid::Uuid>, _>>()
+            .map_err(|e| ServiceError::Unexpected(anyhow::anyhow!("a stored patient id: {e}")))
+    };
+    let reads = ids("reads")?;
+    let break_glass_reads = ids("break_glass_reads")?;
     // A committed claim always holds its response.
     let body = response.ok_or_else(|| {
         ServiceError::Unexpected(anyhow::anyhow!("an idempotency key holds no response"))
     })?;
-    Ok(Claim::Replay { body, reads })
+    Ok(Claim::Replay {
+        body,
+        reads,
+        break_glass_reads,
+    })
 }
 
-/// Stores the response of the request that claimed `key` (JSON text) and
-/// the patients whose data it holds, in its transaction.
+/// Stores the response of the request that claimed `key` (JSON text), the
+/// patients whose data it holds, and those of them it reached only through
+/// break-glass (a replay shows them only while that access lasts), in its
+/// transaction.
 #[tracing::instrument(skip_all, name = "idempotency.store", level = "debug", fields(reads = reads.len()))]
 pub async fn store(
     tx: &Tx,
     key: &IdempotencyKey,
     response: String,
     reads: &[uuid::Uuid],
+    break_glass_reads: &[uuid::Uuid],
 ) -> ServiceResult<()> {
     tx.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "UPDATE idempotency_keys SET response = $2, read_patients = $3::uuid[] \
+        "UPDATE idempotency_keys SET response = $2, read_patients = $3::uuid[], \
+                break_glass_reads = $4::uuid[] \
           WHERE organization_id = app.current_tenant_id() \
             AND user_id = app.current_user_id() AND key = $1",
         [
             key.as_ref().into(),
             response.into(),
             crate::sql::uuid_array(reads.iter().copied()),
+            crate::sql::uuid_array(break_glass_reads.iter().copied()),
         ],
     ))
     .await

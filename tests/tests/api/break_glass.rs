@@ -520,3 +520,175 @@ async fn break_glass_is_refused_where_it_does_not_belong_and_nothing_is_written(
             .unwrap();
     assert_eq!(opened, 0);
 }
+
+/// Sends `body` as Rosa would retry it: with an Idempotency-Key.
+async fn with_key(app: &TestApp, token: &str, key: &str, body: &Value) -> (u16, Value) {
+    let resp = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("sending");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn a_retried_opening_shows_its_answer_only_while_the_access_lasts() {
+    let s = scene().await;
+    let rosa = s.app.login_as(ROSA).await;
+    let admin = s.app.login_as(ADMIN).await;
+    let body = json!({ "query": OPEN, "variables": opening(s.jonathan) });
+    let (status, first) = with_key(&s.app, &rosa, "emergency-1", &body).await;
+    assert_eq!(status, 200);
+    let id = data(&first)["breakGlass"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // While it lasts, the retry gets the same answer, audited under it.
+    let (status, again) = with_key(&s.app, &rosa, "emergency-1", &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["data"], first["data"]);
+    assert_eq!(
+        audit_actions(&s.owner, s.rosa, s.jonathan)
+            .await
+            .last()
+            .map(String::as_str),
+        Some("BREAK_GLASS_READ")
+    );
+
+    // Judged inappropriate, the access ends — and so does the replay of
+    // the visits it showed, in this session or another.
+    let res = s
+        .app
+        .graphql(
+            Some(&admin),
+            REVIEW,
+            json!({ "id": id, "o": "INAPPROPRIATE" }),
+        )
+        .await;
+    data(&res);
+    let rosa_again = s.app.login_as(ROSA).await;
+    for token in [&rosa, &rosa_again] {
+        let (status, replay) = with_key(&s.app, token, "emergency-1", &body).await;
+        assert_eq!(status, 409, "{replay}");
+        assert_eq!(first_error(&replay)["reason"], "ALREADY_PROCESSED");
+        assert!(replay["data"].is_null(), "{replay}");
+    }
+}
+
+#[tokio::test]
+async fn break_glass_opens_the_record_for_reading_not_writing() {
+    let s = scene().await;
+    let rosa = s.app.login_as(ROSA).await;
+    data(&s.app.graphql(Some(&rosa), OPEN, opening(s.jonathan)).await);
+    let visit = &s.elsewhere[0];
+    let status_of = async || -> String {
+        sqlx::query_scalar("SELECT status::text FROM appointments WHERE id = $1")
+            .bind(Uuid::parse_str(visit).unwrap())
+            .fetch_one(&s.owner)
+            .await
+            .unwrap()
+    };
+    let before = status_of().await;
+    let res = s
+        .app
+        .graphql(
+            Some(&rosa),
+            "mutation($id: UUID!) { transitionAppointment(id: $id, to: CANCELLED, reason: \"x\") { id } }",
+            json!({ "id": visit }),
+        )
+        .await;
+    assert_eq!(error_codes(&res), ["NOT_FOUND"], "{res}");
+    assert_eq!(status_of().await, before);
+}
+
+#[tokio::test]
+async fn a_new_opening_supersedes_the_live_one_so_a_review_can_end_the_access() {
+    let s = scene().await;
+    let rosa = s.app.login_as(ROSA).await;
+    let admin = s.app.login_as(ADMIN).await;
+    let first =
+        data(&s.app.graphql(Some(&rosa), OPEN, opening(s.jonathan)).await)["breakGlass"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let second =
+        data(&s.app.graphql(Some(&rosa), OPEN, opening(s.jonathan)).await)["breakGlass"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let res = s.app.graphql(Some(&rosa), QUEUE, json!({})).await;
+    let edges = data(&res)["breakGlassEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let active = |id: &str| {
+        edges
+            .iter()
+            .find(|e| e["node"]["id"] == id)
+            .map(|e| e["node"]["active"].clone())
+    };
+    assert_eq!(active(&first), Some(json!(false)), "superseded");
+    assert_eq!(active(&second), Some(json!(true)));
+
+    let res = s
+        .app
+        .graphql(
+            Some(&admin),
+            REVIEW,
+            json!({ "id": second, "o": "INAPPROPRIATE" }),
+        )
+        .await;
+    data(&res);
+    assert!(!s.sees_elsewhere(&rosa).await);
+}
+
+#[tokio::test]
+async fn concurrent_openings_cannot_pass_the_limit_of_a_session() {
+    let s = scene().await;
+    let rosa = s.app.login_as(ROSA).await;
+    let patients: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM patients WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY id",
+    )
+    .bind(s.clinic)
+    .fetch_all(&s.owner)
+    .await
+    .unwrap();
+    // 22 live openings (of distinct patients, as the session already holds).
+    sqlx::query(
+        "INSERT INTO break_glass_events (organization_id, user_id, session_id, patient_id,
+                                         purpose, reason, expires_at)
+         SELECT $1, $2, s.id, $3, 'BTG', 'earlier', now() + interval '1 hour'
+         FROM (SELECT id FROM user_sessions WHERE user_id = $2 ORDER BY created_at DESC LIMIT 1) s,
+              generate_series(1, 22)",
+    )
+    .bind(s.clinic)
+    .bind(s.rosa)
+    .bind(patients[0])
+    .execute(&s.owner)
+    .await
+    .unwrap();
+    let attempts = patients.iter().skip(1).cycle().take(20).map(|p| {
+        let app = &s.app;
+        let rosa = &rosa;
+        async move { app.graphql(Some(rosa), OPEN, opening(*p)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let opened = results.iter().filter(|r| r["errors"].is_null()).count();
+    assert!(opened >= 1, "some openings went through");
+    for r in results.iter().filter(|r| !r["errors"].is_null()) {
+        assert_eq!(error_codes(r), ["CONFLICT"], "{r}");
+    }
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM break_glass_events WHERE user_id = $1 AND expires_at > now()",
+    )
+    .bind(s.rosa)
+    .fetch_one(&s.owner)
+    .await
+    .unwrap();
+    assert!(live <= 25, "{live} live openings");
+}
