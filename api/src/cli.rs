@@ -63,6 +63,12 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Prove against a running deployment that one clinic cannot reach
+    /// another's data: clinic A's token against clinic B's ids, over the
+    /// API (every id-taking query, node, and mutation from the live
+    /// schema) and, with --database, in the database's own row-level
+    /// security. Exit 0 when isolated, 1 on a leak, 2 when it could not run.
+    VerifyIsolation(crate::verify::VerifyArgs),
     /// Stop the private PostgreSQL cluster under --data-dir (the zero-setup
     /// run leaves it running so the next start is quick).
     StopDb,
@@ -159,6 +165,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         print!("{}", crate::graphql::sdl());
         return Ok(0);
     }
+    // Against a deployment of its own choosing: no local database is
+    // opened or started for it.
+    if let Some(Command::VerifyIsolation(args)) = cli.command {
+        return Ok(crate::verify::run(args, &cli.config).await);
+    }
     if let Some(Command::StopDb) = cli.command {
         let data_dir = cli.config.data_dir.clone();
         return tokio::task::spawn_blocking(move || crate::cluster::stop(&data_dir))
@@ -181,7 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let (owner_url, private) = startup::owner_url(&cli.config).await?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Schema | Command::StopDb => Ok(0),
+        Command::Schema | Command::StopDb | Command::VerifyIsolation(_) => Ok(0),
         Command::Token { email, org } => {
             let owner = db::connect_owner(&owner_url).await?;
             let tokens = Tokens::from_config(&cli.config)?;
