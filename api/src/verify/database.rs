@@ -106,10 +106,15 @@ pub async fn connect(url: &str, config: &Config) -> Result<(PgPool, String), Ver
         .map_err(|e| VerifyError::Database(e.to_string()))?;
     if superuser || bypass {
         pool.close().await;
+        let what = if superuser {
+            "is a superuser"
+        } else {
+            "has BYPASSRLS"
+        };
         return Err(VerifyError::Refused(format!(
-            "the role {name} is a superuser or has BYPASSRLS: row-level security does not apply to it, \
-             so it proves nothing (and could write). Connect as the runtime role the server uses \
-             (NOSUPERUSER NOBYPASSRLS, e.g. {})",
+            "the role {name} {what}: row-level security does not apply to it, so it proves nothing \
+             (and could write). Connect as the runtime role the server uses (NOSUPERUSER \
+             NOBYPASSRLS, e.g. {})",
             migration::RUNTIME_ROLE
         )));
     }

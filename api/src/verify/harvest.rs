@@ -262,20 +262,12 @@ impl Harvest {
         self.ids_by_type.values().map(Vec::len).sum()
     }
 
-    /// This harvest without the ids of every object `other` also saw
-    /// (objects both clinics see, such as global documents, are nobody's
-    /// secret). Only objects count: an id in one of `other`'s fields (an
-    /// audit event about an attempt on it) does not make it `other`'s.
-    pub fn without_ids_of(&self, other: &Harvest) -> Harvest {
-        let shared: BTreeSet<&str> = other
-            .ids_by_type
-            .values()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+    /// This harvest without the ids in `excluded` (objects both clinics
+    /// see, such as global documents, are nobody's secret).
+    pub fn without_ids(&self, excluded: &BTreeSet<String>) -> Harvest {
         let keep = |ids: &Vec<String>| -> Vec<String> {
             ids.iter()
-                .filter(|id| !shared.contains(id.as_str()))
+                .filter(|id| !excluded.contains(*id))
                 .cloned()
                 .collect()
         };
@@ -819,30 +811,18 @@ mod tests {
     }
 
     #[test]
-    fn an_id_in_a_field_of_the_other_clinic_is_still_probed() {
-        let mut b = Harvest::default();
-        b.ids_by_type.insert("Patient".into(), vec!["p".into()]);
-        let mut a = Harvest::default();
-        a.id_fields.insert("resourceId".into(), vec!["p".into()]);
-        assert_eq!(
-            b.without_ids_of(&a).ids_by_type["Patient"],
-            vec!["p".to_owned()]
-        );
-    }
-
-    #[test]
-    fn ids_the_other_clinic_also_sees_are_not_probed() {
+    fn excluded_ids_are_left_out_of_types_and_fields() {
         let mut b = Harvest::default();
         b.ids_by_type
             .insert("ConsentDocument".into(), vec!["shared".into()]);
         b.ids_by_type
             .insert("Patient".into(), vec!["mine".into(), "shared".into()]);
-        let mut a = Harvest::default();
-        a.ids_by_type
-            .insert("ConsentDocument".into(), vec!["shared".into()]);
-        let only_b = b.without_ids_of(&a);
+        b.id_fields
+            .insert("documentId".into(), vec!["shared".into()]);
+        let only_b = b.without_ids(&["shared".to_owned()].into());
         assert_eq!(only_b.ids_by_type.len(), 1);
         assert_eq!(only_b.ids_by_type["Patient"], vec!["mine".to_owned()]);
+        assert!(only_b.id_fields.is_empty());
     }
 
     #[test]

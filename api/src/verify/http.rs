@@ -105,10 +105,11 @@ impl Endpoint {
         query: &str,
         variables: Value,
     ) -> Result<Answer, VerifyError> {
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .json(&json!({ "query": query, "variables": variables }));
+        let mut body = json!({ "query": query, "variables": variables });
+        if let Some(name) = operation_name(query) {
+            body["operationName"] = Value::String(name.to_owned());
+        }
+        let mut request = self.client.post(self.url.clone()).json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -128,5 +129,37 @@ impl Endpoint {
             body,
             elapsed,
         })
+    }
+}
+
+/// The name of a document's (only) operation: sent as `operationName`, so
+/// that the deployment's metrics and logs name the probes.
+fn operation_name(document: &str) -> Option<&str> {
+    let rest = document
+        .trim_start()
+        .strip_prefix("query ")
+        .or_else(|| document.trim_start().strip_prefix("mutation "))?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|name| !name.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operation_name_is_read_off_the_document() {
+        assert_eq!(
+            operation_name("query VerifyIsolationProbe($id: UUID!) { patient(id: $id) { id } }"),
+            Some("VerifyIsolationProbe")
+        );
+        assert_eq!(
+            operation_name("mutation VerifyIsolationLogout { logout }"),
+            Some("VerifyIsolationLogout")
+        );
+        assert_eq!(operation_name("{ me { role } }"), None);
+        assert_eq!(operation_name("query { me { role } }"), None);
     }
 }

@@ -192,7 +192,12 @@ impl Schema {
     /// caller.
     pub async fn read(endpoint: &Endpoint, token: &str) -> Result<Self, VerifyError> {
         let answer = endpoint.post(Some(token), INTROSPECTION, json!({})).await?;
-        let Some(schema) = answer.body.get("data").and_then(|d| d.get("__schema")) else {
+        let Some(schema) = answer
+            .body
+            .get("data")
+            .and_then(|d| d.get("__schema"))
+            .filter(|s| !s.is_null())
+        else {
             return Err(VerifyError::Introspection(format!(
                 "HTTP {}: {} (is INTROSPECTION off on this deployment?)",
                 answer.status,

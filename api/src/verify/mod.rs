@@ -482,15 +482,15 @@ async fn api(
     let before = plan.read(&schema, endpoint, &b.token).await?;
     let volatile = Volatile::learn(&first, &before);
     let seen_by_a = plan.read(&schema, endpoint, &a.token).await?;
-    let only_b = before.without_ids_of(&seen_by_a);
+    let shared = overlap(report, &before, &seen_by_a);
+    let only_b = before.without_ids(&shared);
     println!(
-        "api: {} ids of clinic B's in {} types ({} also visible to A, left out), from {} root queries",
+        "api: {} ids of clinic B's in {} types ({} seen by A too, left out), from {} root queries",
         only_b.id_count(),
         only_b.ids_by_type.len(),
         before.id_count().saturating_sub(only_b.id_count()),
         plan.root_count()
     );
-    overlap(report, &before, &seen_by_a);
     if only_b.ids_by_type.is_empty() {
         return Err(VerifyError::Refused(
             "clinic B's token shows no id that clinic A does not also see: nothing to probe with"
@@ -533,13 +533,21 @@ async fn api(
     Ok(())
 }
 
-/// Objects both tokens' own readings show are left out of the probes (a
-/// global document answers A as it answers B). Which they are says
-/// something by itself: the same set on both sides is global data; every
-/// one of B's objects of a type in A's reading, beside A's own, is a list
-/// that leaks; a partial overlap (a person both clinics know) cannot be
-/// told apart from a leak here and is reported as inconclusive.
-fn overlap(report: &mut Report, b: &harvest::Harvest, a: &harvest::Harvest) {
+/// Objects both tokens' own readings show say something by themselves,
+/// though the API alone cannot always say what (its objects do not name
+/// their clinic):
+/// - every one of B's objects of a type in A's reading, beside A's own:
+///   a list that leaks one way (a leak; its ids are still probed, so the
+///   fields that leak are named);
+/// - the same set on both sides: global data (documents in force), or a
+///   leak both ways (inconclusive; the database mode tells them apart);
+/// - a part of B's: something both clinics share by design (a person at
+///   both), or a leak (inconclusive).
+///
+/// Returns the ids to leave out of the probes (the last two cases: a
+/// global document answers A as it answers B, which is no leak).
+fn overlap(report: &mut Report, b: &harvest::Harvest, a: &harvest::Harvest) -> BTreeSet<String> {
+    let mut excluded = BTreeSet::new();
     for (ty, b_ids) in &b.ids_by_type {
         let a_ids: BTreeSet<&String> = a.ids_by_type.get(ty).into_iter().flatten().collect();
         let b_set: BTreeSet<&String> = b_ids.iter().collect();
@@ -547,28 +555,30 @@ fn overlap(report: &mut Report, b: &harvest::Harvest, a: &harvest::Harvest) {
         if shared.is_empty() {
             continue;
         }
-        if a_ids == b_set {
-            report.notes.push(format!(
-                "{ty}: both clinics see the same {} object(s): global data, not probed",
-                shared.len()
-            ));
-            continue;
-        }
-        let (verdict, detail) = if shared.len() == b_set.len() {
-            (
-                Verdict::Leak,
-                format!(
-                    "clinic A's own reading shows every one of clinic B's {} {ty} object(s), beside its own",
-                    shared.len()
-                ),
-            )
-        } else {
+        let n = shared.len();
+        let (verdict, detail) = if a_ids == b_set {
+            excluded.extend(shared.iter().cloned());
             (
                 Verdict::Inconclusive,
                 format!(
-                    "clinic A's own reading also shows {} of clinic B's {} {ty} object(s): shared by design \
-                     (e.g. a person known to both clinics) or a leak; not probed",
-                    shared.len(),
+                    "both clinics' readings show the same {n} {ty} object(s): global data (such as \
+                     documents in force), or a leak both ways; not probed (--database tells them apart)"
+                ),
+            )
+        } else if n == b_set.len() {
+            (
+                Verdict::Leak,
+                format!(
+                    "clinic A's own reading shows every one of clinic B's {n} {ty} object(s), beside its own"
+                ),
+            )
+        } else {
+            excluded.extend(shared.iter().cloned());
+            (
+                Verdict::Inconclusive,
+                format!(
+                    "clinic A's own reading also shows {n} of clinic B's {} {ty} object(s): shared by \
+                     design (e.g. a person known to both clinics) or a leak; not probed",
                     b_set.len()
                 ),
             )
@@ -588,6 +598,7 @@ fn overlap(report: &mut Report, b: &harvest::Harvest, a: &harvest::Harvest) {
             timing: None,
         });
     }
+    excluded
 }
 
 /// One probe per type of B's objects: every object read before the probes

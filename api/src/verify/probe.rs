@@ -414,10 +414,12 @@ fn build(
     placed: Vec<Placed>,
     value: Option<String>,
 ) -> Probe {
-    let operation = if kind == ProbeKind::Mutation {
-        "mutation"
+    // Named apart, so that a deployment's metrics and logs tell the
+    // probes' mutations from their queries.
+    let (operation, name) = if kind == ProbeKind::Mutation {
+        ("mutation", "VerifyIsolationMutation")
     } else {
-        "query"
+        ("query", "VerifyIsolationProbe")
     };
     let mut declarations = Vec::new();
     let mut arguments = Vec::new();
@@ -428,7 +430,7 @@ fn build(
         }
     }
     let selection = result_selection(schema, field.ty.named(), 0);
-    let mut document = format!("{operation} VerifyIsolationProbe");
+    let mut document = format!("{operation} {name}");
     if !declarations.is_empty() {
         document.push_str(&format!("({})", declarations.join(", ")));
     }

@@ -34,3 +34,4 @@ mod stateless;
 mod therapy;
 mod therapy_isolation;
 mod therapy_portal;
+mod verify_isolation;
