@@ -28,11 +28,12 @@ pub struct Placed {
     /// The argument path (`input.patientId`).
     pub path: String,
     pub id: String,
-    /// `Patient`, `field patientId`, or `any`.
+    /// `Patient`, `field patientId`, or `Patient, as any id`.
     pub source: String,
 }
 
-/// Clinic B's ids (only those clinic A does not also see) and values.
+/// Clinic B's ids to probe with (not those both clinics see alike), and
+/// both clinics' sample values.
 pub struct Pool<'a> {
     pub schema: &'a Schema,
     /// B's harvest without A's ids.
@@ -67,9 +68,11 @@ impl Pool<'_> {
     pub fn any_ids(&self) -> Vec<(String, String)> {
         self.b
             .ids_by_type
-            .values()
-            .filter_map(|ids| ids.first())
-            .map(|id| (id.clone(), "any".to_owned()))
+            .iter()
+            .filter_map(|(ty, ids)| {
+                ids.first()
+                    .map(|id| (id.clone(), format!("{ty}, as any id")))
+            })
             .collect()
     }
 
@@ -155,24 +158,14 @@ impl Pool<'_> {
 }
 
 /// Why a value could not be made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unfillable {
-    /// Clinic B showed no id at all.
+    #[error("clinic B showed no id to put in it")]
     NoIds,
-    /// Input objects nested past [`INPUT_DEPTH`].
+    #[error("{0} nests input objects too deeply to fill")]
     TooDeep(String),
-    /// A type the schema does not describe.
+    #[error("the schema does not describe type {0}")]
     UnknownType(String),
-}
-
-impl std::fmt::Display for Unfillable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NoIds => f.write_str("clinic B showed no id to put in it"),
-            Self::TooDeep(path) => write!(f, "{path} nests input objects too deeply to fill"),
-            Self::UnknownType(name) => write!(f, "the schema does not describe type {name}"),
-        }
-    }
 }
 
 /// Fills the arguments of one operation.
@@ -182,19 +175,15 @@ pub struct Filler<'a, 'p> {
     returns: String,
     /// Dates and times handed out so far (each one later).
     clock: i64,
-    /// Which candidate id to take (0: the first), for a second probe of
-    /// the same argument.
-    pick: usize,
     pub placed: Vec<Placed>,
 }
 
 impl<'a, 'p> Filler<'a, 'p> {
-    pub fn new(pool: &'a Pool<'p>, returns: &str, pick: usize) -> Self {
+    pub fn new(pool: &'a Pool<'p>, returns: &str) -> Self {
         Self {
             pool,
             returns: returns.to_owned(),
             clock: 0,
-            pick,
             placed: Vec::new(),
         }
     }
@@ -269,10 +258,11 @@ impl<'a, 'p> Filler<'a, 'p> {
     }
 
     fn id(&mut self, path: &str, name: &str) -> Result<Value, Unfillable> {
-        let candidates = self.pool.ids_for(name, &self.returns);
-        let (id, source) = candidates
-            .get(self.pick % candidates.len().max(1))
-            .cloned()
+        let (id, source) = self
+            .pool
+            .ids_for(name, &self.returns)
+            .into_iter()
+            .next()
             .ok_or(Unfillable::NoIds)?;
         self.placed.push(Placed {
             path: path.to_owned(),
@@ -329,4 +319,172 @@ pub fn placed_ids(placed: &[Placed]) -> Vec<String> {
         .filter(|p| seen.insert(p.id.clone()))
         .map(|p| p.id.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(name: &str) -> Value {
+        json!({ "kind": "SCALAR", "name": name, "ofType": null })
+    }
+
+    fn non_null(inner: Value) -> Value {
+        json!({ "kind": "NON_NULL", "name": null, "ofType": inner })
+    }
+
+    fn input(name: &str, ty: Value, default: Option<&str>) -> Value {
+        json!({ "name": name, "type": ty, "defaultValue": default })
+    }
+
+    fn declared(scalar: &str) -> Value {
+        json!({ "kind": "SCALAR", "name": scalar, "fields": null, "inputFields": null,
+            "enumValues": null, "possibleTypes": null })
+    }
+
+    fn object(name: &str) -> Value {
+        json!({ "kind": "OBJECT", "name": name, "inputFields": null, "enumValues": null, "possibleTypes": null,
+            "fields": [{ "name": "id", "args": [], "type": non_null(scalar("ID")) }] })
+    }
+
+    fn schema() -> Schema {
+        Schema::from_introspection(json!({
+            "queryType": { "name": "Query" }, "mutationType": null, "subscriptionType": null,
+            "types": [
+                declared("ID"), declared("UUID"), declared("String"), declared("DateTime"),
+                object("Patient"), object("CareTeamAssignment"), object("ProxyAssignment"),
+                { "kind": "ENUM", "name": "Role", "fields": null, "inputFields": null, "possibleTypes": null,
+                  "enumValues": [{ "name": "PRIMARY" }, { "name": "SPECIALIST" }] },
+                { "kind": "INPUT_OBJECT", "name": "Visit", "fields": null, "enumValues": null, "possibleTypes": null,
+                  "inputFields": [
+                    input("patientId", non_null(scalar("UUID")), None),
+                    input("facilityId", scalar("UUID"), None),
+                    input("role", non_null(json!({ "kind": "ENUM", "name": "Role", "ofType": null })), None),
+                    input("startsAt", non_null(scalar("DateTime")), None),
+                    input("endsAt", non_null(scalar("DateTime")), None),
+                    input("reason", scalar("String"), None),
+                    input("note", scalar("String"), None),
+                    input("kind", non_null(scalar("String")), Some("\"X\"")),
+                    input("proxyEmail", non_null(scalar("String")), None),
+                  ] },
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn harvest(ids: &[(&str, &str)], values: &[(&str, Value)]) -> Harvest {
+        let mut h = Harvest::default();
+        for (ty, id) in ids {
+            h.ids_by_type
+                .entry((*ty).to_owned())
+                .or_default()
+                .push((*id).to_owned());
+        }
+        for (name, v) in values {
+            h.values
+                .entry((*name).to_owned())
+                .or_default()
+                .push(v.clone());
+        }
+        h
+    }
+
+    #[test]
+    fn an_id_goes_to_the_type_its_name_points_at() {
+        let s = schema();
+        let b = harvest(
+            &[
+                ("Patient", "p1"),
+                ("CareTeamAssignment", "c1"),
+                ("ProxyAssignment", "x1"),
+            ],
+            &[],
+        );
+        let a = Harvest::default();
+        let pool = Pool {
+            schema: &s,
+            b: &b,
+            a: &a,
+        };
+        assert_eq!(pool.ids_for("patientId", "Anything")[0].0, "p1");
+        assert_eq!(pool.ids_for("id", "Patient")[0].0, "p1");
+        // Two types end with "Assignment": the one the field returns first.
+        assert_eq!(pool.ids_for("assignmentId", "ProxyAssignment")[0].0, "x1");
+        assert_eq!(
+            pool.ids_for("assignmentId", "CareTeamAssignment")[0].0,
+            "c1"
+        );
+        // A name that points at nothing: any of B's ids.
+        let any = pool.ids_for("documentId", "Patient");
+        assert_eq!(any.len(), 3);
+        assert!(any[0].1.ends_with("as any id"), "{any:?}");
+    }
+
+    #[test]
+    fn an_input_gets_every_id_of_b_and_plausible_required_values() {
+        let s = schema();
+        let b = harvest(
+            &[("Patient", "p1")],
+            &[
+                ("email", json!("b@clinic.example")),
+                ("reason", json!("checkup")),
+            ],
+        );
+        let a = Harvest::default();
+        let pool = Pool {
+            schema: &s,
+            b: &b,
+            a: &a,
+        };
+        let mut filler = Filler::new(&pool, "Visit");
+        let arg = InputValue {
+            name: "input".to_owned(),
+            ty: serde_json::from_value(non_null(
+                json!({ "kind": "INPUT_OBJECT", "name": "Visit", "ofType": null }),
+            ))
+            .unwrap(),
+            default_value: None,
+        };
+        let value = filler.argument("input", &arg).unwrap().unwrap();
+        // Every id, optional ones too, is one of B's.
+        assert_eq!(value["patientId"], "p1");
+        assert_eq!(value["facilityId"], "p1");
+        assert_eq!(value["role"], "PRIMARY");
+        // Dates in the future, each later than the one before.
+        let (starts, ends) = (
+            value["startsAt"].as_str().unwrap(),
+            value["endsAt"].as_str().unwrap(),
+        );
+        assert!(starts < ends, "{starts} {ends}");
+        assert!(starts > chrono::Utc::now().to_rfc3339().as_str());
+        // A value B held under the same name (optional, so given only
+        // because B held one), or under the end of the name.
+        assert_eq!(value["reason"], "checkup");
+        assert_eq!(value["proxyEmail"], "b@clinic.example");
+        // Optional with nothing to go on, or with a default: left out.
+        assert!(value.get("note").is_none(), "{value}");
+        assert!(value.get("kind").is_none(), "{value}");
+        let paths: Vec<&str> = filler.placed.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["input.patientId", "input.facilityId"]);
+    }
+
+    #[test]
+    fn without_any_id_of_b_nothing_is_filled() {
+        let s = schema();
+        let (b, a) = (Harvest::default(), Harvest::default());
+        let pool = Pool {
+            schema: &s,
+            b: &b,
+            a: &a,
+        };
+        let arg = InputValue {
+            name: "id".to_owned(),
+            ty: serde_json::from_value(non_null(scalar("UUID"))).unwrap(),
+            default_value: None,
+        };
+        assert_eq!(
+            Filler::new(&pool, "Patient").argument("id", &arg),
+            Err(Unfillable::NoIds)
+        );
+    }
 }

@@ -82,6 +82,12 @@ impl Endpoint {
                 url.scheme()
             )));
         }
+        if url.scheme() == "https" && !cfg!(feature = "tls") {
+            return Err(VerifyError::Usage(
+                "this caregate was built without TLS: build it with `--features tls` to reach an https URL"
+                    .to_owned(),
+            ));
+        }
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!(

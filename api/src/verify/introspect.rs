@@ -204,7 +204,12 @@ impl Schema {
                 answer.error_summary()
             )));
         };
-        let raw: RawSchema = serde_json::from_value(schema.clone())
+        Self::from_introspection(schema.clone())
+    }
+
+    /// The schema of an introspection answer's `__schema`.
+    pub fn from_introspection(schema: serde_json::Value) -> Result<Self, VerifyError> {
+        let raw: RawSchema = serde_json::from_value(schema)
             .map_err(|e| VerifyError::Introspection(format!("unexpected answer: {e}")))?;
         Ok(Self::from_raw(raw))
     }

@@ -90,8 +90,8 @@ pub struct VerifyArgs {
     /// The environment variable holding B's password.
     #[arg(long, default_value = "VERIFY_PASSWORD_B")]
     pub password_env_b: String,
-    /// Also check the database, connected as the runtime role (never a
-    /// superuser or a BYPASSRLS role: refused). Nothing is written.
+    /// Check the database too (or alone), connected as the runtime role
+    /// (a superuser or BYPASSRLS role is refused). Nothing is written.
     #[arg(long, env = "VERIFY_DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
     /// Send no mutation (only queries, and the database's rolled-back
@@ -140,14 +140,9 @@ pub async fn run(args: VerifyArgs, config: &Config) -> i32 {
     }
     report.summarise();
     report.print_summary();
-    if let Some(path) = &args.report
-        && let Err(e) = report.write(path)
-    {
-        eprintln!("verify-isolation: {e}");
-        return 2;
-    }
+    // A leak is reported as one whatever else went wrong.
     let leaks = report.leaks();
-    match result {
+    let code = match &result {
         _ if leaks > 0 => {
             println!("RESULT: {leaks} LEAK(S): clinic A reached clinic B's data");
             1
@@ -161,7 +156,15 @@ pub async fn run(args: VerifyArgs, config: &Config) -> i32 {
             println!("RESULT: ISOLATED: nothing of clinic B's reached clinic A");
             0
         }
+    };
+    if let Some(path) = &args.report
+        && let Err(e) = report.write(path)
+    {
+        eprintln!("verify-isolation: {e}");
+        // The report asked for is missing: not a clean run.
+        return if code == 0 { 2 } else { code };
     }
+    code
 }
 
 async fn verify(

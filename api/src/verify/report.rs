@@ -195,6 +195,11 @@ impl Report {
     pub fn print_summary(&self) {
         let s = &self.summary;
         println!();
+        if let (Some(error), 0, 0) = (&self.error, s.probes, s.skipped) {
+            // Stopped before anything ran: the reason is all there is.
+            println!("STOPPED       {error}");
+            return;
+        }
         println!(
             "{} probes: {} passed, {} leak(s), {} inconclusive; {} with warnings; {} skipped",
             s.probes, s.passed, s.leaks, s.inconclusive, s.warnings, s.skipped
