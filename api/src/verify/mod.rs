@@ -673,7 +673,8 @@ fn unchanged(
             },
             detail: (!findings.is_empty()).then(|| {
                 format!(
-                    "clinic B's data changed while clinic A probed it: {}",
+                    "clinic B's data changed while clinic A probed it (unless one of B's own \
+                     users changed it meanwhile): {}",
                     findings.join("; ")
                 )
             }),
