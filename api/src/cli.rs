@@ -160,15 +160,18 @@ pub enum MigrateAction {
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     telemetry::init(cli.config.log_format);
+    // Against a deployment of its own choosing: no local database is
+    // opened or started for it, and of the server's settings it reads only
+    // those describing that deployment's sessions and connections
+    // (SESSION_IDLE_MINUTES, STATEMENT_TIMEOUT_MS, DB_TRANSACTION_POOLER),
+    // so a server setting it does not use cannot stop it.
+    if let Some(Command::VerifyIsolation(args)) = cli.command {
+        return Ok(crate::verify::run(args, &cli.config).await);
+    }
     cli.config.validate()?;
     if let Some(Command::Schema) = cli.command {
         print!("{}", crate::graphql::sdl());
         return Ok(0);
-    }
-    // Against a deployment of its own choosing: no local database is
-    // opened or started for it.
-    if let Some(Command::VerifyIsolation(args)) = cli.command {
-        return Ok(crate::verify::run(args, &cli.config).await);
     }
     if let Some(Command::StopDb) = cli.command {
         let data_dir = cli.config.data_dir.clone();
