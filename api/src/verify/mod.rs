@@ -521,14 +521,25 @@ async fn api(
         b_ids,
     };
     println!("api: {} query probes...", probes.queries.len());
-    for p in &probes.queries {
-        report.probes.push(runner.run(p).await?);
-    }
     if !probes.mutations.is_empty() {
-        println!("api: {} mutation probes...", probes.mutations.len());
+        println!("api: then {} mutation probes...", probes.mutations.len());
     }
-    for p in &probes.mutations {
-        report.probes.push(runner.run(p).await?);
+    let mut previous = "the start".to_owned();
+    for p in probes.queries.iter().chain(&probes.mutations) {
+        let record = runner.run(p).await?;
+        // A token that stopped working (its session moved by a leaking
+        // switch of clinic, or gone idle) would make every later probe
+        // look like a missing id's twin: stop here.
+        let refused = record.expected["errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["code"] == "UNAUTHENTICATED"));
+        report.probes.push(record);
+        if refused {
+            return Err(VerifyError::Unauthenticated(format!(
+                "clinic A's token stopped working after {previous}: the probes from there on would prove nothing"
+            )));
+        }
+        previous = format!("{} {}", p.kind.as_str(), p.field);
     }
     println!("api: reading clinic B's data again...");
     let after = plan.read(&schema, endpoint, &b.token).await?;
