@@ -63,6 +63,12 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Prove against a running deployment that one clinic cannot reach
+    /// another's data: clinic A's token against clinic B's ids, over the
+    /// API (every id-taking query, node, and mutation from the live
+    /// schema) and, with --database, in the database's own row-level
+    /// security. Exit 0 when isolated, 1 on a leak, 2 when it could not run.
+    VerifyIsolation(crate::verify::VerifyArgs),
     /// Stop the private PostgreSQL cluster under --data-dir (the zero-setup
     /// run leaves it running so the next start is quick).
     StopDb,
@@ -154,6 +160,14 @@ pub enum MigrateAction {
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     telemetry::init(cli.config.log_format);
+    // Against a deployment of its own choosing: no local database is
+    // opened or started for it, and of the server's settings it reads only
+    // those describing that deployment's sessions and connections
+    // (SESSION_IDLE_MINUTES, STATEMENT_TIMEOUT_MS, DB_TRANSACTION_POOLER),
+    // so a server setting it does not use cannot stop it.
+    if let Some(Command::VerifyIsolation(args)) = cli.command {
+        return Ok(crate::verify::run(args, &cli.config).await);
+    }
     cli.config.validate()?;
     if let Some(Command::Schema) = cli.command {
         print!("{}", crate::graphql::sdl());
@@ -181,7 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let (owner_url, private) = startup::owner_url(&cli.config).await?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Schema | Command::StopDb => Ok(0),
+        Command::Schema | Command::StopDb | Command::VerifyIsolation(_) => Ok(0),
         Command::Token { email, org } => {
             let owner = db::connect_owner(&owner_url).await?;
             let tokens = Tokens::from_config(&cli.config)?;

@@ -4,8 +4,9 @@
 //! row-level security context) -> `graphql` (schema, resolvers, loaders)
 //! -> the `service` crate. Around it: `server` (routes and state), `cli`,
 //! `config`, `db`, `tokens`, `metrics`, `live` (subscriptions over
-//! WebSocket) and `cluster` (the private PostgreSQL used when no database
-//! is configured).
+//! WebSocket), `cluster` (the private PostgreSQL used when no database
+//! is configured) and `verify` (`caregate verify-isolation`, which probes
+//! a running deployment's isolation from outside).
 
 // The merged `Mutation` root nests one future per merged part; its
 // layout goes deeper than the default limit of 128.
@@ -30,4 +31,5 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tokens;
+pub mod verify;
 pub mod wire;

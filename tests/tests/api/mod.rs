@@ -35,3 +35,4 @@ mod stateless;
 mod therapy;
 mod therapy_isolation;
 mod therapy_portal;
+mod verify_isolation;
