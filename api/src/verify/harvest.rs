@@ -20,7 +20,8 @@ use serde_json::{Map, Value, json};
 
 use super::VerifyError;
 use super::http::{Answer, Endpoint};
-use super::introspect::{Field, Kind, Schema, is_id_scalar};
+use super::introspect::{Field, Schema, is_id_scalar};
+use super::select::{Builder, Sel, first_of};
 
 /// Levels of stored objects (types with an id) a deep query goes down; a
 /// broad one reads only the objects a root field lists.
@@ -32,179 +33,12 @@ const DEEP_FIRST: u64 = 3;
 const MAX_DEPTH: u32 = 12;
 /// The complexity aimed at first (the server's default limit is 5,000).
 const COMPLEXITY_BUDGET: u64 = 4_000;
-/// Page size of a list nested in a harvested object.
-const NESTED_FIRST: u64 = 3;
 /// Page size of a root list, at most (the contract's maximum).
 const MAX_FIRST: u64 = 100;
 /// Sample values kept per field name.
 const VALUES_PER_FIELD: usize = 5;
 /// Rounds of leaving out failing fields before a root query is given up.
 const ATTEMPTS: usize = 12;
-
-/// One field of a selection, or an inline fragment.
-#[derive(Debug, Clone)]
-enum Sel {
-    Field {
-        name: String,
-        /// Arguments as GraphQL text (`first: 5`), or empty.
-        args: String,
-        /// The named type it returns.
-        ty: String,
-        children: Vec<Sel>,
-    },
-    On {
-        ty: String,
-        children: Vec<Sel>,
-    },
-}
-
-impl Sel {
-    fn render(&self, out: &mut String) {
-        let (head, children) = match self {
-            Sel::Field {
-                name,
-                args,
-                children,
-                ..
-            } => {
-                let head = if args.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{name}({args})")
-                };
-                (head, children)
-            }
-            Sel::On { ty, children } => (format!("... on {ty}"), children),
-        };
-        out.push_str(&head);
-        if !children.is_empty() {
-            out.push_str(" { ");
-            for child in children {
-                child.render(out);
-                out.push(' ');
-            }
-            out.push('}');
-        }
-    }
-
-    /// An estimate of the complexity async-graphql gives it: one per
-    /// field, a list's children times its page size.
-    fn cost(&self) -> u64 {
-        match self {
-            Sel::Field { args, children, .. } => {
-                let inner: u64 = children.iter().map(Sel::cost).sum();
-                match first_of(args) {
-                    Some(first) => first.max(1) * inner.max(1),
-                    None => 1 + inner,
-                }
-            }
-            Sel::On { children, .. } => children.iter().map(Sel::cost).sum(),
-        }
-    }
-}
-
-fn first_of(args: &str) -> Option<u64> {
-    args.strip_prefix("first: ").and_then(|n| n.parse().ok())
-}
-
-/// Builds selections from the schema, leaving out `excluded` fields.
-struct Builder<'a> {
-    schema: &'a Schema,
-    excluded: &'a BTreeSet<(String, String)>,
-}
-
-impl Builder<'_> {
-    /// The selection of a field of `parent`, or `None` when it cannot or
-    /// need not be selected.
-    fn field(
-        &self,
-        parent: &str,
-        field: &Field,
-        levels: u32,
-        depth: u32,
-        path: &mut Vec<String>,
-    ) -> Option<Sel> {
-        if field.name.starts_with("__")
-            || !field.needs_no_arguments()
-            || self
-                .excluded
-                .contains(&(parent.to_owned(), field.name.clone()))
-        {
-            return None;
-        }
-        let named = field.ty.named().to_owned();
-        let kind = self.schema.get(&named)?.kind;
-        let args = match field.arg("first") {
-            Some(a) if a.ty.named() == "Int" => format!("first: {NESTED_FIRST}"),
-            _ => String::new(),
-        };
-        if matches!(kind, Kind::Scalar | Kind::Enum) {
-            return Some(Sel::Field {
-                name: field.name.clone(),
-                args,
-                ty: named,
-                children: Vec::new(),
-            });
-        }
-        let entity = self.schema.concrete(&named).iter().any(|t| t.is_entity());
-        let cost = u32::from(entity);
-        if depth == 0 || levels < cost || (!entity && path.contains(&named)) {
-            return None;
-        }
-        path.push(named.clone());
-        let children = self.children(&named, levels - cost, depth - 1, path);
-        path.pop();
-        // Nothing but `__typename` says nothing of an object without an id.
-        if children.len() <= 1 && !entity {
-            return None;
-        }
-        Some(Sel::Field {
-            name: field.name.clone(),
-            args,
-            ty: named,
-            children,
-        })
-    }
-
-    /// What is selected of an object of type `ty` (of an interface or
-    /// union: of each of its possible types).
-    fn children(&self, ty: &str, levels: u32, depth: u32, path: &mut Vec<String>) -> Vec<Sel> {
-        let mut out = vec![leaf("__typename")];
-        let Some(t) = self.schema.get(ty) else {
-            return out;
-        };
-        if t.kind == Kind::Object {
-            // A Relay connection's `nodes` repeats its `edges`' nodes.
-            let relay = t.field("edges").is_some();
-            out.extend(
-                t.fields()
-                    .iter()
-                    .filter(|f| !(relay && f.name == "nodes"))
-                    .filter_map(|f| self.field(ty, f, levels, depth, path)),
-            );
-        } else {
-            for concrete in self.schema.concrete(ty) {
-                let children = self.children(&concrete.name, levels, depth, path);
-                if children.len() > 1 {
-                    out.push(Sel::On {
-                        ty: concrete.name.clone(),
-                        children,
-                    });
-                }
-            }
-        }
-        out
-    }
-}
-
-fn leaf(name: &str) -> Sel {
-    Sel::Field {
-        name: name.to_owned(),
-        args: String::new(),
-        ty: "String".to_owned(),
-        children: Vec::new(),
-    }
-}
 
 /// One root query of the harvest, fitted to the server's limits.
 #[derive(Debug, Clone)]
@@ -648,167 +482,9 @@ fn object(
     }
 }
 
-/// What changed between two readings of the same plan.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Changes {
-    /// Keys of objects seen only in the first reading.
-    pub gone: Vec<String>,
-    /// Keys of objects seen only in the second.
-    pub new: Vec<String>,
-    /// (key, field, before, after).
-    pub changed: Vec<(String, String, Value, Value)>,
-}
-
-/// What changes between two readings with nothing done in between: an
-/// audit trail grows with every reading, a session's last activity moves.
-/// Those are left out of the comparison that proves clinic B unchanged.
-#[derive(Debug, Default, Clone)]
-pub struct Volatile {
-    /// Types (or root queries) whose objects come and go by themselves.
-    pub types: BTreeSet<String>,
-    /// (type, field) pairs whose value changes by itself.
-    pub fields: BTreeSet<(String, String)>,
-}
-
-impl Volatile {
-    pub fn learn(first: &Harvest, second: &Harvest) -> Self {
-        let mut volatile = Volatile::default();
-        let changes = compare(first, second);
-        for key in changes.gone.iter().chain(&changes.new) {
-            if let Some(record) = first.objects.get(key).or_else(|| second.objects.get(key)) {
-                volatile.types.insert(record.type_name.clone());
-            }
-        }
-        for (key, field, _, _) in &changes.changed {
-            if let Some(record) = first.objects.get(key) {
-                volatile
-                    .fields
-                    .insert((record.type_name.clone(), field.clone()));
-            }
-        }
-        volatile
-    }
-
-    /// `changes` without what changes by itself.
-    pub fn filter(&self, changes: Changes, before: &Harvest, after: &Harvest) -> Changes {
-        let type_of = |key: &String| {
-            before
-                .objects
-                .get(key)
-                .or_else(|| after.objects.get(key))
-                .map(|r| r.type_name.clone())
-                .unwrap_or_default()
-        };
-        Changes {
-            gone: changes
-                .gone
-                .into_iter()
-                .filter(|k| !self.types.contains(&type_of(k)))
-                .collect(),
-            new: changes
-                .new
-                .into_iter()
-                .filter(|k| !self.types.contains(&type_of(k)))
-                .collect(),
-            changed: changes
-                .changed
-                .into_iter()
-                .filter(|(k, f, _, _)| !self.fields.contains(&(type_of(k), f.clone())))
-                .collect(),
-        }
-    }
-}
-
-/// Objects that appeared, disappeared or changed between two readings.
-pub fn compare(before: &Harvest, after: &Harvest) -> Changes {
-    let mut changes = Changes::default();
-    for (key, record) in &before.objects {
-        match after.objects.get(key) {
-            None => changes.gone.push(key.clone()),
-            Some(later) => {
-                let names: BTreeSet<&String> =
-                    record.fields.keys().chain(later.fields.keys()).collect();
-                for name in names {
-                    let (a, b) = (record.fields.get(name), later.fields.get(name));
-                    if a != b {
-                        changes.changed.push((
-                            key.clone(),
-                            name.clone(),
-                            a.cloned().unwrap_or(Value::Null),
-                            b.cloned().unwrap_or(Value::Null),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    for key in after.objects.keys() {
-        if !before.objects.contains_key(key) {
-            changes.new.push(key.clone());
-        }
-    }
-    changes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(ty: &str, fields: Value) -> Record {
-        Record {
-            type_name: ty.to_owned(),
-            fields: fields.as_object().cloned().unwrap_or_default(),
-        }
-    }
-
-    fn harvest(objects: &[(&str, Record)]) -> Harvest {
-        Harvest {
-            objects: objects
-                .iter()
-                .map(|(k, r)| ((*k).to_owned(), r.clone()))
-                .collect(),
-            ..Harvest::default()
-        }
-    }
-
-    #[test]
-    fn what_changes_by_itself_is_learned_and_left_out() {
-        let h1 = harvest(&[
-            (
-                "Patient:1",
-                record("Patient", json!({ "lastName": "Ng", "readAt": 1 })),
-            ),
-            ("AuditEvent:1", record("AuditEvent", json!({}))),
-        ]);
-        let h2 = harvest(&[
-            (
-                "Patient:1",
-                record("Patient", json!({ "lastName": "Ng", "readAt": 2 })),
-            ),
-            ("AuditEvent:1", record("AuditEvent", json!({}))),
-            ("AuditEvent:2", record("AuditEvent", json!({}))),
-        ]);
-        let volatile = Volatile::learn(&h1, &h2);
-        assert!(volatile.types.contains("AuditEvent"));
-        assert!(
-            volatile
-                .fields
-                .contains(&("Patient".to_owned(), "readAt".to_owned()))
-        );
-        let h3 = harvest(&[
-            (
-                "Patient:1",
-                record("Patient", json!({ "lastName": "Taken", "readAt": 3 })),
-            ),
-            ("AuditEvent:3", record("AuditEvent", json!({}))),
-            ("Patient:2", record("Patient", json!({}))),
-        ]);
-        let changes = volatile.filter(compare(&h2, &h3), &h2, &h3);
-        assert_eq!(changes.new, vec!["Patient:2".to_owned()]);
-        assert!(changes.gone.is_empty());
-        assert_eq!(changes.changed.len(), 1);
-        assert_eq!(changes.changed[0].1, "lastName");
-    }
 
     #[test]
     fn excluded_ids_are_left_out_of_types_and_fields() {
@@ -823,19 +499,5 @@ mod tests {
         assert_eq!(only_b.ids_by_type.len(), 1);
         assert_eq!(only_b.ids_by_type["Patient"], vec!["mine".to_owned()]);
         assert!(only_b.id_fields.is_empty());
-    }
-
-    #[test]
-    fn a_list_costs_its_page_size_times_its_items() {
-        let sel = Sel::Field {
-            name: "patients".into(),
-            args: "first: 10".into(),
-            ty: "PatientConnection".into(),
-            children: vec![leaf("totalCount"), leaf("__typename")],
-        };
-        assert_eq!(sel.cost(), 20);
-        let mut text = String::new();
-        sel.render(&mut text);
-        assert_eq!(text, "patients(first: 10) { totalCount __typename }");
     }
 }
