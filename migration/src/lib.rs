@@ -79,6 +79,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0022_audit_partitions",
     "0023_tenant_primary_keys",
     "0024_read_events",
+    "0026_clinic_budgets",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

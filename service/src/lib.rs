@@ -18,6 +18,7 @@ pub mod audit;
 pub mod audit_partitions;
 pub mod auth;
 pub mod authorizations;
+pub mod budgets;
 pub mod care_team;
 pub mod claims;
 pub mod clinic;

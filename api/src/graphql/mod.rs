@@ -2,6 +2,7 @@
 //! operation limits.
 
 pub mod batches;
+pub mod budgets;
 pub mod cache;
 pub mod facilities;
 pub mod inputs;
@@ -101,6 +102,10 @@ pub fn build(
         .data(tokens)
         .data(login)
         .data(keyring)
+        .data(crate::budgets::Settings::of(config))
+        // Charges each operation's cost to its clinic's budget once
+        // validation has computed it, before it runs.
+        .extension(crate::budgets::CostCharge::default())
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(config.max_query_depth.max(32));

@@ -55,6 +55,7 @@ pub struct Mutation(
     super::payments::PaymentMutation,
     super::messaging::MessagingMutation,
     super::mfa::MfaMutation,
+    super::budgets::BudgetMutation,
 );
 
 #[derive(Default)]

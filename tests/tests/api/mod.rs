@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod billing;
 mod billing_accounts;
+mod budgets;
 mod care_team;
 mod claims;
 mod clients;

@@ -5,6 +5,7 @@ pub mod address;
 pub mod appointment;
 pub mod audit;
 pub mod billing;
+pub mod budget;
 pub mod care_team;
 pub mod claim;
 pub mod clinic;
