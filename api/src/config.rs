@@ -334,6 +334,52 @@ pub struct Config {
     #[arg(long, env = "STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
     pub statement_timeout_ms: u64,
 
+    /// Requests a clinic may make per minute, all servers together, unless
+    /// a super admin gave it its own limit (`setClinicBudget`). Counted
+    /// from the moment a token is verified; beyond it: HTTP 429,
+    /// RATE_LIMITED / REQUEST_BUDGET, with Retry-After. 0: no limit.
+    #[arg(long, env = "BUDGET_REQUESTS_PER_MINUTE", default_value_t = 6000)]
+    pub budget_requests_per_minute: u32,
+
+    /// Complexity points (the measure MAX_QUERY_COMPLEXITY limits: fields,
+    /// times `first` for lists) a clinic's operations may cost per minute,
+    /// all servers together, unless a super admin gave it its own limit.
+    /// An operation costing more than what remains does not run: HTTP 429,
+    /// RATE_LIMITED / COST_BUDGET, with Retry-After. 0: no limit.
+    #[arg(long, env = "BUDGET_POINTS_PER_MINUTE", default_value_t = 600_000)]
+    pub budget_points_per_minute: u32,
+
+    /// Length of a budget window, in seconds (1 to 3600; the same on every
+    /// server). Budgets are counted per window — windows aligned on
+    /// multiples of it since the Unix epoch — with the per-minute limits
+    /// scaled to it (at least 1), and reset when it ends. Shorter windows
+    /// spread a clinic's spending over the minute.
+    #[arg(long, env = "BUDGET_WINDOW_SECONDS", default_value_t = 60)]
+    pub budget_window_seconds: u32,
+
+    /// How often, in milliseconds, each server adds its budget counts to
+    /// the clinic-wide ones in PostgreSQL (on DIRECT_DATABASE_URL) and
+    /// reads the others'. Across N servers a clinic can overshoot its
+    /// budget by at most what it sends to all of them in one interval.
+    #[arg(long, env = "BUDGET_SYNC_MS", default_value_t = 250)]
+    pub budget_sync_ms: u64,
+
+    /// A request refused by its clinic's budget is answered after this
+    /// many milliseconds (never past the end of the window), so that a
+    /// client retrying without honouring Retry-After retries about once
+    /// per pause per connection instead of as fast as the server can
+    /// refuse. 0: at once.
+    #[arg(long, env = "BUDGET_REFUSAL_DELAY_MS", default_value_t = 1000)]
+    pub budget_refusal_delay_ms: u64,
+
+    /// Transactions one clinic's requests may hold at once on this server:
+    /// its other requests wait their turn (at most EXECUTION_TIMEOUT_MS,
+    /// then UNAVAILABLE), so that one clinic cannot take every connection
+    /// and core while others wait. Default: the server's CPU cores, at
+    /// least 2. 0: no limit.
+    #[arg(long, env = "BUDGET_MAX_IN_FLIGHT")]
+    pub budget_max_in_flight: Option<u32>,
+
     /// Failed logins allowed per email in a 15-minute window; more: RATE_LIMITED.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_EMAIL", default_value_t = 5)]
     pub login_attempts_per_email: u32,
@@ -443,6 +489,24 @@ impl Config {
             (1..=service::break_glass::HARD_MAX_MINUTES).contains(&self.break_glass_max_minutes),
             "BREAK_GLASS_MAX_MINUTES must be 1 to {}",
             service::break_glass::HARD_MAX_MINUTES
+        );
+        anyhow::ensure!(
+            self.budget_requests_per_minute <= service::budgets::MAX_PER_MINUTE
+                && self.budget_points_per_minute <= service::budgets::MAX_PER_MINUTE,
+            "BUDGET_REQUESTS_PER_MINUTE and BUDGET_POINTS_PER_MINUTE must be at most {}",
+            service::budgets::MAX_PER_MINUTE
+        );
+        anyhow::ensure!(
+            (1..=3600).contains(&self.budget_window_seconds),
+            "BUDGET_WINDOW_SECONDS must be 1 to 3600"
+        );
+        anyhow::ensure!(
+            (10..=60_000).contains(&self.budget_sync_ms),
+            "BUDGET_SYNC_MS must be 10 to 60000"
+        );
+        anyhow::ensure!(
+            self.budget_refusal_delay_ms <= 60_000,
+            "BUDGET_REFUSAL_DELAY_MS must be at most 60000"
         );
         anyhow::ensure!(
             self.idempotency_ttl_hours > 0,

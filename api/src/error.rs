@@ -25,7 +25,8 @@ service::vocabulary! {
         BadUserInput => "BAD_USER_INPUT",
         /// The write conflicts with what is already there (`reason`).
         Conflict => "CONFLICT",
-        /// Too many attempts; retry later.
+        /// Too many attempts, or the clinic's budget is spent (`reason`);
+        /// retry later (`Retry-After`).
         RateLimited => "RATE_LIMITED",
         /// The database cannot be reached; retry shortly (`Retry-After`).
         Unavailable => "UNAVAILABLE",
@@ -73,6 +74,11 @@ service::vocabulary! {
         InvalidQueryString => "INVALID_QUERY_STRING",
         /// Only documents of the reviewed manifest are accepted.
         PersistedQueryRequired => "PERSISTED_QUERY_REQUIRED",
+        /// The clinic's requests of this budget window are spent.
+        RequestBudget => "REQUEST_BUDGET",
+        /// The clinic's complexity points left in this budget window do not
+        /// cover the operation.
+        CostBudget => "COST_BUDGET",
         /// An Idempotency-Key sent again with other operations or variables.
         IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
         /// A replay whose stored answer shows patients the caller may no longer see.

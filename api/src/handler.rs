@@ -21,6 +21,7 @@ use service::idempotency::{self, Claim, IdempotencyKey};
 use service::tx::CommitError;
 use tracing::Instrument;
 
+use crate::budgets::{Charged, OperationBudget, Refused, Standing};
 use crate::error::{ApiError, ErrorCode, RequestReason};
 use crate::graphql::loaders::Loaders;
 use crate::graphql::prepare::Prepared;
@@ -95,6 +96,37 @@ pub async fn graphql(
         }
         .into_response(Shape::Single, format, &id);
     };
+    // The token is verified before the body is read, and a request of a
+    // signed-in clinic is counted against the clinic's budget right there:
+    // past the budget, a request costs next to nothing.
+    let token = {
+        let _enter = span.enter();
+        Token::of(&state, &headers)
+    };
+    let budget = match &token {
+        Token::Verified(claims) => {
+            // A super admin acting in a clinic is counted but not refused
+            // (the request's context, opened later, refuses anyone else
+            // who names a clinic to act in).
+            let impersonating = headers.contains_key(IMPERSONATE_HEADER);
+            match state.budgets.admit(claims.org, impersonating) {
+                Ok(()) => Some(RequestBudget { clinic: claims.org }),
+                Err(mut refused) => {
+                    {
+                        let _enter = span.enter();
+                        tracing::debug!(reason = ?refused.budget, "refused by the clinic's budget");
+                    }
+                    state.metrics.observe("", "rate_limited", Duration::ZERO);
+                    refused.retry_after = state
+                        .budgets
+                        .pause_before_refusing(refused.standing.reset_at)
+                        .await;
+                    return Refusal::budget(&refused).into_response(Shape::Single, format, &id);
+                }
+            }
+        }
+        Token::None | Token::Refused | Token::Malformed => None,
+    };
     let read = match method {
         Via::Get => wire::read_get(parts.uri.query()),
         Via::Post => {
@@ -119,12 +151,76 @@ pub async fn graphql(
             let _enter = span.enter();
             tracing::info!(reason = unreadable.reason.as_str(), message = %unreadable.message, "unreadable request");
             state.metrics.observe("", "rejected", Duration::ZERO);
-            return Refusal::unreadable(unreadable).into_response(Shape::Single, format, &id);
+            let refusal = Refusal::unreadable(unreadable);
+            return with_standing(&state, budget.as_ref(), refusal).into_response(
+                Shape::Single,
+                format,
+                &id,
+            );
         }
     };
-    handle(state, addr, headers, batch, method, format, id)
-        .instrument(span)
-        .await
+    let request = Incoming {
+        addr,
+        headers,
+        batch,
+        via: method,
+        token,
+        budget,
+    };
+    handle(state, request, format, id).instrument(span).await
+}
+
+/// A request as read, with its token verified and its budget counted.
+struct Incoming {
+    addr: SocketAddr,
+    headers: HeaderMap,
+    batch: BatchRequest,
+    via: Via,
+    token: Token,
+    budget: Option<RequestBudget>,
+}
+
+/// The bearer token of a request, verified.
+enum Token {
+    None,
+    Verified(crate::tokens::Claims),
+    /// Not valid (signature, expiry, issuer, audience).
+    Refused,
+    /// An Authorization header that is not `Bearer <token>`.
+    Malformed,
+}
+
+impl Token {
+    fn of(state: &AppState, headers: &HeaderMap) -> Self {
+        match bearer(headers) {
+            Bearer::None => Self::None,
+            Bearer::Malformed => Self::Malformed,
+            Bearer::Token(token) => match state.tokens.verify(token) {
+                Ok(claims) => Self::Verified(claims),
+                Err(err) => {
+                    tracing::info!(error = %err, "token refused");
+                    Self::Refused
+                }
+            },
+        }
+    }
+}
+
+/// The clinic a request is counted against.
+#[derive(Debug, Clone, Copy)]
+struct RequestBudget {
+    clinic: uuid::Uuid,
+}
+
+/// `refusal` with where the request's clinic stands in its budget.
+fn with_standing(state: &AppState, budget: Option<&RequestBudget>, refusal: Refusal) -> Refusal {
+    match budget {
+        Some(b) => Refusal {
+            rate_limit: Some(state.budgets.standing(b.clinic).value(0)),
+            ..refusal
+        },
+        None => refusal,
+    }
 }
 
 /// How the operations arrived.
@@ -145,6 +241,8 @@ struct Refusal {
     retry_after: Option<u32>,
     /// The methods to use instead (`Allow`, with 405).
     allow: Option<&'static str>,
+    /// Where the clinic stands in its budget (`extensions.rateLimit`).
+    rate_limit: Option<async_graphql::Value>,
 }
 
 impl Refusal {
@@ -155,6 +253,21 @@ impl Refusal {
             outcome,
             retry_after: None,
             allow: None,
+            rate_limit: None,
+        }
+    }
+
+    /// The clinic's budget is spent: HTTP 429 with `Retry-After` (the end
+    /// of the window) and where the clinic stands.
+    fn budget(refused: &Refused) -> Self {
+        Self {
+            retry_after: Some(refused.retry_after),
+            rate_limit: Some(refused.standing.value(refused.cost)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                refused.error(),
+                "rate_limited",
+            )
         }
     }
 
@@ -252,6 +365,10 @@ impl Refusal {
         let error = || {
             let mut body = Response::from_errors(vec![self.error.clone().into_server_error()]);
             stamp(&mut body, request_id);
+            if let Some(standing) = &self.rate_limit {
+                body.extensions
+                    .insert(RATE_LIMIT_EXTENSION.to_owned(), standing.clone());
+            }
             body
         };
         let body = match shape {
@@ -350,35 +467,62 @@ enum Shape {
 
 /// What a request is answered with.
 enum Answer {
-    /// The responses of its operations, committed.
-    Executed(BatchResponse),
+    /// The responses of its operations, committed, and what each cost.
+    Executed(Box<BatchResponse>, Vec<Charged>),
     /// The stored answer of an earlier request with the same idempotency key
     /// (JSON text, as first sent).
     Replayed(String),
 }
 
+/// Where budgets put their figures in a response's `extensions`.
+pub const RATE_LIMIT_EXTENSION: &str = "rateLimit";
+
 async fn handle(
     state: AppState,
-    addr: SocketAddr,
-    headers: HeaderMap,
-    batch: BatchRequest,
-    via: Via,
+    request: Incoming,
     format: wire::Format,
     id: String,
 ) -> axum::response::Response {
     let started = Instant::now();
-    let operation = operation_name(&batch);
-    let shape = match &batch {
+    let operation = operation_name(&request.batch);
+    let shape = match &request.batch {
         BatchRequest::Single(_) => Shape::Single,
         BatchRequest::Batch(items) => Shape::Batch(items.len()),
     };
-    match run(&state, addr, &headers, batch, via, &id).await {
-        Ok(Answer::Executed(response)) => {
-            let outcome = if response.is_ok() { "ok" } else { "error" };
+    let budget = request.budget;
+    match run(&state, request, &id).await {
+        Ok(Answer::Executed(mut response, charged)) => {
+            let mut status = StatusCode::OK;
+            let mut retry_after = None;
+            if let Some(b) = &budget {
+                let standing = state.budgets.standing(b.clinic);
+                let refused = stamp_budget(&mut response, &standing, &charged);
+                // Every operation refused by the budget: the request was.
+                if let Some((secs, all)) = refused {
+                    retry_after = Some(secs);
+                    if all {
+                        status = StatusCode::TOO_MANY_REQUESTS;
+                        retry_after =
+                            Some(state.budgets.pause_before_refusing(standing.reset_at).await);
+                    }
+                }
+            }
+            let outcome = if status == StatusCode::TOO_MANY_REQUESTS {
+                "rate_limited"
+            } else if response.is_ok() {
+                "ok"
+            } else {
+                "error"
+            };
             state
                 .metrics
                 .observe(&operation, outcome, started.elapsed());
-            with_request_id(render(StatusCode::OK, &response, format), &id)
+            let mut resp = render(status, &response, format);
+            if let Some(secs) = retry_after {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            with_request_id(resp, &id)
         }
         Ok(Answer::Replayed(body)) => {
             state
@@ -397,9 +541,33 @@ async fn handle(
             state
                 .metrics
                 .observe(&operation, r.outcome, started.elapsed());
-            r.into_response(shape, format, &id)
+            with_standing(&state, budget.as_ref(), r).into_response(shape, format, &id)
         }
     }
+}
+
+/// Puts `extensions.rateLimit` on every response of a batch: each
+/// operation's cost and where the clinic stands. Returns, when operations
+/// were refused by the cost budget, the seconds to retry after and whether
+/// all of them were.
+fn stamp_budget(
+    response: &mut BatchResponse,
+    standing: &Standing,
+    charged: &[Charged],
+) -> Option<(u32, bool)> {
+    let responses: Vec<&mut Response> = match response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+    };
+    let count = responses.len();
+    for (i, r) in responses.into_iter().enumerate() {
+        let cost = charged.get(i).map_or(0, |c| c.cost);
+        r.extensions
+            .insert(RATE_LIMIT_EXTENSION.to_owned(), standing.value(cost));
+    }
+    let refused: Vec<u32> = charged.iter().filter_map(|c| c.refused).collect();
+    let longest = refused.iter().copied().max()?;
+    Some((longest, refused.len() == count))
 }
 
 /// The request, from token to commit.
@@ -410,14 +578,16 @@ async fn handle(
 /// (an error outside a savepoint, a statement timeout, a lost connection),
 /// no operation's result is returned: the whole request answers
 /// INTERNAL / NOT_COMMITTED, and nothing of it was saved.
-async fn run(
-    state: &AppState,
-    addr: SocketAddr,
-    headers: &HeaderMap,
-    batch: BatchRequest,
-    via: Via,
-    id: &str,
-) -> Result<Answer, Refusal> {
+async fn run(state: &AppState, request: Incoming, id: &str) -> Result<Answer, Refusal> {
+    let Incoming {
+        addr,
+        headers,
+        batch,
+        via,
+        token,
+        budget,
+    } = request;
+    let headers = &headers;
     let size = match &batch {
         BatchRequest::Single(_) => 1,
         BatchRequest::Batch(items) => items.len(),
@@ -532,14 +702,12 @@ async fn run(
     // A login starts from nobody: a token the client still sends (an old
     // one, say) plays no part in it.
     let logs_in = prepared.len() == 1 && prepared.iter().flatten().all(|p| p.logs_in);
-    let claims = match bearer(headers) {
+    let claims = match token {
         _ if logs_in => None,
-        Bearer::None => None,
-        Bearer::Token(token) => Some(state.tokens.verify(token).map_err(|err| {
-            tracing::info!(error = %err, "token refused");
-            Refusal::unauthenticated("invalid or expired token")
-        })?),
-        Bearer::Malformed => {
+        Token::None => None,
+        Token::Verified(claims) => Some(claims),
+        Token::Refused => return Err(Refusal::unauthenticated("invalid or expired token")),
+        Token::Malformed => {
             return Err(Refusal::unauthenticated(
                 "the Authorization header must be `Bearer <token>`",
             ));
@@ -548,6 +716,68 @@ async fn run(
     let meta = RequestMeta {
         impersonate: meta.impersonate.filter(|_| !logs_in),
         ..meta
+    };
+
+    // Near the end of a clinic's points, an operation's cost is found before
+    // a transaction is opened for it: one the clinic cannot afford is
+    // refused without costing the database anything. (A super admin acting
+    // in the clinic is never refused.)
+    let mut prepared = prepared;
+    let mut refused_early: Vec<Option<Charged>> = vec![None; prepared.len()];
+    if let (Some(b), Some(_), None) = (budget, &claims, meta.impersonate) {
+        let max_cost = u64::try_from(state.config.max_query_complexity).unwrap_or(u64::MAX);
+        if state.budgets.short_of_points(b.clinic, max_cost) {
+            for (p, early) in prepared.iter_mut().zip(refused_early.iter_mut()) {
+                let Ok(op) = p else { continue };
+                let Some(cost) = crate::budgets::cost_of(&state.schema, &mut op.request).await
+                else {
+                    continue;
+                };
+                if let Err(refused) = state.budgets.afford(b.clinic, cost) {
+                    *early = Some(Charged {
+                        cost,
+                        refused: Some(refused.retry_after),
+                    });
+                    *p = Err(refused.error().into_server_error());
+                }
+            }
+            if refused_early.iter().any(Option::is_some) && prepared.iter().all(Result::is_err) {
+                let mut responses: Vec<Response> = prepared
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .map(|err| Response::from_errors(vec![err]))
+                    .collect();
+                let charged = refused_early
+                    .into_iter()
+                    .map(Option::unwrap_or_default)
+                    .collect();
+                let mut response = match batch {
+                    Shape::Single => BatchResponse::Single(responses.pop().unwrap_or_default()),
+                    Shape::Batch(_) => BatchResponse::Batch(responses),
+                };
+                finalize(&mut response, id);
+                return Ok(Answer::Executed(Box::new(response), charged));
+            }
+        }
+    }
+
+    // One clinic holds at most BUDGET_MAX_IN_FLIGHT of this server's
+    // transactions at once: its other requests wait their turn here, not
+    // on the pool (where every clinic's requests wait together).
+    let _slot = match budget {
+        Some(b) => state
+            .budgets
+            .enter(
+                b.clinic,
+                Duration::from_millis(state.config.execution_timeout_ms),
+            )
+            .await
+            .map_err(|()| {
+                Refusal::unavailable(
+                    "the clinic has as many requests in progress as it may; retry shortly",
+                )
+            })?,
+        None => None,
     };
 
     // Queries of a signed-in session that has not just written read from
@@ -641,6 +871,12 @@ async fn run(
         }
     }
 
+    // Each operation's cost is charged to the clinic before it runs (see
+    // `budgets::CostCharge`): a super admin acting in it only counts.
+    let exempt = viewer.actor.as_ref().is_some_and(|a| a.impersonating);
+    let charging = budget
+        .filter(|_| claims.is_some())
+        .map(|b| (b.clinic, exempt));
     let primary_meta = read_on_replica.then(|| (meta.clone(), viewer.clone()));
     let scope = Arc::new(RequestScope::new(tx.clone(), viewer, meta));
     let loaders = Arc::new(Loaders::new(&tx, scope.viewer.actor.as_ref()));
@@ -650,7 +886,8 @@ async fn run(
     let limit = Duration::from_millis(state.config.execution_timeout_ms);
     let execution = async {
         let mut responses = Vec::with_capacity(prepared.len());
-        for p in prepared {
+        let mut charged = Vec::with_capacity(prepared.len());
+        for (p, early) in prepared.into_iter().zip(refused_early) {
             let response = match p {
                 Ok(mut p) => {
                     let span = tracing::debug_span!(
@@ -659,18 +896,29 @@ async fn run(
                         kind = if p.is_mutation { "mutation" } else { "query" },
                     );
                     p.request = p.request.data(scope.clone()).data(loaders.clone());
-                    loaders
+                    let charge = charging.map(|(clinic, exempt)| {
+                        Arc::new(OperationBudget::new(state.budgets.clone(), clinic, exempt))
+                    });
+                    if let Some(charge) = &charge {
+                        p.request = p.request.data(charge.clone());
+                    }
+                    let response = loaders
                         .drive(state.preparation.execute(&state.schema, p))
                         .instrument(span)
-                        .await
+                        .await;
+                    charged.push(charge.map(|c| c.charged()).unwrap_or_default());
+                    response
                 }
-                Err(err) => Response::from_errors(vec![err]),
+                Err(err) => {
+                    charged.push(early.unwrap_or_default());
+                    Response::from_errors(vec![err])
+                }
             };
             responses.push(response);
         }
-        responses
+        (responses, charged)
     };
-    let Ok(mut responses) = tokio::time::timeout(limit, execution).await else {
+    let Ok((mut responses, charged)) = tokio::time::timeout(limit, execution).await else {
         tracing::error!(
             timeout_ms = state.config.execution_timeout_ms,
             "the request's operations did not finish in time; rolling back"
@@ -702,7 +950,7 @@ async fn run(
             &break_glass,
         )
         .await
-        .map(|()| Answer::Executed(response));
+        .map(|()| Answer::Executed(Box::new(response), charged));
     }
     if let Some(key) = &idempotency_key {
         let stored = serde_json::to_string(&response).map_err(|err| {
@@ -727,7 +975,7 @@ async fn run(
             {
                 replica.wrote(claims.sid);
             }
-            Ok(Answer::Executed(response))
+            Ok(Answer::Executed(Box::new(response), charged))
         }
         Err(err) => Err(commit_refusal(err)),
     }

@@ -12,6 +12,7 @@
 // layout goes deeper than the default limit of 128.
 #![recursion_limit = "256"]
 
+pub mod budgets;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -12,6 +12,7 @@ use sea_orm::sqlx::postgres::PgPool;
 use service::auth::{AttemptLimits, LoginSettings};
 use service::tx::Counter;
 
+use crate::budgets::{self, Budgets};
 use crate::config::{Config, Environment};
 use crate::db;
 use crate::graphql::limits::OperationLimits;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Live-update sockets and the events they deliver.
     pub live: Arc<crate::live::Live>,
+    /// Every clinic's request and cost budget, as this server counts it.
+    pub budgets: Arc<Budgets>,
 }
 
 impl AppState {
@@ -87,6 +90,16 @@ impl AppState {
             db::direct_options(&config, owner_url)?,
             Duration::from_millis(config.db_acquire_timeout_ms),
         );
+        // The budgets' counts are synchronised on a direct connection of
+        // their own, never waiting behind requests or logins.
+        let budgets = Arc::new(Budgets::new(
+            budgets::Settings::of(&config),
+            db::side_pool(
+                db::direct_options(&config, owner_url)?,
+                Duration::from_millis(config.db_acquire_timeout_ms),
+            ),
+        ));
+        budgets.spawn_sync();
         let db = db::connect_runtime(
             opts,
             &tx_options,
@@ -177,6 +190,7 @@ impl AppState {
             )),
             tokens,
             live,
+            budgets,
         })
     }
 }

@@ -80,6 +80,7 @@ const MIGRATIONS: &[SqlMigration] = sql_migrations![
     "0023_tenant_primary_keys",
     "0024_read_events",
     "0025_break_glass",
+    "0026_clinic_budgets",
 ];
 
 /// The name of the role the server runs as (created by the first migration).

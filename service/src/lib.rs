@@ -19,6 +19,7 @@ pub mod audit_partitions;
 pub mod auth;
 pub mod authorizations;
 pub mod break_glass;
+pub mod budgets;
 pub mod care_team;
 pub mod claims;
 pub mod clinic;

@@ -3,6 +3,7 @@
 
 pub mod batches;
 pub mod break_glass;
+pub mod budgets;
 pub mod cache;
 pub mod facilities;
 pub mod inputs;
@@ -108,6 +109,10 @@ pub fn build(
         .data(break_glass::BreakGlassLimit {
             max_minutes: config.break_glass_max_minutes,
         })
+        .data(crate::budgets::Settings::of(config))
+        // Charges each operation's cost to its clinic's budget once
+        // validation has computed it, before it runs.
+        .extension(crate::budgets::CostCharge::default())
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(config.max_query_depth.max(32));

@@ -56,6 +56,7 @@ pub struct Mutation(
     super::messaging::MessagingMutation,
     super::break_glass::BreakGlassMutation,
     super::mfa::MfaMutation,
+    super::budgets::BudgetMutation,
 );
 
 #[derive(Default)]

@@ -275,7 +275,8 @@ impl Connection {
             tokio::select! {
                 read_result = read(source) => match read_result {
                     Read::Message(m) => {
-                        if let Err(close) = self.on_message(m, &mut subs, out).await {
+                        let clinic = subscriber.claims.org;
+                        if let Err(close) = self.on_message(m, clinic, &mut subs, out).await {
                             return close;
                         }
                     }
@@ -370,6 +371,7 @@ impl Connection {
     async fn on_message(
         &self,
         message: ClientMessage,
+        clinic: uuid::Uuid,
         subs: &mut HashMap<String, Sub>,
         out: &Outbox,
     ) -> Result<(), Close> {
@@ -395,6 +397,17 @@ impl Connection {
                         ErrorCode::RateLimited,
                         "too many subscriptions on this socket (LIVE_MAX_SUBSCRIPTIONS)",
                     );
+                    return send(
+                        out,
+                        text(json!({"type": "error", "id": id, "payload": [err]})),
+                    );
+                }
+                // A subscription counts as one request of the clinic's
+                // budget; its deliveries do not (the writes they announce
+                // were counted where they were made).
+                if let Err(refused) = self.state.budgets.admit(clinic, false) {
+                    let mut err = server_error_json(&refused.error().into_server_error());
+                    err["extensions"]["retryAfter"] = json!(refused.retry_after);
                     return send(
                         out,
                         text(json!({"type": "error", "id": id, "payload": [err]})),

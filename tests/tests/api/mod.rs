@@ -6,6 +6,7 @@ mod auth;
 mod billing;
 mod billing_accounts;
 mod break_glass;
+mod budgets;
 mod care_team;
 mod claims;
 mod clients;

@@ -6,6 +6,7 @@ pub mod appointment;
 pub mod audit;
 pub mod billing;
 pub mod break_glass;
+pub mod budget;
 pub mod care_team;
 pub mod claim;
 pub mod clinic;

@@ -73,6 +73,21 @@ impl Organization {
             .gql()?;
         Ok(super::payment::ClinicSubscription(sub))
     }
+    /// What the clinic may spend per minute, all servers together, and
+    /// whether a super admin set its own limits (ADMIN; anyone else is
+    /// FORBIDDEN, reason ROLE). Where it stands in the current window is in
+    /// every response's `extensions.rateLimit`.
+    async fn budget(&self, ctx: &Context<'_>) -> GqlResult<super::budget::ClinicBudget> {
+        let actor = ctx.actor()?;
+        if actor.tenant.into_uuid() != self.0.id {
+            // Another of the user's clinics: its budget is read there.
+            return Err(ApiError::not_found().into());
+        }
+        let scope = ctx.scope()?;
+        let own = service::budgets::of_clinic(&scope.tx, actor).await.gql()?;
+        let settings = *ctx.shared::<crate::budgets::Settings>()?;
+        Ok(super::budget::ClinicBudget { own, settings })
+    }
     /// Active memberships (staff only; null for patients and proxies).
     async fn member_count(&self, ctx: &Context<'_>) -> GqlResult<Option<i32>> {
         Ok(self.staff(ctx)?.then_some(self.0.member_count))
