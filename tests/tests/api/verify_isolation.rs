@@ -53,8 +53,9 @@ fn runtime_url(app: &TestApp) -> String {
 
 /// A digest of each table's rows of clinic B (and of B's own row), read
 /// as the owner. Left out: `audit_events`, where B's own readings of its
-/// data are recorded, and `user_sessions`, where they move B's session's
-/// last activity — both B's own doing, with B's token.
+/// data are recorded, `user_sessions`, where they move B's session's last
+/// activity, and `clinic_budget_usage`, where they are counted against B's
+/// budget — all B's own doing, with B's token.
 async fn clinic_b_rows(owner: &PgPool, b: Uuid) -> Vec<(String, Option<String>)> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c \
@@ -62,7 +63,7 @@ async fn clinic_b_rows(owner: &PgPool, b: Uuid) -> Vec<(String, Option<String>)>
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'organization_id' \
               AND NOT a.attisdropped \
          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
-           AND c.relname NOT IN ('audit_events', 'user_sessions') \
+           AND c.relname NOT IN ('audit_events', 'user_sessions', 'clinic_budget_usage') \
          ORDER BY 1",
     )
     .fetch_all(owner)
