@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
 use async_graphql::{ServerError, ValidationResult, Value};
 use sea_orm::DatabaseConnection;
@@ -57,6 +59,10 @@ pub struct Settings {
     pub window_seconds: u32,
     /// How often the counts are synchronised.
     pub sync_every: Duration,
+    /// How long a refusal waits before it is answered.
+    pub refusal_delay: Duration,
+    /// Transactions one clinic may hold at once on this server (0: any).
+    pub max_in_flight: u32,
 }
 
 impl Settings {
@@ -66,6 +72,12 @@ impl Settings {
             points_per_minute: config.budget_points_per_minute,
             window_seconds: config.budget_window_seconds.max(1),
             sync_every: Duration::from_millis(config.budget_sync_ms.max(1)),
+            refusal_delay: Duration::from_millis(config.budget_refusal_delay_ms),
+            max_in_flight: config.budget_max_in_flight.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+                    .max(2)
+            }),
         }
     }
 
@@ -115,10 +127,12 @@ struct Clinic {
     /// The clinic's own limits, as of the last sync.
     own: Overrides,
     last_seen: Instant,
+    /// Its transactions in flight on this server, when they are capped.
+    slots: Option<Arc<Semaphore>>,
 }
 
 impl Clinic {
-    fn new(window: u64) -> Self {
+    fn new(window: u64, max_in_flight: u32) -> Self {
         Self {
             window,
             synced: Usage::default(),
@@ -126,7 +140,17 @@ impl Clinic {
             pending: Usage::default(),
             own: Overrides::default(),
             last_seen: Instant::now(),
+            slots: (max_in_flight > 0).then(|| Arc::new(Semaphore::new(max_in_flight as usize))),
         }
+    }
+
+    /// Neither seen for `idle` nor holding a transaction.
+    fn forgettable(&self, idle: Duration) -> bool {
+        self.last_seen.elapsed() >= idle
+            && self
+                .slots
+                .as_ref()
+                .is_none_or(|s| Arc::strong_count(s) == 1)
     }
 
     /// Starts `window` afresh when it is a new one.
@@ -321,7 +345,9 @@ impl Budgets {
     fn admit_at(&self, clinic: Uuid, exempt: bool, now: Duration) -> Result<(), Refused> {
         let window = self.window_of(now);
         let mut clinics = self.clinics();
-        let state = clinics.entry(clinic).or_insert_with(|| Clinic::new(window));
+        let state = clinics
+            .entry(clinic)
+            .or_insert_with(|| Clinic::new(window, self.settings.max_in_flight));
         state.roll(window);
         state.last_seen = Instant::now();
         let standing = self.standing_of(state, now);
@@ -353,7 +379,9 @@ impl Budgets {
     ) -> Result<(), Refused> {
         let window = self.window_of(now);
         let mut clinics = self.clinics();
-        let state = clinics.entry(clinic).or_insert_with(|| Clinic::new(window));
+        let state = clinics
+            .entry(clinic)
+            .or_insert_with(|| Clinic::new(window, self.settings.max_in_flight));
         state.roll(window);
         let standing = self.standing_of(state, now);
         if !exempt && standing.points_remaining.is_some_and(|left| cost > left) {
@@ -373,7 +401,7 @@ impl Budgets {
                 state.roll(window);
                 self.standing_of(state, now)
             }
-            None => self.standing_of(&Clinic::new(window), now),
+            None => self.standing_of(&Clinic::new(window, 0), now),
         }
     }
 
@@ -387,7 +415,7 @@ impl Budgets {
         let idle = IDLE.max(Duration::from_secs(2 * window_secs));
         let spent: Vec<Spent> = {
             let mut clinics = self.clinics();
-            clinics.retain(|_, c| c.last_seen.elapsed() < idle);
+            clinics.retain(|_, c| !c.forgettable(idle));
             clinics
                 .iter_mut()
                 .map(|(id, c)| {
@@ -468,6 +496,46 @@ impl Budgets {
                 budgets.sync().await;
             }
         })
+    }
+
+    /// A place among the clinic's transactions in flight on this server,
+    /// waiting at most `wait` for one (`Err`: none came); `None` when they
+    /// are not capped. Held until the request's transaction ends.
+    pub async fn enter(
+        &self,
+        clinic: Uuid,
+        wait: Duration,
+    ) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        let slots = {
+            let window = self.window_of(clock());
+            let mut clinics = self.clinics();
+            clinics
+                .entry(clinic)
+                .or_insert_with(|| Clinic::new(window, self.settings.max_in_flight))
+                .slots
+                .clone()
+        };
+        let Some(slots) = slots else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(wait, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(()),
+        }
+    }
+
+    /// Waits before a refusal is answered (BUDGET_REFUSAL_DELAY_MS, never
+    /// past the end of the window that ends at `reset_at`), and returns the
+    /// seconds then left to that end, for `Retry-After` (at least 1).
+    pub async fn pause_before_refusing(&self, reset_at: u64) -> u32 {
+        let left = |now: Duration| Duration::from_secs(reset_at).saturating_sub(now);
+        let pause = self.settings.refusal_delay.min(left(clock()));
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        u32::try_from(left(clock()).as_millis().div_ceil(1000))
+            .unwrap_or(u32::MAX)
+            .max(1)
     }
 
     /// Clinics this server keeps counts of.
@@ -552,12 +620,68 @@ impl Extension for ChargeCost {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
+        if let Some(probe) = ctx.data_opt::<Arc<CostProbe>>() {
+            probe.cost.store(
+                u64::try_from(result.complexity).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            // A probe only measures: nothing runs.
+            return Err(Vec::new());
+        }
         if let Some(op) = ctx.data_opt::<Arc<OperationBudget>>() {
             let cost = u64::try_from(result.complexity).unwrap_or(u64::MAX);
             op.charge(cost)
                 .map_err(|refused| vec![refused.error().into_server_error()])?;
         }
         Ok(result)
+    }
+}
+
+/// Set on a copy of an operation whose cost is wanted without running it:
+/// validation computes the cost, and [`CostCharge`] stops there.
+struct CostProbe {
+    cost: AtomicU64,
+}
+
+/// What `request` would cost (async-graphql's complexity), found by
+/// validating a copy of it that does not run; `None` when it is not valid
+/// (its own run reports why).
+pub async fn cost_of(
+    schema: &crate::graphql::CaregateSchema,
+    request: &mut async_graphql::Request,
+) -> Option<u64> {
+    let document = request.parsed_query().ok()?.clone();
+    let mut copy =
+        async_graphql::Request::new(request.query.clone()).variables(request.variables.clone());
+    copy.operation_name = request.operation_name.clone();
+    copy.set_parsed_query(document);
+    let probe = Arc::new(CostProbe {
+        cost: AtomicU64::new(u64::MAX),
+    });
+    let response = schema.execute(copy.data(probe.clone())).await;
+    let cost = probe.cost.load(Ordering::Relaxed);
+    (response.errors.is_empty() && cost != u64::MAX).then_some(cost)
+}
+
+impl Budgets {
+    /// Whether an operation's cost must be known before a transaction is
+    /// opened for it: the clinic has points left, yet fewer than the
+    /// costliest operation allowed (MAX_QUERY_COMPLEXITY).
+    pub fn short_of_points(&self, clinic: Uuid, max_cost: u64) -> bool {
+        self.standing(clinic)
+            .points_remaining
+            .is_some_and(|left| left < max_cost)
+    }
+
+    /// Refuses an operation of `cost` the clinic cannot afford now, without
+    /// charging anything (the operation's run charges it).
+    pub fn afford(&self, clinic: Uuid, cost: u64) -> Result<(), Refused> {
+        let now = clock();
+        let standing = self.standing(clinic);
+        if standing.points_remaining.is_some_and(|left| cost > left) {
+            return Err(self.refused(Budget::Points, cost, standing, now));
+        }
+        Ok(())
     }
 }
 
@@ -573,6 +697,8 @@ mod tests {
                 points_per_minute,
                 window_seconds,
                 sync_every: Duration::from_millis(250),
+                refusal_delay: Duration::ZERO,
+                max_in_flight: 0,
             },
             db,
         )
@@ -638,6 +764,57 @@ mod tests {
         // Spent: further requests are refused before they are read.
         let early = b.admit_at(CLINIC, false, t).expect_err("no points left");
         assert_eq!(early.budget, Budget::Points);
+    }
+
+    #[tokio::test]
+    async fn a_clinic_holds_at_most_its_share_of_transactions_and_others_are_not_held_back() {
+        let mut b = budgets(0, 0, 60);
+        b.settings.max_in_flight = 1;
+        let wait = Duration::from_millis(50);
+        let first = b
+            .enter(CLINIC, wait)
+            .await
+            .expect("a place")
+            .expect("capped");
+        assert!(
+            b.enter(CLINIC, wait).await.is_err(),
+            "the clinic's one place is taken"
+        );
+        let other = b.enter(OTHER, wait).await.expect("another clinic's place");
+        assert!(other.is_some());
+        // Not forgotten while it holds a place, however idle.
+        assert!(!b.clinics()[&CLINIC].forgettable(Duration::ZERO));
+        drop(first);
+        assert!(b.clinics()[&CLINIC].forgettable(Duration::ZERO));
+        let again = b.enter(CLINIC, wait).await.expect("free again");
+        assert!(again.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_keeps_the_counts_and_they_are_still_enforced() {
+        // A connection that is not there: every sync fails. (Tried again
+        // should a window end in the middle.)
+        for _ in 0..3 {
+            let b = budgets(2, 0, 60);
+            let window = b.window_of(clock());
+            b.admit(CLINIC, false).expect("first");
+            b.sync().await;
+            let (pending, sending) = {
+                let clinics = b.clinics();
+                (clinics[&CLINIC].pending, clinics[&CLINIC].sending)
+            };
+            let second = b.admit(CLINIC, false);
+            let third = b.admit(CLINIC, false);
+            if b.window_of(clock()) != window {
+                continue;
+            }
+            assert_eq!(pending.requests, 1, "kept for the next sync");
+            assert_eq!(sending.requests, 0);
+            second.expect("second");
+            assert!(third.is_err(), "enforced on this server alone");
+            return;
+        }
+        panic!("three windows ended during the test");
     }
 
     #[test]

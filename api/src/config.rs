@@ -364,6 +364,22 @@ pub struct Config {
     #[arg(long, env = "BUDGET_SYNC_MS", default_value_t = 250)]
     pub budget_sync_ms: u64,
 
+    /// A request refused by its clinic's budget is answered after this
+    /// many milliseconds (never past the end of the window), so that a
+    /// client retrying without honouring Retry-After retries about once
+    /// per pause per connection instead of as fast as the server can
+    /// refuse. 0: at once.
+    #[arg(long, env = "BUDGET_REFUSAL_DELAY_MS", default_value_t = 1000)]
+    pub budget_refusal_delay_ms: u64,
+
+    /// Transactions one clinic's requests may hold at once on this server:
+    /// its other requests wait their turn (at most EXECUTION_TIMEOUT_MS,
+    /// then UNAVAILABLE), so that one clinic cannot take every connection
+    /// and core while others wait. Default: the server's CPU cores, at
+    /// least 2. 0: no limit.
+    #[arg(long, env = "BUDGET_MAX_IN_FLIGHT")]
+    pub budget_max_in_flight: Option<u32>,
+
     /// Failed logins allowed per email in a 15-minute window; more: RATE_LIMITED.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_EMAIL", default_value_t = 5)]
     pub login_attempts_per_email: u32,
@@ -476,6 +492,10 @@ impl Config {
         anyhow::ensure!(
             (10..=60_000).contains(&self.budget_sync_ms),
             "BUDGET_SYNC_MS must be 10 to 60000"
+        );
+        anyhow::ensure!(
+            self.budget_refusal_delay_ms <= 60_000,
+            "BUDGET_REFUSAL_DELAY_MS must be at most 60000"
         );
         anyhow::ensure!(
             self.idempotency_ttl_hours > 0,

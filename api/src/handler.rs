@@ -111,10 +111,16 @@ pub async fn graphql(
             let impersonating = headers.contains_key(IMPERSONATE_HEADER);
             match state.budgets.admit(claims.org, impersonating) {
                 Ok(()) => Some(RequestBudget { clinic: claims.org }),
-                Err(refused) => {
-                    let _enter = span.enter();
-                    tracing::debug!(reason = ?refused.budget, "refused by the clinic's budget");
+                Err(mut refused) => {
+                    {
+                        let _enter = span.enter();
+                        tracing::debug!(reason = ?refused.budget, "refused by the clinic's budget");
+                    }
                     state.metrics.observe("", "rate_limited", Duration::ZERO);
+                    refused.retry_after = state
+                        .budgets
+                        .pause_before_refusing(refused.standing.reset_at)
+                        .await;
                     return Refusal::budget(&refused).into_response(Shape::Single, format, &id);
                 }
             }
@@ -485,6 +491,8 @@ async fn handle(
                     retry_after = Some(secs);
                     if all {
                         status = StatusCode::TOO_MANY_REQUESTS;
+                        retry_after =
+                            Some(state.budgets.pause_before_refusing(standing.reset_at).await);
                     }
                 }
             }
@@ -699,6 +707,68 @@ async fn run(state: &AppState, request: Incoming, id: &str) -> Result<Answer, Re
         ..meta
     };
 
+    // Near the end of a clinic's points, an operation's cost is found before
+    // a transaction is opened for it: one the clinic cannot afford is
+    // refused without costing the database anything. (A super admin acting
+    // in the clinic is never refused.)
+    let mut prepared = prepared;
+    let mut refused_early: Vec<Option<Charged>> = vec![None; prepared.len()];
+    if let (Some(b), Some(_), None) = (budget, &claims, meta.impersonate) {
+        let max_cost = u64::try_from(state.config.max_query_complexity).unwrap_or(u64::MAX);
+        if state.budgets.short_of_points(b.clinic, max_cost) {
+            for (p, early) in prepared.iter_mut().zip(refused_early.iter_mut()) {
+                let Ok(op) = p else { continue };
+                let Some(cost) = crate::budgets::cost_of(&state.schema, &mut op.request).await
+                else {
+                    continue;
+                };
+                if let Err(refused) = state.budgets.afford(b.clinic, cost) {
+                    *early = Some(Charged {
+                        cost,
+                        refused: Some(refused.retry_after),
+                    });
+                    *p = Err(refused.error().into_server_error());
+                }
+            }
+            if refused_early.iter().any(Option::is_some) && prepared.iter().all(Result::is_err) {
+                let mut responses: Vec<Response> = prepared
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .map(|err| Response::from_errors(vec![err]))
+                    .collect();
+                let charged = refused_early
+                    .into_iter()
+                    .map(Option::unwrap_or_default)
+                    .collect();
+                let mut response = match batch {
+                    Shape::Single => BatchResponse::Single(responses.pop().unwrap_or_default()),
+                    Shape::Batch(_) => BatchResponse::Batch(responses),
+                };
+                finalize(&mut response, id);
+                return Ok(Answer::Executed(Box::new(response), charged));
+            }
+        }
+    }
+
+    // One clinic holds at most BUDGET_MAX_IN_FLIGHT of this server's
+    // transactions at once: its other requests wait their turn here, not
+    // on the pool (where every clinic's requests wait together).
+    let _slot = match budget {
+        Some(b) => state
+            .budgets
+            .enter(
+                b.clinic,
+                Duration::from_millis(state.config.execution_timeout_ms),
+            )
+            .await
+            .map_err(|()| {
+                Refusal::unavailable(
+                    "the clinic has as many requests in progress as it may; retry shortly",
+                )
+            })?,
+        None => None,
+    };
+
     // Queries of a signed-in session that has not just written read from
     // the replica, when there is one (see `replica`); should it be
     // unreachable or behind on the session, the primary serves them.
@@ -790,7 +860,7 @@ async fn run(state: &AppState, request: Incoming, id: &str) -> Result<Answer, Re
     let execution = async {
         let mut responses = Vec::with_capacity(prepared.len());
         let mut charged = Vec::with_capacity(prepared.len());
-        for p in prepared {
+        for (p, early) in prepared.into_iter().zip(refused_early) {
             let response = match p {
                 Ok(mut p) => {
                     let span = tracing::debug_span!(
@@ -813,7 +883,7 @@ async fn run(state: &AppState, request: Incoming, id: &str) -> Result<Answer, Re
                     response
                 }
                 Err(err) => {
-                    charged.push(Charged::default());
+                    charged.push(early.unwrap_or_default());
                     Response::from_errors(vec![err])
                 }
             };

@@ -161,7 +161,13 @@ async fn run_flood(
         .context("building the HTTP client")?;
     let log = target.join("tmp").join("caregate-flood-server.log");
     let cache = args.flood_cache_bytes.map(|b| b.to_string());
-    let mut env = Vec::new();
+    // The flood is one clinic's thousands of documents: its budget would
+    // refuse most of them before they are parsed, which is not what this
+    // measures.
+    let mut env = vec![
+        ("BUDGET_REQUESTS_PER_MINUTE", "0"),
+        ("BUDGET_POINTS_PER_MINUTE", "0"),
+    ];
     if let Some(bytes) = &cache {
         env.push(("DOCUMENT_CACHE_BYTES", bytes.as_str()));
     }
@@ -289,7 +295,13 @@ async fn run(args: Args) -> Result<()> {
         let database = bench_url.rsplit('/').next().unwrap_or_default();
         format!("postgres://caregate_app@{bouncer}/{database}")
     });
-    let mut env = vec![("MAX_QUERY_COMPLEXITY", "1000000")];
+    // One clinic's load here is far beyond any sensible clinic budget:
+    // budgets are counted (as in production) but limit nothing.
+    let mut env = vec![
+        ("MAX_QUERY_COMPLEXITY", "1000000"),
+        ("BUDGET_REQUESTS_PER_MINUTE", "0"),
+        ("BUDGET_POINTS_PER_MINUTE", "0"),
+    ];
     if let Some(url) = &pooled_url {
         progress(
             t0,

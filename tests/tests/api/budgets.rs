@@ -102,6 +102,9 @@ async fn fresh_window(app: &TestApp, token: &str, secs: f64) -> Reply {
     probe
 }
 
+/// Refusals are answered after this pause.
+const PAUSE: Duration = Duration::from_millis(200);
+
 /// Budgets of `requests` and `points` per minute (0: none), counted per
 /// minute and synchronised every 50 ms.
 fn budget(requests: u32, points: u32) -> impl FnOnce(&mut caregate::config::Config) + Clone {
@@ -110,6 +113,7 @@ fn budget(requests: u32, points: u32) -> impl FnOnce(&mut caregate::config::Conf
         c.budget_points_per_minute = points;
         c.budget_window_seconds = 60;
         c.budget_sync_ms = 50;
+        c.budget_refusal_delay_ms = PAUSE.as_millis() as u64;
     }
 }
 
@@ -185,8 +189,14 @@ async fn past_the_request_budget_a_request_is_refused_with_429_before_anything_r
         "variables": { "n": crate::support::valid_npi(424_242) },
     });
     let statements = app.statements();
+    let started = Instant::now();
     let refused = send(&app, Some(&admin), None, create.clone()).await;
     refused.refused_by("REQUEST_BUDGET");
+    assert!(
+        started.elapsed() >= PAUSE,
+        "a refusal is answered after BUDGET_REFUSAL_DELAY_MS: {:?}",
+        started.elapsed()
+    );
     assert!(refused.body["data"].is_null(), "{}", refused.body);
     assert_eq!(refused.number("requestsRemaining"), 0);
     assert_eq!(refused.number("requestLimit"), 3);
@@ -232,8 +242,14 @@ async fn the_cost_budget_refuses_an_expensive_query_while_a_cheap_one_still_fits
     let remaining = last.number("remaining");
     assert!(remaining >= 2, "room left for a cheap one: {remaining}");
 
+    let statements = app.statements();
     let refused = query(&app, &token, EXPENSIVE).await;
     refused.refused_by("COST_BUDGET");
+    assert_eq!(
+        app.statements(),
+        statements,
+        "an operation the clinic cannot afford costs no database round trip"
+    );
     assert!(
         refused.body["data"].is_null(),
         "it did not run: {}",
