@@ -398,7 +398,7 @@ struct Workload {
 impl Workload {
     /// The n-th request of a client: a chart, or a page of patients.
     async fn send(&self, client: &reqwest::Client, n: usize) -> Result<Value, String> {
-        let body = if n % 2 == 0 {
+        let body = if n.is_multiple_of(2) {
             let id = self.patients[n / 2 % self.patients.len()];
             json!({ "query": CHART, "variables": { "id": id } })
         } else {
