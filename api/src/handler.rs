@@ -562,8 +562,10 @@ fn stamp_budget(
     let count = responses.len();
     for (i, r) in responses.into_iter().enumerate() {
         let cost = charged.get(i).map_or(0, |c| c.cost);
+        // Kept when already there (an idempotent answer, stamped as stored).
         r.extensions
-            .insert(RATE_LIMIT_EXTENSION.to_owned(), standing.value(cost));
+            .entry(RATE_LIMIT_EXTENSION.to_owned())
+            .or_insert_with(|| standing.value(cost));
     }
     let refused: Vec<u32> = charged.iter().filter_map(|c| c.refused).collect();
     let longest = refused.iter().copied().max()?;
@@ -953,6 +955,11 @@ async fn run(state: &AppState, request: Incoming, id: &str) -> Result<Answer, Re
         .map(|()| Answer::Executed(Box::new(response), charged));
     }
     if let Some(key) = &idempotency_key {
+        // Stored as it is sent, budget figures included: a retry gets the
+        // first answer exactly.
+        if let Some(b) = budget {
+            stamp_budget(&mut response, &state.budgets.standing(b.clinic), &charged);
+        }
         let stored = serde_json::to_string(&response).map_err(|err| {
             tracing::error!(error = %err, "serializing an idempotent response");
             Refusal::not_committed()
